@@ -1,0 +1,3 @@
+from mrsmon.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,182 @@
+"""The `mrsmon` command: parse first, then import only the subcommand that runs.
+
+Each subcommand's body lives in `mrsmon/commands/<name>.py` as `run(args) -> int`, so `mrsmon --help`
+is instant and `mrsmon agent` never imports Qt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from mrsmon import __version__
+
+DEFAULT_LISTEN = "tcp://127.0.0.1:5555"
+DEFAULT_PUBLISH = "tcp://127.0.0.1:5556"
+DEFAULT_CONTROL = "tcp://127.0.0.1:5557"
+
+
+class _Fmt(argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+def _sub(subs, name: str, help_: str, example: str) -> argparse.ArgumentParser:
+    return subs.add_parser(name, help=help_, description=f"{help_}\n\nexample:\n  {example}",
+                           formatter_class=_Fmt)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="mrsmon", formatter_class=_Fmt,
+        description="Real-time monitoring of functional MR spectroscopy: stream, store, fit, display.\n\n"
+                    "examples:\n  mrsmon demo                      # simulator + agent + display, a first look\n"
+                    "  mrsmon agent --sessions ./sessions\n"
+                    "  mrsmon simulate --protocol quick --speed max")
+    p.add_argument("--version", action="version", version=f"mrsmon {__version__}")
+    subs = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    s = _sub(subs, "agent", "Run the headless agent: receive transients, store them durably, fit blocks, publish.",
+             "mrsmon agent --listen tcp://127.0.0.1:5555 --sessions ./sessions")
+    s.add_argument("--listen", default=DEFAULT_LISTEN, help=f"data link to bind (default {DEFAULT_LISTEN})")
+    s.add_argument("--sessions", required=True, help="folder that holds one sub-folder per session")
+    s.add_argument("--publish", default=DEFAULT_PUBLISH, help=f"results PUB address (default {DEFAULT_PUBLISH})")
+    s.add_argument("--control", default=DEFAULT_CONTROL, help=f"control address (default {DEFAULT_CONTROL})")
+    s.add_argument("--keys", help="CURVE key folder from `mrsmon keygen` (required off loopback)")
+    s.add_argument("--basis", default="auto", help="basis for block fits: .BASIS file, FSL-MRS folder, or auto")
+    s.add_argument("--block", type=int, default=None, help="transients per block (default: from the plan)")
+    s.add_argument("--no-fit", action="store_true", help="store only; do not fit blocks")
+    s.add_argument("--credit", type=int, default=64, help="sender window granted (default 64)")
+    s.add_argument("--log-level", default="INFO")
+
+    s = _sub(subs, "simulate", "Play a session protocol as a scanner would, streaming to an agent.",
+             "mrsmon simulate --protocol ketamine-infusion --speed 60")
+    s.add_argument("--connect", default=DEFAULT_LISTEN, help=f"agent data address (default {DEFAULT_LISTEN})")
+    s.add_argument("--protocol", default="quick", help="session protocol name or .toml path (default quick)")
+    s.add_argument("--speed", default="1", help="time factor: 1 = real time, 60 = a minute per second, max")
+    s.add_argument("--transients", type=int, default=None, help="stop after N transients")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--session", default=None, help="session id (default: derived from protocol and seed)")
+    s.add_argument("--kit", default=None, help="blinded kit code (default: from the plan)")
+    s.add_argument("--condition", default=None, help="simulated arm (kept only in the truth file, never sent)")
+    s.add_argument("--coils", type=int, default=None, help="override the plan's coil count")
+    s.add_argument("--keys", help="folder with this client's CURVE key pair and the server's public key")
+    s.add_argument("--truth", default=None, help="write the ground truth here (default: beside nothing)")
+    s.add_argument("--fault", action="append", default=[],
+                   help="fault injection NAME[=VALUE]: drop, duplicate, reorder, delay_ms (repeatable)")
+    s.add_argument("--progress", action="store_true", help="print progress")
+
+    s = _sub(subs, "inspect", "Summarise a stored session (what was received, what is missing).",
+             "mrsmon inspect sessions/quick-0 --json")
+    s.add_argument("session_dir")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+
+    s = _sub(subs, "keygen", "Create CURVE keys: the agent's pair and one client pair in an allowed-clients folder.",
+             "mrsmon keygen ./keys")
+    s.add_argument("dir")
+    s.add_argument("--client", default="scanner", help="name of the client key pair (default scanner)")
+
+    s = _sub(subs, "demo", "Start agent, simulator and display together; headless without a display.",
+             "mrsmon demo --protocol quick --speed 30")
+    s.add_argument("--protocol", default="quick")
+    s.add_argument("--speed", default="30")
+    s.add_argument("--out", default="mrsmon-demo", help="folder for sessions, pictures and summary")
+    s.add_argument("--headless", action="store_true", help="no window even when a display exists")
+    s.add_argument("--seed", type=int, default=1)
+
+    s = _sub(subs, "basis", "Simulate a basis set (density matrix, ideal pulses) and write it.",
+             "mrsmon basis --field-mhz 123.2 --sequence press --te-ms 30 --points 2048 --bandwidth-hz 4000 --out b.BASIS")
+    s.add_argument("--field-mhz", type=float, required=True)
+    s.add_argument("--sequence", choices=["fid", "press", "steam", "slaser"], required=True)
+    s.add_argument("--te-ms", type=float, required=True)
+    s.add_argument("--te1-ms", type=float, default=None)
+    s.add_argument("--tm-ms", type=float, default=None)
+    s.add_argument("--points", type=int, required=True)
+    s.add_argument("--bandwidth-hz", type=float, required=True)
+    s.add_argument("--metabolites", default=None, help="comma-separated (default: the standard set)")
+    s.add_argument("--out", required=True, help="PATH.BASIS for LCModel, else an FSL-MRS folder")
+
+    s = _sub(subs, "fit", "Fit a NIfTI-MRS file (one spectrum or blocks of transients); JSON lines out.",
+             "mrsmon fit data.nii.gz --basis auto --block 32 --json")
+    s.add_argument("data")
+    s.add_argument("--basis", default="auto")
+    s.add_argument("--block", type=int, default=None, help="transients per block (default: all)")
+    s.add_argument("--water", default=None)
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--spectra", action="store_true", help="include spectrum arrays in the JSON")
+
+    s = _sub(subs, "gui", "Operator display: follow a live agent or review a stored session.",
+             "mrsmon gui --connect tcp://127.0.0.1")
+    s.add_argument("--connect", default=None, help="agent host, e.g. tcp://127.0.0.1 (ports 5556/5557)")
+    s.add_argument("--publish", default=DEFAULT_PUBLISH)
+    s.add_argument("--control", default=DEFAULT_CONTROL)
+    s.add_argument("--session", default=None, help="review a stored session folder")
+    s.add_argument("--screenshot", default=None, help="render to this PNG and exit")
+    s.add_argument("--size", default="1600x1000")
+    s.add_argument("--theme", choices=["dark", "light"], default="dark")
+    s.add_argument("--quit-after", type=float, default=None, help=argparse.SUPPRESS)
+
+    s = _sub(subs, "export", "Export a session as MRS-BIDS (NIfTI-MRS + events + derivatives).",
+             "mrsmon export sessions/quick-0 --bids ./bids")
+    s.add_argument("session_dir")
+    s.add_argument("--bids", required=True)
+
+    s = _sub(subs, "replay", "Stream a stored session or NIfTI-MRS file through an agent as a scanner would.",
+             "mrsmon replay sessions/quick-0 --speed max")
+    s.add_argument("source")
+    s.add_argument("--connect", default=DEFAULT_LISTEN)
+    s.add_argument("--speed", default="max")
+    s.add_argument("--session", default=None, help="session id to use (default: source's id + -replay)")
+
+    s = _sub(subs, "refit", "Refit a stored session with other settings into a new derivative set.",
+             "mrsmon refit sessions/quick-0 --block 16")
+    s.add_argument("session_dir")
+    s.add_argument("--block", type=int, default=None)
+    s.add_argument("--window", type=int, default=None)
+    s.add_argument("--step", type=int, default=None)
+    s.add_argument("--basis", default="auto")
+    s.add_argument("--dynamic", action="store_true", help="fit all blocks at once (shared lineshape)")
+
+    s = _sub(subs, "report", "Write a self-contained HTML report of a session.",
+             "mrsmon report sessions/quick-0 --out report/")
+    s.add_argument("session_dir")
+    s.add_argument("--out", required=True)
+
+    s = _sub(subs, "study", "Analyse a set of sessions; with a key file, the crossover condition effect.",
+             "mrsmon study ./study --key ./study/key.tsv --json")
+    s.add_argument("root")
+    s.add_argument("--key", default=None)
+    s.add_argument("--scheduler", default=None, help="Dask scheduler address (default: local processes)")
+    s.add_argument("--out", default=None)
+    s.add_argument("--json", action="store_true")
+
+    s = _sub(subs, "simulate-study", "Simulate a crossover study: stored sessions, key file, truth.",
+             "mrsmon simulate-study --out ./study --participants 26")
+    s.add_argument("--out", required=True)
+    s.add_argument("--participants", type=int, default=26)
+    s.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    module = importlib.import_module(f"mrsmon.commands.{args.command.replace('-', '_')}")
+    try:
+        return int(module.run(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a bad file or setting gets one line, not a traceback
+        if os.environ.get("MRSMON_DEBUG"):
+            raise
+        print(f"mrsmon {args.command}: error: {exc}", file=sys.stderr)
+        print("  (set MRSMON_DEBUG=1 to see the traceback)", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
