@@ -86,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=1)
 
     s = _sub(subs, "basis", "Simulate a basis set (density matrix, ideal pulses) and write it.",
-             "mrsmon basis --field-mhz 123.2 --sequence press --te-ms 30 --points 2048 --bandwidth-hz 4000 --out b.BASIS")
+             "mrsmon basis --field-mhz 123.2 --sequence press --te-ms 30 --points 2048 --bandwidth-hz 4000 "
+             "--out b.BASIS")
     s.add_argument("--field-mhz", type=float, required=True)
     s.add_argument("--sequence", choices=["fid", "press", "steam", "slaser"], required=True)
     s.add_argument("--te-ms", type=float, required=True)

@@ -1,0 +1,208 @@
+"""The processing pipeline: follows what ingest stored, in seq order, and fits blocks off the ingest thread.
+
+Ingest hands over tiny notes (session, seq, offset); the pipeline reads the transient back from
+raw.log (page cache), feeds `mrs.stream.BlockProcessor`, appends results to the session folder and
+sends them to the service for publishing. Memory stays flat: nothing queued holds sample data. An
+exception in processing becomes a published alarm and never reaches ingest.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agent.store import RECORD_HEADER, SessionReader, read_jsonl
+
+log = logging.getLogger("mrsmon.agent.pipeline")
+MAX_PENDING = 256  # out-of-order notes held back waiting for a resend before the gap is skipped
+
+
+@dataclass
+class _SessionState:
+    folder: Path
+    header: dict[str, Any]
+    processor: Any
+    fd: int
+    next_seq: int = 1
+    pending: dict[int, dict] = field(default_factory=dict)
+    skip_blocks: int = 0          # blocks already on disk from before a restart
+    skip_transients_upto: int = -1
+    transients_file: Any = None
+    processed: set[int] = field(default_factory=set)
+
+
+class Pipeline:
+    def __init__(self, publish: Callable[[str, dict], None], basis_spec: str = "auto",
+                 block_transients: int | None = None):
+        self._publish = publish          # thread-safe callback provided by the service
+        self.basis_spec = basis_spec
+        self.block_transients = block_transients
+        self._queue: queue.Queue = queue.Queue()
+        self._sessions: dict[str, _SessionState] = {}
+        self._basis = None
+        self._thread = threading.Thread(target=self._run, name="mrsmon-pipeline", daemon=True)
+        self.blocks_published = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout_s)
+
+    def submit(self, note: dict) -> None:
+        """Called by ingest's thread: {'kind', 'session', 'seq', 'folder', ...}."""
+        self._queue.put(note)
+
+    # ------------------------------------------------------------------ thread
+    def _run(self) -> None:
+        while True:
+            note = self._queue.get()
+            if note is None:
+                break
+            try:
+                self._handle(note)
+            except Exception as exc:  # a stage failure is reported, never fatal
+                log.exception("pipeline failed on %s", note.get("kind"))
+                self._publish("alarm", {"session": note.get("session"), "level": "red", "code": "PIPELINE_ERROR",
+                                        "message": f"processing failed: {exc}"})
+        for st in self._sessions.values():
+            self._close_state(st)
+
+    def _handle(self, note: dict) -> None:
+        sid = note["session"]
+        st = self._sessions.get(sid)
+        if st is None:
+            st = self._open(sid, Path(note["folder"]))
+        if note["kind"] == "end":
+            self._drain(st, force=True)
+            self._emit(st, st.processor.flush())
+            self._publish("end", {"session": sid})
+            self._close_state(st)
+            del self._sessions[sid]
+            return
+        if note["seq"] < st.next_seq:
+            if note["kind"] == "transient":  # a late resend after we skipped its gap
+                self._process(st, note)
+            return
+        if note["kind"] == "transient" and note["seq"] in st.processed:
+            return
+        st.pending[note["seq"]] = note
+        self._drain(st, force=len(st.pending) > MAX_PENDING)
+
+    def _drain(self, st: _SessionState, force: bool) -> None:
+        while st.pending:
+            if st.next_seq in st.pending:
+                note = st.pending.pop(st.next_seq)
+            elif force:
+                seq = min(st.pending)
+                log.warning("session %s: skipping missing seqs %d..%d in processing", st.header.get("session"),
+                            st.next_seq, seq - 1)
+                st.next_seq = seq
+                note = st.pending.pop(seq)
+            else:
+                return
+            st.next_seq += 1
+            if note["kind"] == "transient":
+                self._process(st, note)
+
+    # ------------------------------------------------------------------ sessions
+    def _open(self, sid: str, folder: Path) -> _SessionState:
+        reader = SessionReader(folder)
+        header = reader.header
+        plan = reader.plan or {}
+        block = self.block_transients or int(plan.get("block_transients", 32))
+        window = tuple(plan.get("fit_window_ppm", (0.2, 4.2)))
+        from mrs.stream import BlockProcessor  # lazy: heavy imports only when fitting
+
+        processor = BlockProcessor(header, self._load_basis(), block, window_ppm=window,
+                                   alarms=plan.get("alarms"))
+        (folder / "spectra").mkdir(exist_ok=True)
+        st = _SessionState(folder, header, processor, os.open(folder / "raw.log", os.O_RDONLY | os.O_CREAT))
+        done_blocks = read_jsonl(folder / "fits.jsonl")
+        done_rows = read_jsonl(folder / "transients.jsonl")
+        st.skip_blocks = len(done_blocks)
+        st.skip_transients_upto = max((r["seq"] for r in done_rows), default=-1)
+        st.transients_file = open(folder / "transients.jsonl", "a")
+        self._sessions[sid] = st
+        if len(reader.index):  # a reopened session: rebuild processing state from what is on disk
+            log.info("session %s: replaying %d stored transients to resume processing", sid, len(reader.index))
+            for seq in reader.index["seq"]:
+                row = reader.entry(int(seq))
+                st.pending[int(seq)] = {"kind": "transient", "session": sid, "seq": int(seq),
+                                        "offset": int(row["offset"]), "t_ns": int(row["t_ns"]),
+                                        "flags": reader.flags(int(seq)), "replay": True}
+            for e in reader.events():
+                if e.get("seq") is not None:
+                    st.pending[int(e["seq"])] = {"kind": "event", "session": sid, "seq": int(e["seq"])}
+            self._drain(st, force=True)
+        return st
+
+    def _load_basis(self):
+        if self.basis_spec in (None, "auto"):
+            return None  # BlockProcessor simulates one from the session header
+        if self._basis is None:
+            from mrs.io import read_basis
+
+            self._basis = read_basis(self.basis_spec)
+        return self._basis
+
+    def _close_state(self, st: _SessionState) -> None:
+        os.close(st.fd)
+        if st.transients_file:
+            st.transients_file.close()
+
+    # ------------------------------------------------------------------ work
+    def _process(self, st: _SessionState, note: dict) -> None:
+        if note["seq"] in st.processed:
+            return
+        st.processed.add(note["seq"])
+        coils, points = int(st.header["coils"]), int(st.header["points"])
+        nbytes = coils * points * 8
+        buf = os.pread(st.fd, nbytes, note["offset"] + RECORD_HEADER.size)
+        data = np.frombuffer(buf, dtype="<c8").reshape(coils, points)
+        t_s = (note["t_ns"] - int(st.header["start_time_ns"])) / 1e9
+        outputs = st.processor.add(note["seq"], t_s, frozenset(note["flags"]), data)
+        self._emit(st, outputs, arrived=note.get("arrived"))
+
+    def _emit(self, st: _SessionState, outputs: list[dict], arrived: float | None = None) -> None:
+        sid = st.header.get("session", st.folder.name)
+        for out in outputs:
+            if out["kind"] == "transient":
+                if out["seq"] > st.skip_transients_upto:
+                    row = {k: v for k, v in out.items() if k != "kind"}
+                    st.transients_file.write(json.dumps(row) + "\n")
+                    st.transients_file.flush()
+            elif out["kind"] == "block":
+                result = out["result"]
+                if result["block"] < st.skip_blocks:
+                    continue
+                if arrived is not None:
+                    result["latency_ms"] = round((time.monotonic() - arrived) * 1000, 3)
+                self._store_block(st, result)
+                published = dict(result)
+                spec = result.get("spectrum") or {}
+                published["spectrum"] = {k: v for k, v in spec.items() if k != "components"}
+                published["session"] = sid
+                self._publish("result", published)
+                self.blocks_published += 1
+
+    def _store_block(self, st: _SessionState, result: dict) -> None:
+        spec = result.get("spectrum") or {}
+        if spec:
+            arrays = {k: np.asarray(v, dtype=np.float32) for k, v in spec.items() if k != "components"}
+            arrays.update({f"comp_{n}": np.asarray(v, np.float32) for n, v in spec.get("components", {}).items()})
+            np.savez(st.folder / "spectra" / f"block-{result['block']:05d}.npz", **arrays)
+        row = {k: v for k, v in result.items() if k != "spectrum"}
+        with open(st.folder / "fits.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")

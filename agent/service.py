@@ -1,0 +1,298 @@
+"""The agent process: owns the sockets and routes between ingest, the pipeline, displays and control.
+
+One thread polls the data ROUTER, the control ROUTER and the pipeline's inproc channel, and alone
+touches the PUB socket and the session writers. Fitting runs in the pipeline thread.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zmq
+
+from agent.ingest import Ingest
+from agent.security import CurveGuard, SecurityError, is_loopback
+from agent.store import read_jsonl
+from mrsmon import __version__
+from protocols.wire import EVENT_KINDS
+
+log = logging.getLogger("mrsmon.agent")
+STATUS_INTERVAL_S = 1.0
+
+
+@dataclass
+class AgentConfig:
+    sessions_dir: Path
+    listen: str = "tcp://127.0.0.1:5555"
+    publish: str = "tcp://127.0.0.1:5556"
+    control: str = "tcp://127.0.0.1:5557"
+    keys: Path | None = None
+    basis: str = "auto"
+    block: int | None = None
+    fit: bool = True
+    credit: int = 64
+    fsync: bool = True
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, context: zmq.Context | None = None):
+        self.config = config
+        self.ctx = context or zmq.Context()
+        self._own_ctx = context is None
+        self.ingest = Ingest(config.sessions_dir, credit=config.credit, fsync=config.fsync)
+        self.pub_seq = 0
+        self.current: str | None = None
+        self.results: dict[str, list[dict]] = {}
+        self.latest: dict[str, dict] = {}
+        self.last_transient: dict[str, float] = {}
+        self.guard: CurveGuard | None = None
+        self._stop = threading.Event()
+        self._pipe_addr = f"inproc://pipeline-{id(self)}"
+        self.pipeline = None
+        self.ready = threading.Event()
+
+    # ------------------------------------------------------------------ setup
+    def _bind(self) -> None:
+        c = self.config
+        if not is_loopback(c.listen) and c.keys is None:
+            raise SecurityError(f"{c.listen} is not a loopback address: CURVE keys are required "
+                                "(create them with `mrsmon keygen DIR`, then pass --keys DIR)")
+        self.data = self.ctx.socket(zmq.ROUTER)
+        self.data.linger = 0
+        self.data.rcvhwm = 10000
+        if c.keys is not None:
+            self.guard = CurveGuard(self.ctx, c.keys)
+            self.guard.secure(self.data)
+        self.data.bind(c.listen)
+        self.pub = self.ctx.socket(zmq.PUB)
+        self.pub.linger = 0
+        self.pub.sndhwm = 10000
+        self.pub.bind(c.publish)
+        self.ctl = self.ctx.socket(zmq.ROUTER)
+        self.ctl.linger = 0
+        self.ctl.bind(c.control)
+        self.pipe_in = self.ctx.socket(zmq.PULL)
+        self.pipe_in.bind(self._pipe_addr)
+        self._pipe_lock = threading.Lock()
+        self._pipe_out = self.ctx.socket(zmq.PUSH)
+        self._pipe_out.connect(self._pipe_addr)
+
+    def _pipeline_publish(self, topic: str, obj: dict) -> None:
+        """Called from the pipeline thread: hand over to the poll loop, which owns PUB."""
+        with self._pipe_lock:
+            self._pipe_out.send_multipart([topic.encode(), json.dumps(obj, allow_nan=False).encode()])
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # ------------------------------------------------------------------ loop
+    def run(self) -> None:
+        self._bind()
+        if self.config.fit:
+            from agent.pipeline import Pipeline
+
+            self.pipeline = Pipeline(self._pipeline_publish, self.config.basis, self.config.block)
+            self.pipeline.start()
+        for sid in self.ingest.open_unfinished():
+            log.info("reopened unfinished session %s", sid)
+            self._load_results(sid)
+            self.current = sid
+            self._to_pipeline({"kind": "open", "session": sid, "seq": 0})
+        log.info("agent %s listening on %s, publishing on %s, control on %s, sessions in %s", __version__,
+                 self.config.listen, self.config.publish, self.config.control, self.config.sessions_dir)
+        poller = zmq.Poller()
+        for s in (self.data, self.ctl, self.pipe_in):
+            poller.register(s, zmq.POLLIN)
+        next_status = time.monotonic()
+        self.ready.set()
+        try:
+            while not self._stop.is_set():
+                events = dict(poller.poll(100))
+                if self.data in events:
+                    self._drain_data()
+                if self.pipe_in in events:
+                    self._drain_pipeline()
+                if self.ctl in events:
+                    self._drain_control()
+                if time.monotonic() >= next_status:
+                    self._publish_status()
+                    next_status = time.monotonic() + STATUS_INTERVAL_S
+        finally:
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        if self.pipeline is not None:
+            self.pipeline.stop()
+            self._drain_pipeline()
+        self.ingest.close()
+        if self.guard:
+            self.guard.stop()
+        for s in (self.data, self.pub, self.ctl, self.pipe_in, self._pipe_out):
+            s.close(linger=0)
+        if self._own_ctx:
+            self.ctx.term()
+        log.info("agent stopped: %s", self.ingest.status())
+
+    def _drain_data(self) -> None:
+        for _ in range(1000):  # bounded so control and results get their turn
+            try:
+                frames = self.data.recv_multipart(zmq.NOBLOCK, copy=True)
+            except zmq.Again:
+                return
+            identity, body = frames[0], frames[1:]
+            arrived = time.monotonic()
+            outcome = self.ingest.handle(body)
+            for reply in outcome.replies:
+                self.data.send_multipart([identity, *reply])
+            for note in outcome.notes:
+                self._on_note(note, arrived)
+
+    def _on_note(self, note, arrived: float) -> None:
+        sid = note.session
+        folder = str(self.config.sessions_dir / sid)
+        if note.kind == "session":
+            self.current = sid
+            self.results[sid] = []
+            w = self.ingest.writers[sid]
+            self._publish("session", {"session": sid, "header": w.header, "plan": self._plan(sid)})
+        elif note.kind == "transient":
+            self.last_transient[sid] = time.monotonic()
+            self._to_pipeline({"kind": "transient", "session": sid, "seq": note.seq, "folder": folder,
+                               "offset": note.data["offset"], "t_ns": note.data["t_ns"],
+                               "flags": note.data["flags"], "arrived": arrived})
+            return
+        elif note.kind == "event":
+            self._publish("event", {"session": sid, **note.data})
+        elif note.kind == "end":
+            if not self.pipeline:
+                self._publish("end", {"session": sid})
+        self._to_pipeline({"kind": note.kind, "session": sid, "seq": note.seq, "folder": folder})
+
+    def _to_pipeline(self, note: dict) -> None:
+        if self.pipeline is not None:
+            note.setdefault("folder", str(self.config.sessions_dir / note["session"]))
+            self.pipeline.submit(note)
+
+    def _drain_pipeline(self) -> None:
+        while True:
+            try:
+                topic, body = self.pipe_in.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            obj = json.loads(body)
+            sid = obj.get("session")
+            if topic == b"result" and sid:
+                self.results.setdefault(sid, []).append({k: v for k, v in obj.items() if k != "spectrum"})
+                self.latest[sid] = obj
+            self._publish(topic.decode(), obj)
+
+    # ------------------------------------------------------------------ publishing
+    def _publish(self, topic: str, obj: dict) -> None:
+        self.pub_seq += 1
+        obj = {**obj, "pub_seq": self.pub_seq}
+        self.pub.send_multipart([topic.encode(), json.dumps(obj, allow_nan=False).encode()])
+
+    def status(self) -> dict[str, Any]:
+        sid = self.current
+        st: dict[str, Any] = {"session": sid, "link": "no_session", **self.ingest.status()}
+        if sid and sid in self.ingest.writers:
+            w = self.ingest.writers[sid]
+            tr = float(w.header.get("repetition_time_s", 2.0))
+            age = time.monotonic() - self.last_transient[sid] if sid in self.last_transient else None
+            st.update({"transients": w.n_transients, "last_transient_age_s": age,
+                       "last_block": (self.results.get(sid) or [{}])[-1].get("block"),
+                       "ended": w.end_seq is not None, "complete": w.complete,
+                       "link": "ended" if w.end_seq is not None else
+                       ("receiving" if age is not None and age < 3 * tr else "idle")})
+        return st
+
+    def _publish_status(self) -> None:
+        self._publish("status", self.status())
+
+    # ------------------------------------------------------------------ control
+    def _drain_control(self) -> None:
+        while True:
+            try:
+                frames = self.ctl.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            identity, body = frames[0], frames[-1]
+            envelope = frames[1:-1]  # REQ clients add an empty delimiter frame
+            try:
+                req = json.loads(body)
+                if not isinstance(req, dict):
+                    raise ValueError("request must be a JSON object")
+                reply = self._control(req)
+            except (ValueError, KeyError, TypeError) as exc:
+                reply = {"ok": False, "error": str(exc)}
+            self.ctl.send_multipart([identity, *envelope, json.dumps(reply, allow_nan=False).encode()])
+
+    def _control(self, req: dict) -> dict:
+        op = req.get("op")
+        if op == "ping":
+            return {"ok": True, "version": __version__, "session": self.current}
+        if op == "snapshot":
+            sid = req.get("session") or self.current
+            if sid is None:
+                return {"ok": True, "session": None, "results": [], "events": [], "status": self.status(),
+                        "last_pub_seq": self.pub_seq}
+            folder = self.config.sessions_dir / sid
+            header = json.loads((folder / "session.json").read_text())
+            if sid not in self.results:
+                self._load_results(sid)
+            return {"ok": True, "session": header, "plan": self._plan(sid), "results": self.results[sid],
+                    "events": read_jsonl(folder / "events.jsonl"), "latest": self.latest.get(sid),
+                    "status": self.status(), "last_pub_seq": self.pub_seq}
+        if op == "event":
+            return self._control_event(req)
+        if op == "block":
+            sid = req.get("session") or self.current
+            return {"ok": True, "result": self._block(sid, int(req["block"]))}
+        raise ValueError(f"unknown op {op!r}; use ping, snapshot, event or block")
+
+    def _control_event(self, req: dict) -> dict:
+        sid = self.current
+        if sid is None or sid not in self.ingest.writers:
+            raise ValueError("no session is open to mark an event in")
+        kind = req.get("kind")
+        if kind not in EVENT_KINDS:
+            raise ValueError(f"event kind {kind!r} is not one of {', '.join(EVENT_KINDS)}")
+        value = req.get("value") or {}
+        note = str(req.get("note", ""))[:500]
+        if not isinstance(value, dict):
+            raise ValueError("event value must be a JSON object")
+        t_ns = int(req.get("t_ns") or time.time_ns())
+        row = self.ingest.writers[sid].append_event({"seq": None, "source": "display", "kind": kind,
+                                                     "t_ns": t_ns, "value": value, "note": note})
+        self._publish("event", {"session": sid, **row})
+        return {"ok": True, "event": row}
+
+    def _plan(self, sid: str) -> dict | None:
+        p = self.config.sessions_dir / sid / "plan.json"
+        return json.loads(p.read_text()) if p.exists() else None
+
+    def _load_results(self, sid: str) -> None:
+        self.results[sid] = read_jsonl(self.config.sessions_dir / sid / "fits.jsonl")
+
+    def _block(self, sid: str | None, block: int) -> dict:
+        if sid is None:
+            raise ValueError("no session")
+        rows = [r for r in self.results.get(sid) or read_jsonl(self.config.sessions_dir / sid / "fits.jsonl")
+                if r.get("block") == block]
+        if not rows:
+            raise ValueError(f"block {block} has not been fitted")
+        result = dict(rows[-1])
+        npz = self.config.sessions_dir / sid / "spectra" / f"block-{block:05d}.npz"
+        if npz.exists():
+            with np.load(npz) as z:
+                spec = {k: z[k].tolist() for k in z.files if not k.startswith("comp_")}
+                spec["components"] = {k[5:]: z[k].tolist() for k in z.files if k.startswith("comp_")}
+            result["spectrum"] = spec
+        return result

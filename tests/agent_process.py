@@ -1,0 +1,100 @@
+"""Start and stop a real `mrsmon agent` process on free loopback ports (tests that kill it need a process)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import zmq
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class AgentProcess:
+    def __init__(self, sessions: Path, host: str = "127.0.0.1", extra: list[str] | None = None,
+                 ports: tuple[int, int, int] | None = None, log_path: Path | None = None):
+        self.sessions = Path(sessions)
+        self.host = host
+        self.ports = ports or (free_port(host), free_port(), free_port())
+        self.extra = extra or ["--no-fit"]
+        self.log_path = log_path or self.sessions.parent / f"agent-{self.ports[0]}.log"
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def listen(self) -> str:
+        return f"tcp://{self.host}:{self.ports[0]}"
+
+    @property
+    def publish(self) -> str:
+        return f"tcp://127.0.0.1:{self.ports[1]}"
+
+    @property
+    def control(self) -> str:
+        return f"tcp://127.0.0.1:{self.ports[2]}"
+
+    def start(self, timeout_s: float = 30.0) -> AgentProcess:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self._log = open(self.log_path, "a")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mrsmon", "agent", "--listen", self.listen, "--publish", self.publish,
+             "--control", self.control, "--sessions", str(self.sessions), *self.extra],
+            stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"agent exited with {self.proc.returncode}: {self.log_path.read_text()[-2000:]}")
+            try:
+                if self.request({"op": "ping"}, timeout_s=0.5).get("ok"):
+                    return self
+            except TimeoutError:
+                pass
+        raise RuntimeError(f"agent did not answer within {timeout_s} s: {self.log_path.read_text()[-2000:]}")
+
+    def request(self, req: dict, timeout_s: float = 5.0) -> dict:
+        ctx = zmq.Context.instance()
+        s = ctx.socket(zmq.DEALER)
+        s.linger = 0
+        try:
+            s.connect(self.control)
+            s.send(json.dumps(req).encode())
+            if not s.poll(int(timeout_s * 1000)):
+                raise TimeoutError("no reply from the agent's control socket")
+            return json.loads(s.recv())
+        finally:
+            s.close(0)
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> int | None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if getattr(self, "_log", None):
+            self._log.close()
+        return self.proc.returncode if self.proc else None
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def __enter__(self) -> AgentProcess:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
