@@ -44,6 +44,8 @@ class AgentProcess:
 
     def start(self, timeout_s: float = 30.0) -> AgentProcess:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        if getattr(self, "_log", None):
+            self._log.close()
         self._log = open(self.log_path, "a")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mrsmon", "agent", "--listen", self.listen, "--publish", self.publish,
@@ -88,6 +90,7 @@ class AgentProcess:
                 self.proc.wait(5)
         if getattr(self, "_log", None):
             self._log.close()
+            self._log = None
         return self.proc.returncode if self.proc else None
 
     def log(self) -> str:
