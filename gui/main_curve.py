@@ -1,0 +1,337 @@
+"""The main curve: the chosen measure per block against session time, with the context to read it.
+
+Baseline mean and band, percent change on the right axis, planned phases shaded, real events as
+labelled lines, the smoothed trend, CRLB error bars. Blocks that did not fit cleanly appear as
+crosses on the time axis instead of as data. Plot items are created once and updated with setData.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from gui.model import SessionModel, percent_change
+from gui.theme import AXIS_PT, TITLE_PT, Theme
+
+
+class PercentAxis(pg.AxisItem):
+    """A right-hand axis that labels the left axis's values as percent change from a baseline.
+
+    Ticks are chosen at round percentages (not at round values of the measure) and mapped back.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("right", **kwargs)
+        self.enableAutoSIPrefix(False)
+        self.base = math.nan
+
+    def set_baseline(self, mean: float) -> None:
+        if mean == self.base or (math.isnan(mean) and math.isnan(self.base)):
+            return
+        self.base = mean
+        self.picture = None
+        self.update()
+
+    def _valid(self) -> bool:
+        return math.isfinite(self.base) and self.base != 0.0
+
+    def tickValues(self, minVal: float, maxVal: float, size: float) -> list:  # noqa: N802 (Qt name)
+        if not self._valid():
+            return []
+        p = sorted(((minVal / self.base - 1) * 100, (maxVal / self.base - 1) * 100))
+        levels = super().tickValues(p[0], p[1], size)
+        scale = abs(self.base) / 100.0
+        return [(spacing * scale, [self.base * (1 + v / 100.0) for v in vals]) for spacing, vals in levels]
+
+    def tickStrings(self, values: list, scale: float, spacing: float) -> list[str]:  # noqa: N802
+        if not self._valid():
+            return ["" for _ in values]
+        pct_spacing = spacing / abs(self.base) * 100.0
+        decimals = 0 if pct_spacing >= 1 else (1 if pct_spacing >= 0.1 else 2)
+        out = []
+        for v in values:
+            p = (v / self.base - 1) * 100
+            out.append("0%" if abs(p) < 0.5 * 10 ** -decimals else f"{p:+.{decimals}f}%")
+        return out
+
+
+EVENT_LABELS = {
+    "infusion_start": "▶ infusion start", "infusion_stop": "■ infusion stop", "infusion_pause": "❚❚ pause",
+    "infusion_resume": "▶ resume", "pump_rate": "pump", "vitals": "vitals", "rating": "rating",
+    "pretreatment": "pretreatment", "sequence_change": "sequence", "shim": "shim", "motion": "motion",
+    "note": "note",
+}
+
+
+def event_label(e: dict[str, Any]) -> str:
+    """Short text for an event line: the kind, plus the key values a technician wants to see."""
+    kind = str(e.get("kind", "event"))
+    v = e.get("value") or {}
+    text = EVENT_LABELS.get(kind, kind)
+    if kind == "vitals" and v:
+        bp = f"{v.get('sys_mmhg', '?')}/{v.get('dia_mmhg', '?')}" if "sys_mmhg" in v else ""
+        hr = f" HR {v['hr_bpm']}" if "hr_bpm" in v else ""
+        text = f"BP {bp}{hr}".strip()
+    elif kind == "pump_rate" and "ml_per_h" in v:
+        text = f"pump {v['ml_per_h']:g} ml/h"
+    elif kind == "rating" and v:
+        text = f"{v.get('scale', 'rating')} {v.get('score', '')}".strip()
+    elif kind == "note" and e.get("note"):
+        note = str(e["note"])
+        text = "✎ " + (note if len(note) <= 18 else note[:17] + "…")
+    return text
+
+
+class MainCurvePanel(QtWidgets.QWidget):
+    """Measure selector, baseline summary and the plot. `block_clicked(block)` on a point click."""
+
+    block_clicked = QtCore.Signal(int)
+
+    def __init__(self, model: SessionModel, theme: Theme, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.model, self.t = model, theme
+        self._drawn: dict[str, int] = {}
+        lay = QtWidgets.QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(2)
+        head = QtWidgets.QHBoxLayout()
+        self.title = QtWidgets.QLabel("Measure")  # plain caption; the combo names the measure
+        f = self.title.font()
+        f.setPointSize(TITLE_PT + 2)
+        f.setBold(True)
+        self.title.setFont(f)
+        self.combo = QtWidgets.QComboBox()
+        self.combo.setMinimumWidth(130)
+        self.combo.setToolTip("Measure to plot: ratio or metabolite (institutional units)")
+        self.combo.currentTextChanged.connect(self._on_measure)
+        self.summary = QtWidgets.QLabel("")
+        self.summary.setObjectName("muted")
+        head.addWidget(self.title)
+        head.addWidget(self.combo)
+        head.addSpacing(12)
+        head.addWidget(self.summary, 1)
+        lay.addLayout(head)
+
+        self.pct_axis = PercentAxis()
+        self.plot = pg.PlotWidget(background=theme.background, axisItems={"right": self.pct_axis})
+        lay.addWidget(self.plot, 1)
+        pi = self.plot.getPlotItem()
+        self.pi = pi
+        pi.showAxis("right")
+        pi.showGrid(x=True, y=True, alpha=theme.grid_alpha)
+        pi.setClipToView(True)
+        pi.setDownsampling(auto=True, mode="peak")
+        pi.setMenuEnabled(False)
+        for name in ("left", "bottom", "right"):
+            ax = pi.getAxis(name)
+            ax.setPen(pg.mkPen(theme.muted))
+            ax.setTextPen(pg.mkPen(theme.text))
+            font = QtGui.QFont()
+            font.setPointSize(AXIS_PT)
+            ax.setStyle(tickFont=font)
+        pi.setLabel("bottom", "session time", units="min", **{"font-size": f"{AXIS_PT}pt"})
+        pi.getAxis("bottom").enableAutoSIPrefix(False)
+        pi.getAxis("left").enableAutoSIPrefix(False)
+
+        # Items created once; redraws only call setData / setRegion / setPos.
+        self.phase_items: list[pg.GraphicsObject] = []
+        self.event_items: list[pg.GraphicsObject] = []
+        self.band = pg.LinearRegionItem(orientation="horizontal", movable=False,
+                                        brush=pg.mkBrush(theme.rgba(theme.band, 38)),
+                                        pen=pg.mkPen(None))
+        self.band.setZValue(-5)
+        for line in self.band.lines:
+            line.setPen(pg.mkPen(None))
+        self.base_line = pg.InfiniteLine(angle=0, movable=False,
+                                         pen=pg.mkPen(theme.baseline, width=1.5, style=QtCore.Qt.DashLine))
+        self.errors = pg.ErrorBarItem(x=np.zeros(0), y=np.zeros(0), height=np.zeros(0),
+                                      pen=pg.mkPen(theme.rgba(theme.data, 150), width=1.2), beam=0.0)
+        self.points = pg.PlotDataItem(pen=None, symbol="o", symbolSize=9, symbolBrush=theme.data,
+                                      symbolPen=pg.mkPen(theme.background, width=1))
+        self.trend_curve = pg.PlotDataItem(pen=pg.mkPen(theme.trend, width=3.5))
+        self.failed = pg.PlotDataItem(pen=None, symbol="x", symbolSize=13, symbolBrush=theme.threshold,
+                                      symbolPen=pg.mkPen(theme.threshold, width=2.5))
+        self.selected = pg.PlotDataItem(pen=None, symbol="o", symbolSize=18, symbolBrush=None,
+                                        symbolPen=pg.mkPen(theme.text, width=2.5))
+        for item in (self.band, self.base_line, self.errors, self.trend_curve, self.points, self.failed,
+                     self.selected):
+            pi.addItem(item)
+        self.band.hide()
+        self.base_line.hide()
+        self.points.sigPointsClicked.connect(self._on_click)
+        self.legend = pg.LegendItem(offset=(60, 4), labelTextColor=theme.text, colCount=3,
+                                    brush=pg.mkBrush(theme.rgba(theme.panel, 200)), labelTextSize=f"{AXIS_PT}pt")
+        self.legend.setParentItem(pi.getViewBox())
+        self.legend.addItem(self.points, "block ± CRLB   (right axis: % vs baseline)")
+        self.legend.addItem(self.trend_curve, "trend")
+        # A stand-in sample: a legend entry for an InfiniteLine crashes pyqtgraph's ItemSample.
+        self._base_sample = pg.PlotDataItem(pen=pg.mkPen(theme.baseline, width=1.5, style=QtCore.Qt.DashLine))
+        self.legend.addItem(self._base_sample, "baseline mean ± SD")
+
+    # ---- user input ----
+    def _on_measure(self, text: str) -> None:
+        if text:
+            self.model.set_measure(text)
+
+    def _on_click(self, _item: Any, points: Any, *_: Any) -> None:
+        if len(points):
+            data = points[0].data()
+            if data is not None:
+                self.block_clicked.emit(int(data))
+
+    # ---- redraw ----
+    def _changed(self, *aspects: str) -> bool:
+        changed = False
+        for a in aspects:
+            v = self.model.version(a)
+            if self._drawn.get(a) != v:
+                self._drawn[a] = v
+                changed = True
+        return changed
+
+    def refresh(self) -> None:
+        if self._changed("session"):
+            self._draw_plan()
+        measures_changed = self._changed("results", "measure")
+        if measures_changed:
+            self._fill_combo()
+        events_changed = self._changed("events")
+        if events_changed:
+            self._draw_events()
+        if measures_changed or events_changed:
+            self._draw_data()
+        if self._changed("selection"):
+            self._draw_selection()
+
+    def _fill_combo(self) -> None:
+        names = self.model.available_measures()
+        if [self.combo.itemText(i) for i in range(self.combo.count())] != names:
+            was = self.combo.blockSignals(True)
+            self.combo.clear()
+            self.combo.addItems(names)
+            self.combo.blockSignals(was)
+        if self.combo.currentText() != self.model.measure:
+            was = self.combo.blockSignals(True)
+            self.combo.setCurrentText(self.model.measure)
+            self.combo.blockSignals(was)
+        self.pi.setLabel("left", self.model.measure, **{"font-size": f"{AXIS_PT}pt"})
+
+    def _draw_plan(self) -> None:
+        for item in self.phase_items:
+            self.pi.removeItem(item)
+        self.phase_items = []
+        plan = self.model.plan
+        for i, ph in enumerate(plan.get("phases") or []):
+            colour = self.t.phase_fills[i % len(self.t.phase_fills)]
+            region = pg.LinearRegionItem(values=(float(ph["start_min"]), float(ph["end_min"])), movable=False,
+                                         brush=pg.mkBrush(self.t.rgba(colour, 30)), pen=pg.mkPen(None))
+            for line in region.lines:
+                line.setPen(pg.mkPen(None))
+            region.setZValue(-10)
+            label = pg.InfiniteLine(pos=float(ph["start_min"]), angle=90, movable=False,
+                                    pen=pg.mkPen(self.t.rgba(colour, 0)), label=str(ph["name"]),
+                                    labelOpts={"position": 0.03, "color": self.t.muted, "anchors": [(0, 1), (0, 1)],
+                                               "fill": None})
+            label.label.setFont(_font(AXIS_PT))
+            for it in (region, label):
+                self.pi.addItem(it)
+                self.phase_items.append(it)
+        duration = float(plan.get("duration_min") or 0) or None
+        if duration:
+            self.pi.setXRange(0, duration, padding=0.01)
+
+    def _draw_events(self) -> None:
+        for item in self.event_items:
+            self.pi.removeItem(item)
+        self.event_items = []
+        m = self.model
+        real_kinds = {e.get("kind") for e in m.events}
+        for e in m.plan.get("events") or []:
+            if e.get("kind") in real_kinds or e.get("at_min") is None or float(e["at_min"]) < 0:
+                continue
+            line = pg.InfiniteLine(pos=float(e["at_min"]), angle=90, movable=False,
+                                   pen=pg.mkPen(self.t.planned, width=1, style=QtCore.Qt.DotLine))
+            line.setToolTip(f"planned {e.get('kind')}")
+            self.pi.addItem(line)
+            self.event_items.append(line)
+        positions = [0.81, 0.73, 0.65]
+        for i, e in enumerate(m.events):
+            if e.get("t_s") is None:
+                continue
+            major = e.get("kind") in ("infusion_start", "infusion_stop")
+            line = pg.InfiniteLine(pos=float(e["t_s"]) / 60.0, angle=90, movable=False,
+                                   pen=pg.mkPen(self.t.event, width=2.5 if major else 1.2),
+                                   label=event_label(e),
+                                   labelOpts={"position": positions[i % len(positions)], "color": self.t.event,
+                                              "fill": pg.mkBrush(self.t.rgba(self.t.background, 190)),
+                                              "anchors": [(0, 0.5), (0, 0.5)]})
+            line.label.setFont(_font(AXIS_PT - 1))
+            line.setToolTip(f"{e.get('kind')} at {float(e['t_s']) / 60:.1f} min ({e.get('source', '')})")
+            self.pi.addItem(line)
+            self.event_items.append(line)
+
+    def _draw_data(self) -> None:
+        m = self.model
+        t = m.col("t_min")
+        v = m.plotted_values()
+        err = m.col("err")
+        good = np.isfinite(v)
+        blocks = m.col("block").astype(int)
+        self.points.setData(t[good], v[good], data=blocks[good])
+        e = np.where(np.isfinite(err), err, 0.0)[good]
+        self.errors.setData(x=t[good], y=v[good], height=2 * e)
+        trend = m.trend()
+        self.trend_curve.setData(t, trend, connect="finite")
+        base = m.baseline()
+        self.pct_axis.set_baseline(base.mean if base.valid else math.nan)
+        if base.valid:
+            self.base_line.setPos(base.mean)
+            self.band.setRegion((base.mean - base.sd, base.mean + base.sd))
+            self.base_line.show()
+            self.band.show()
+            last = percent_change(trend[-1:], base.mean) if len(trend) else np.array([math.nan])
+            change = f"   now {last[0]:+.1f}% (trend)" if np.isfinite(last[0]) else ""
+            planned = "" if any(ev.get("kind") == "infusion_start" for ev in m.events) else " (planned start)"
+            self.summary.setText(f"baseline {base.mean:.3g} ± {base.sd:.2g}, n = {base.n} blocks{planned}{change}")
+        else:
+            self.base_line.hide()
+            self.band.hide()
+            self.summary.setText("baseline: waiting for blocks before the infusion start")
+        bad = ~(m.col("ok") > 0.5)
+        y_bad = float(np.nanmedian(v)) if good.any() else 0.0
+        self.failed.setData(t[bad], np.full(int(bad.sum()), y_bad))
+        self._set_y_range(v[good], e, base)
+        if len(t) and t[-1] > self.pi.getViewBox().viewRange()[0][1]:
+            self.pi.setXRange(0, float(t[-1]) * 1.1, padding=0.01)
+
+    def _set_y_range(self, v: np.ndarray, e: np.ndarray, base: Any) -> None:
+        if not len(v):
+            return
+        lo = float(np.min(v - e))
+        hi = float(np.max(v + e))
+        if base.valid:
+            lo, hi = min(lo, base.mean - base.sd), max(hi, base.mean + base.sd)
+        span = hi - lo or abs(hi) * 0.1 or 1.0
+        self.pi.setYRange(lo - 0.08 * span, hi + 0.30 * span, padding=0)  # headroom for event labels
+
+    def _draw_selection(self) -> None:
+        b = self.model.selected_block
+        r = self.model.result(b) if b is not None else None
+        if r is None or r.get("t_s") is None:
+            self.selected.setData([], [])
+            return
+        v = self.model.plotted_values()
+        i = int(np.searchsorted(self.model.col("block"), b))
+        y = v[i] if i < len(v) and np.isfinite(v[i]) else float(np.nanmedian(v)) if np.isfinite(v).any() else 0
+        self.selected.setData([float(r["t_s"]) / 60.0], [y])
+
+
+def _font(pt: int) -> QtGui.QFont:
+    f = QtGui.QFont()
+    f.setPointSize(pt)
+    return f
+

@@ -1,0 +1,168 @@
+"""Quality traces per block, with the plan's alarm thresholds drawn as lines.
+
+Six small plots sharing the main curve's time axis: frequency offset, drift, NAA linewidth, SNR,
+rejected transients (stacked by reason) and the CRLB of the measure. A value beyond its threshold
+shows as a vermillion point so the technician can find the block that turned the light amber.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtGui
+
+from gui.model import SessionModel
+from gui.theme import AXIS_PT, COMPONENT_CYCLE, Theme
+
+# (column, title, unit, threshold key, symmetric threshold)
+TRACES = (
+    ("freq_offset_hz", "Frequency offset", "Hz", None, False),
+    ("drift_hz_per_min", "Drift", "Hz/min", "drift_hz_per_min", True),
+    ("naa_fwhm_hz", "NAA linewidth", "Hz", "naa_fwhm_hz", False),
+    ("snr", "SNR", "", None, False),
+    ("n_rejected", "Rejected transients", "", None, False),
+    ("crlb", "CRLB of measure", "%", "glu_crlb_pct", False),
+)
+
+
+class QualityPanel(pg.GraphicsLayoutWidget):
+    def __init__(self, model: SessionModel, theme: Theme, x_link: pg.PlotItem | None = None) -> None:
+        super().__init__()
+        self.setBackground(theme.background)
+        self.model, self.t = model, theme
+        self._drawn: dict[str, int] = {}
+        self.plots: dict[str, pg.PlotItem] = {}
+        self.curves: dict[str, pg.PlotDataItem] = {}
+        self.over: dict[str, pg.PlotDataItem] = {}
+        self.limits: dict[str, list[pg.InfiniteLine]] = {}
+        self.reject_bars: dict[str, pg.BarGraphItem] = {}
+        font = QtGui.QFont()
+        font.setPointSize(AXIS_PT - 1)
+        for i, (col, title, unit, key, symmetric) in enumerate(TRACES):
+            p = self.addPlot(row=i // 3, col=i % 3)
+            p.setMenuEnabled(False)
+            p.showGrid(x=True, y=True, alpha=theme.grid_alpha)
+            p.setTitle(f"{title} ({unit})" if unit else title, color=theme.text, size=f"{AXIS_PT}pt")
+            p.setClipToView(True)
+            p.setDownsampling(auto=True, mode="peak")
+            for name in ("left", "bottom"):
+                ax = p.getAxis(name)
+                ax.setPen(pg.mkPen(theme.muted))
+                ax.setTextPen(pg.mkPen(theme.text))
+                ax.setStyle(tickFont=font)
+                ax.enableAutoSIPrefix(False)
+            p.getAxis("left").setWidth(48)
+            if col != "n_rejected":
+                curve = pg.PlotDataItem(pen=pg.mkPen(theme.data, width=1.6), symbol="o", symbolSize=4,
+                                        symbolBrush=theme.data, symbolPen=None)
+                over = pg.PlotDataItem(pen=None, symbol="o", symbolSize=8, symbolBrush=theme.threshold,
+                                       symbolPen=None)
+                p.addItem(curve)
+                p.addItem(over)
+                self.curves[col], self.over[col] = curve, over
+            if key is not None:
+                lines = [pg.InfiniteLine(angle=0, movable=False,
+                                         pen=pg.mkPen(theme.threshold, width=1.3, style=QtCore.Qt.DashLine))
+                         for _ in range(2 if symmetric else 1)]
+                for line in lines:
+                    p.addItem(line)
+                self.limits[col] = lines
+            self.plots[col] = p
+
+        if x_link is not None:
+            # Follow the main curve's time range. Not setXLink: pyqtgraph aligns linked views on
+            # screen, which shifts the range when the plots differ in width.
+            x_link.getViewBox().sigXRangeChanged.connect(self._follow_x)
+            self._follow_x(x_link.getViewBox(), x_link.getViewBox().viewRange()[0])
+
+    def _follow_x(self, _vb: object, x_range: tuple[float, float]) -> None:
+        for p in self.plots.values():
+            p.setXRange(float(x_range[0]), float(x_range[1]), padding=0)
+
+    def _changed(self, *aspects: str) -> bool:
+        changed = False
+        for a in aspects:
+            v = self.model.version(a)
+            if self._drawn.get(a) != v:
+                self._drawn[a] = v
+                changed = True
+        return changed
+
+    def refresh(self) -> None:
+        if self._changed("session"):
+            self._draw_thresholds()
+        if self._changed("results", "measure"):
+            self._draw_traces()
+
+    def _threshold(self, col: str) -> float | None:
+        for c, _t, _u, key, _s in TRACES:
+            if c == col and key is not None:
+                return float(self.model.thresholds[key])
+        return None
+
+    def _draw_thresholds(self) -> None:
+        for col, lines in self.limits.items():
+            thr = self._threshold(col)
+            if thr is None:
+                continue
+            lines[0].setPos(thr)
+            if len(lines) > 1:
+                lines[1].setPos(-thr)
+
+    def _draw_traces(self) -> None:
+        m = self.model
+        t = m.col("t_min")
+        self.plots["crlb"].setTitle(f"CRLB of {m.measure} (%)", color=self.t.text, size=f"{AXIS_PT}pt")
+        for col, curve in self.curves.items():
+            y = m.col(col)
+            curve.setData(t, y, connect="finite")
+            thr = self._threshold(col)
+            if thr is not None:
+                with np.errstate(invalid="ignore"):
+                    bad = np.abs(y) > thr if col == "drift_hz_per_min" else y > thr
+                self.over[col].setData(t[bad], y[bad])
+            self._fit_y(col, y, thr)
+        self._draw_rejections(t)
+
+    def _fit_y(self, col: str, y: np.ndarray, thr: float | None) -> None:
+        finite = y[np.isfinite(y)]
+        if not len(finite):
+            return
+        lo, hi = float(finite.min()), float(finite.max())
+        if thr is not None:  # keep the limit in view so distance to it is visible
+            hi = max(hi, thr)
+            if col == "drift_hz_per_min":
+                lo = min(lo, -thr)
+        if col in ("naa_fwhm_hz", "snr", "crlb"):
+            lo = min(lo, 0.0)
+        span = hi - lo or max(abs(hi), 1.0) * 0.2
+        self.plots[col].setYRange(lo - 0.08 * span, hi + 0.12 * span, padding=0)
+
+    def _draw_rejections(self, t: np.ndarray) -> None:
+        m = self.model
+        reasons: list[str] = []
+        for r in m.rows:
+            for k in (r.get("rejected") or {}):
+                if k not in reasons:
+                    reasons.append(k)
+        width = float(np.median(np.diff(t))) * 0.8 if len(t) > 1 else 0.5
+        bottom = np.zeros(len(t))
+        p = self.plots["n_rejected"]
+        legend = []
+        for i, reason in enumerate(reasons):
+            h = np.array([float((r.get("rejected") or {}).get(reason, 0) or 0) for r in m.rows])
+            colour = COMPONENT_CYCLE[(i + 1) % len(COMPONENT_CYCLE)]
+            bars = self.reject_bars.get(reason)
+            if bars is None:
+                bars = pg.BarGraphItem(x=t, height=h, y0=bottom.copy(), width=width,
+                                       brush=pg.mkBrush(colour), pen=pg.mkPen(None))
+                p.addItem(bars)
+                self.reject_bars[reason] = bars
+            else:
+                bars.setOpts(x=t, height=h, y0=bottom.copy(), width=width)
+            bottom = bottom + h
+            legend.append(f'<span style="color:{colour}">■</span> {reason}')
+        p.setTitle("Rejected transients  " + (" ".join(legend) if legend else "(none)"),
+                   color=self.t.text, size=f"{AXIS_PT}pt")
+        top = float(bottom.max()) if len(bottom) else 0.0
+        p.setYRange(0, max(top * 1.2, float(m.block_transients) * 0.25), padding=0)

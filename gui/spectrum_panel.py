@@ -1,0 +1,164 @@
+"""The spectrum of one block: data, fit, baseline, residual below, metabolite components on demand.
+
+Shows the newest block unless the user froze one by clicking it on the main curve. Arrays come
+from the model's bounded cache; a missing block is requested through `fetch(block)` (a stored npz
+in review mode, the control op `block` live) and drawn when it arrives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from gui.model import SessionModel
+from gui.theme import AXIS_PT, COMPONENT_CYCLE, TITLE_PT, Theme
+
+
+class SpectrumPanel(QtWidgets.QWidget):
+    def __init__(self, model: SessionModel, theme: Theme, fetch: Callable[[int], None] | None = None,
+                 parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.model, self.t, self.fetch = model, theme, fetch
+        self._drawn_key: tuple | None = None
+        self._requested: set[int] = set()
+        lay = QtWidgets.QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(2)
+        head = QtWidgets.QHBoxLayout()
+        self.title = QtWidgets.QLabel("Spectrum")
+        f = self.title.font()
+        f.setPointSize(TITLE_PT)
+        f.setBold(True)
+        self.title.setFont(f)
+        self.components_box = QtWidgets.QCheckBox("components")
+        self.components_box.setToolTip("Show each fitted metabolite (C)")
+        self.components_box.toggled.connect(lambda _=None: self.refresh(force=True))
+        self.follow_button = QtWidgets.QPushButton("Follow latest")
+        self.follow_button.setToolTip("Stop showing the frozen block; show each new block (L)")
+        self.follow_button.clicked.connect(lambda: self.model.select_block(None))
+        head.addWidget(self.title, 1)
+        head.addWidget(self.components_box)
+        head.addWidget(self.follow_button)
+        lay.addLayout(head)
+        self.plot = pg.PlotWidget(background=theme.background)
+        lay.addWidget(self.plot, 1)
+        pi = self.plot.getPlotItem()
+        self.pi = pi
+        pi.invertX(True)  # high ppm on the left, as spectroscopists read it
+        pi.showGrid(x=True, y=False, alpha=theme.grid_alpha)
+        pi.setMenuEnabled(False)
+        pi.hideAxis("left")
+        ax = pi.getAxis("bottom")
+        ax.setPen(pg.mkPen(theme.muted))
+        ax.setTextPen(pg.mkPen(theme.text))
+        font = QtGui.QFont()
+        font.setPointSize(AXIS_PT)
+        ax.setStyle(tickFont=font)
+        ax.enableAutoSIPrefix(False)
+        pi.setLabel("bottom", "chemical shift (ppm)", **{"font-size": f"{AXIS_PT}pt"})
+        self.data = pg.PlotDataItem(pen=pg.mkPen(theme.spec_data, width=1.2))
+        self.fit = pg.PlotDataItem(pen=pg.mkPen(theme.spec_fit, width=2.2))
+        self.baseline = pg.PlotDataItem(pen=pg.mkPen(theme.spec_baseline, width=1.5, style=QtCore.Qt.DashLine))
+        self.residual = pg.PlotDataItem(pen=pg.mkPen(theme.spec_residual, width=1.1))
+        self.components: dict[str, pg.PlotDataItem] = {}
+        self._legend_names: set[str] = set()
+        for item in (self.data, self.baseline, self.fit, self.residual):
+            pi.addItem(item)
+        self.legend = pg.LegendItem(offset=(-8, 8), labelTextColor=theme.text,
+                                    brush=pg.mkBrush(theme.rgba(theme.panel, 200)), labelTextSize=f"{AXIS_PT - 1}pt")
+        self.legend.setParentItem(pi.getViewBox())
+        self.legend.addItem(self.data, "data")
+        self.legend.addItem(self.fit, "fit")
+        self.legend.addItem(self.baseline, "baseline")
+        self.legend.addItem(self.residual, "residual")
+        self.message = pg.TextItem("", color=theme.muted, anchor=(0.5, 0.5))
+        self.message.setFont(font)
+        pi.addItem(self.message)
+        window = (self.model.plan.get("fit_window_ppm") or [0.2, 4.2])
+        pi.setXRange(float(window[0]), float(window[1]), padding=0.01)
+
+    def refresh(self, force: bool = False) -> None:
+        m = self.model
+        block = m.displayed_block()
+        spec = m.spectra.get(block) if block is not None else None
+        key = (block, id(spec), m.version("selection"), m.version("session"), self.components_box.isChecked())
+        if key == self._drawn_key and not force:
+            return
+        self._drawn_key = key
+        frozen = m.selected_block is not None
+        self.follow_button.setEnabled(frozen)
+        if block is None:
+            self._clear("no block fitted yet")
+            self.title.setText("Spectrum")
+            return
+        r = m.result(block)
+        when = f" · {float(r['t_s']) / 60:.1f} min" if r and r.get("t_s") is not None else ""
+        status = (r.get("qc") or {}).get("fit_status", "ok") if r else "?"
+        self.title.setText(f"Block {block}{when} · fit {status}" + ("  (frozen)" if frozen else "  (latest)"))
+        if spec is None or "ppm" not in spec:
+            if self.fetch is not None and block not in self._requested:
+                self._requested.add(block)
+                self.fetch(block)
+            self._clear("loading spectrum…" if self.fetch is not None else "no spectrum stored for this block")
+            return
+        if spec.get("_full"):
+            self._requested.discard(block)
+        elif self.components_box.isChecked() and self.fetch is not None and block not in self._requested:
+            self._requested.add(block)  # the compact published spectrum has no components: ask for them
+            self.fetch(block)
+        self._draw(spec)
+
+    def _clear(self, text: str) -> None:
+        for item in [self.data, self.fit, self.baseline, self.residual, *self.components.values()]:
+            item.setData([], [])
+        self.message.setText(text)
+        vb = self.pi.getViewBox()
+        (x0, x1), (y0, y1) = vb.viewRange()
+        self.message.setPos((x0 + x1) / 2, (y0 + y1) / 2)
+
+    def _draw(self, spec: dict) -> None:
+        self.message.setText("")
+        ppm = spec["ppm"]
+        data = spec.get("data")
+        fit = spec.get("fit")
+        base = spec.get("baseline")
+        self.data.setData(ppm, data if data is not None else [])
+        self.fit.setData(ppm, fit if fit is not None else [])
+        self.baseline.setData(ppm, base if base is not None else [])
+        top = float(np.nanmax(data)) if data is not None and len(data) else 1.0
+        bottom = float(np.nanmin(data)) if data is not None and len(data) else 0.0
+        span = (top - bottom) or 1.0
+        if data is not None and fit is not None:
+            resid = np.asarray(data) - np.asarray(fit)
+            offset = bottom - 0.12 * span - float(np.nanmax(resid))
+            self.residual.setData(ppm, resid + offset)
+            bottom = offset + float(np.nanmin(resid))
+        else:
+            self.residual.setData([], [])
+        show = self.components_box.isChecked()
+        comps = spec.get("components") or {}
+        for name, y in sorted(comps.items()):
+            item = self.components.get(name)
+            if item is None:
+                colour = COMPONENT_CYCLE[len(self.components) % len(COMPONENT_CYCLE)]
+                item = pg.PlotDataItem(pen=pg.mkPen(colour, width=1.3))
+                self.pi.addItem(item)
+                self.components[name] = item
+            item.setData(ppm, y if show else [])
+        for name, item in self.components.items():
+            if name not in comps:
+                item.setData([], [])
+            in_legend = name in self._legend_names
+            wanted = show and name in comps
+            if wanted and not in_legend:
+                self.legend.addItem(item, name)
+                self._legend_names.add(name)
+            elif in_legend and not wanted:
+                self.legend.removeItem(item)
+                self._legend_names.discard(name)
+        self.pi.setYRange(bottom - 0.03 * span, top + 0.08 * span, padding=0)
+        lo, hi = float(np.min(ppm)), float(np.max(ppm))
+        self.pi.setXRange(lo, hi, padding=0.01)
