@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
+from scipy.interpolate import make_interp_spline
 
 WATER_PPM = 4.65
 
@@ -81,42 +82,62 @@ class Basis:
                                 float(centre_ppm if centre_ppm is not None else self.centre_ppm))
 
 
+MAX_FIELD_MISMATCH = 0.02  # relative cf difference corrected by time scaling (J's then off by as much)
+
+
 @lru_cache(maxsize=32)
 def _resample_cached(basis: Basis, dwell_s: float, n_points: int, cf_mhz: float,
                      centre_ppm: float) -> np.ndarray:
-    t_out = np.arange(n_points) * dwell_s
-    t_in_max = basis.n_points * basis.dwell_s
-    if dwell_s < basis.dwell_s * (1 - 1e-9):
+    if n_points < 1 or not dwell_s > 0:
+        raise BasisError(f"cannot resample to {n_points} points at dwell {dwell_s} s")
+    ratio = cf_mhz / basis.cf_mhz
+    if abs(ratio - 1) > MAX_FIELD_MISMATCH:
+        raise BasisError(f"basis simulated at {basis.cf_mhz:.3f} MHz cannot serve data at {cf_mhz:.3f} MHz; "
+                         "simulate a basis at the data's field")
+    # A line at ppm p sits at (p - centre) * cf Hz: a small field change is a time-axis scaling.
+    dwell_eff = dwell_s * ratio
+    if dwell_eff < basis.dwell_s * (1 - 1e-9):
         raise BasisHasInsufficientCoverage(
             f"data bandwidth {1 / dwell_s:.0f} Hz is wider than the basis's {basis.bandwidth_hz:.0f} Hz; "
             "simulate or supply a basis with at least the data's spectral width")
-    if t_out[-1] > t_in_max * 1.0001 and not np.isclose(dwell_s, basis.dwell_s):
-        # Beyond the basis's acquisition time the basis FID is taken as decayed to zero only if it has.
+    t_data = (n_points - 1) * dwell_eff
+    t_basis = (basis.n_points - 1) * basis.dwell_s
+    if t_data > t_basis * (1 + 1e-9):
+        # Beyond the basis's acquisition time the FID is taken as zero, acceptable only if it has decayed.
         tail = np.abs(basis.fids[:, -max(1, basis.n_points // 32):]).max()
         if tail > 1e-3 * np.abs(basis.fids).max():
             raise BasisHasInsufficientCoverage(
-                f"data last {t_out[-1]:.3f} s but the basis only {t_in_max:.3f} s and has not decayed")
-    fids = basis.fids
-    if np.isclose(dwell_s, basis.dwell_s) and n_points <= basis.n_points:
-        out = fids[:, :n_points].copy()
-    elif np.isclose(dwell_s, basis.dwell_s):
-        out = np.zeros((fids.shape[0], n_points), complex)
-        out[:, :basis.n_points] = fids
+                f"data last {t_data:.3f} s but the basis only {t_basis:.3f} s and has not decayed; "
+                "simulate or supply a longer basis")
+    if np.isclose(dwell_eff, basis.dwell_s, rtol=1e-9, atol=0):
+        out = np.zeros((basis.fids.shape[0], n_points), complex)
+        m = min(n_points, basis.n_points)
+        out[:, :m] = basis.fids[:, :m]
     else:
-        # Band-limited interpolation: FFT, crop the spectrum to the new bandwidth, inverse FFT.
-        n_fine = int(round(basis.n_points * basis.dwell_s / dwell_s))
-        spec = np.fft.fftshift(np.fft.fft(fids, axis=1), axes=1)
-        n_in = basis.n_points
-        start = (n_in - n_fine) // 2
-        spec_c = spec[:, start:start + n_fine]
-        fine = np.fft.ifft(np.fft.ifftshift(spec_c, axes=1), axis=1) * (n_fine / n_in)
-        out = np.zeros((fids.shape[0], n_points), complex)
-        m = min(n_points, fine.shape[1])
-        out[:, :m] = fine[:, :m]
+        out = _interp_resample(basis.fids, basis.dwell_s, dwell_eff, n_points)
     shift_hz = (basis.centre_ppm - centre_ppm) * cf_mhz
     if abs(shift_hz) > 1e-9:
-        out = out * np.exp(2j * np.pi * shift_hz * t_out)[None, :]
+        out = out * np.exp(2j * np.pi * shift_hz * np.arange(n_points) * dwell_s)[None, :]
     out.setflags(write=False)
+    return out
+
+
+def _interp_resample(fids: np.ndarray, dwell_in: float, dwell_out: float, n_out: int) -> np.ndarray:
+    """Resample each FID at t = k * dwell_out by quintic-spline interpolation in time.
+
+    A basis FID is a sum of decaying exponentials, smooth for t >= 0, with all lines well inside
+    the band. Interpolating in time keeps the first point exact; cropping the spectrum instead
+    would band-limit the FID's abrupt start at t = 0 and lose up to half of fid[0]. The error is
+    about (2 pi f dwell_in)^6 / 5e4 (1e-5 for a line 600 Hz off-centre sampled at 4 kHz).
+    Beyond the basis's last sample the FID is taken as zero (callers check it has decayed).
+    """
+    t_in = np.arange(fids.shape[1]) * dwell_in
+    t_out = np.arange(n_out) * dwell_out
+    inside = t_out <= t_in[-1] * (1 + 1e-12)
+    k = min(5, fids.shape[1] - 1)
+    spline = make_interp_spline(t_in, fids.T, k=k if k % 2 == 1 else k - 1)
+    out = np.zeros((fids.shape[0], n_out), complex)
+    out[:, inside] = spline(t_out[inside]).T
     return out
 
 
