@@ -1,0 +1,71 @@
+"""The result of one linear-combination fit: frozen, complete, says how it ended (like scipy)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mrs import names as _names
+from mrs.fit import crlb as _crlb
+
+
+@dataclass(frozen=True, eq=False)
+class FitResult:
+    """One fit.
+
+    `conc`, `sd` and `crlb_pct` are in the basis's own units (amplitude of the data per unit basis
+    FID) and keyed by the basis's names. `cov` is the covariance of the concentrations (basis order),
+    from the full Fisher information (nonlinear and baseline parameters included). Spectra (window
+    only, complex) are phase-corrected: the data times exp(-i phase), so that their real parts are
+    absorption spectra.
+    """
+
+    names: tuple[str, ...]
+    conc: dict[str, float]
+    sd: dict[str, float]
+    crlb_pct: dict[str, float]
+    cov: np.ndarray
+    params: dict[str, float]              # nonlinear parameters by name (phases in rad, rest in Hz)
+    x: np.ndarray                         # nonlinear parameter vector, for warm starts
+    success: bool
+    status: int                           # 1 converged (cost), 2 converged (step), 0 max iterations, -1 failed
+    message: str
+    nfev: int
+    cost: float                           # sum of squared residual moduli
+    noise_var: float                      # per real component, from the residual
+    ppm: np.ndarray
+    data: np.ndarray
+    prediction: np.ndarray
+    baseline: np.ndarray
+    components: dict[str, np.ndarray] = field(default_factory=dict)
+    phase0_rad: float = 0.0
+    phase1_rad_per_hz: float = 0.0
+
+    @property
+    def residual(self) -> np.ndarray:
+        return self.data - self.prediction
+
+    @property
+    def conc_vector(self) -> np.ndarray:
+        return np.array([self.conc[n] for n in self.names])
+
+    def quantities(self) -> dict[str, tuple[float, float]]:
+        """Value and SD of every basis name, canonical alias and combined metabolite."""
+        c = self.conc_vector
+        out = {}
+        for q, members in _names.combination_weights(self.names).items():
+            w = np.array([members.get(n, 0.0) for n in self.names])
+            out[q] = _crlb.combine(c, self.cov, w)
+        return out
+
+    def ratios(self) -> dict[str, tuple[float, float]]:
+        """Ratios to tCr and tNAA ("Glu/tCr", "Glx/tNAA", ...) with delta-method SDs."""
+        c = self.conc_vector
+        weights = _names.combination_weights(self.names)
+        out = {}
+        for num, den in _names.ratio_pairs(set(weights)):
+            wn = np.array([weights[num].get(n, 0.0) for n in self.names])
+            wd = np.array([weights[den].get(n, 0.0) for n in self.names])
+            out[f"{num}/{den}"] = _crlb.ratio(c, self.cov, wn, wd)
+        return out

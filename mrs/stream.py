@@ -1,0 +1,413 @@
+"""The streaming processor shared by the agent, `mrsmon fit` and refit.
+
+    proc = BlockProcessor(acq, basis, block_transients, window_ppm=(0.2, 4.2), alarms=None, step=None)
+    outputs = proc.add(seq, t_s, flags, data)   # data (coils, points) complex
+    outputs += proc.flush()                     # end of stream
+
+Per metabolite transient: coil combination (whitened SVD; weights fixed once per session, from the
+water reference when it comes first, else from the first transients), eddy-current correction (when
+a water reference came first), spectral registration against a running reference (the average of
+recent accepted transients), outlier rejection with a reason. Per block (non-overlapping, or sliding
+windows with `step`): the average of accepted transients, residual water removal when strong, a
+variable-projection linear-combination fit warm-started from the previous block, CRLB, QC.
+`add` and `flush` never raise: a failing stage gives a block with fit_status "failed".
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter, deque
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mrs.basis import WATER_PPM, Basis
+from mrs.preproc import coils as _coils
+from mrs.preproc import eddy as _eddy
+from mrs.preproc.align import Aligner, align_all
+from mrs.preproc.outliers import OutlierDetector, TransientMetrics
+from mrs.preproc.water import remove_water, water_dominates
+
+WATER_CONC_MM = 55.5e3 * 0.78   # pure water 55.5 M times an assumed grey-matter water content
+TCR_REFERENCE_MM = 8.0          # institutional units: the fitted tCr is scaled to 8 mM
+ALIGN_WINDOW_PPM = (1.8, 4.2)
+LIPID_PPM = (0.8, 1.8)
+FIRST_TRANSIENTS = 8            # buffered to estimate coil weights and the first reference
+
+
+@dataclass
+class _Transient:
+    seq: int
+    t_s: float
+    fid: np.ndarray       # combined, eddy-corrected, aligned
+    freq_hz: float
+    phase_deg: float
+    rejected: str | None
+    index: int            # 0-based count among metabolite transients
+
+
+def _num(v: Any, digits: int | None = None) -> float | None:
+    """JSON-safe float: None for NaN/inf."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    if not math.isfinite(f):
+        return None
+    return round(f, digits) if digits is not None else f
+
+
+class BlockProcessor:
+    def __init__(self, acq: dict, basis: Basis | None, block_transients: int,
+                 window_ppm: tuple[float, float] = (0.2, 4.2), alarms: dict | None = None,
+                 step: int | None = None) -> None:
+        self.acq = dict(acq)
+        self.n = int(acq["points"])
+        self.dwell_s = float(acq["dwell_time_s"])
+        self.cf_mhz = float(acq["spectrometer_frequency_mhz"])
+        self.centre_ppm = float(acq.get("centre_ppm", WATER_PPM))
+        self.tr_s = float(acq.get("repetition_time_s") or 0.0)
+        self.block = max(1, int(block_transients))
+        self.step = min(max(1, int(step)), self.block) if step else self.block
+        self.window_ppm = (float(min(window_ppm)), float(max(window_ppm)))
+        self.alarms = dict(alarms or {})
+        self._basis = basis
+        self._fitter = None
+        self._fitter_error: str | None = None
+        self.aligner = Aligner(self.n, self.dwell_s, self.cf_mhz, self.centre_ppm, ALIGN_WINDOW_PPM)
+        freq = np.fft.fftfreq(self.n, self.dwell_s)
+        ppm = self.centre_ppm + freq / self.cf_mhz
+        win_ppm = ppm[self.aligner.win]
+        self._lipid_sel = (win_ppm >= LIPID_PPM[0]) & (win_ppm <= LIPID_PPM[1])
+        self._lipid_win = np.nonzero((ppm >= LIPID_PPM[0]) & (ppm <= LIPID_PPM[1]))[0]
+        # Smooth differences (residual-water tails, baseline) are not what marks a bad transient:
+        # the residual is taken after removing a low-order polynomial over the window.
+        xw = np.linspace(-1, 1, self.aligner.win.size)
+        self._smooth_q = np.linalg.qr(np.polynomial.legendre.legvander(xw, 4))[0]
+        self.outliers = OutlierDetector(max_jump_hz=max(6.0, 2.0 * float(self.alarms.get("jump_hz", 3.0))))
+        # session state
+        self._noise: list[np.ndarray] = []
+        self._water_raw: list[np.ndarray] = []
+        self._whitening: np.ndarray | None = None
+        self._weights: np.ndarray | None = None
+        self._eddy: np.ndarray | None = None
+        self._pending: list[tuple[int, float, np.ndarray]] = []
+        self._ref_fids: deque[np.ndarray] = deque(maxlen=max(self.block, 16))
+        self._ref_sum: np.ndarray | None = None
+        self._recent: deque[_Transient] = deque(maxlen=self.block)
+        self._count = 0
+        self._next_start = 0
+        self._covered = 0            # transients included in an emitted window
+        self._block_index = 0
+        self._freq_t: list[tuple[float, float]] = []
+        self._x_prev: np.ndarray | None = None
+        self._run_rejected: list[np.ndarray] = []
+
+    # ------------------------------------------------------------------ public API
+    def add(self, seq: int, t_s: float, flags: frozenset[str] | set[str], data: np.ndarray) -> list[dict]:
+        try:
+            return self._add(int(seq), float(t_s), frozenset(flags or ()), data)
+        except Exception as exc:  # never raise into the agent: report the transient as unusable
+            return [{"kind": "transient", "seq": int(seq), "t_s": float(t_s), "freq_hz": None,
+                     "phase_deg": None, "rejected": f"error: {exc}", "block": None}]
+
+    def flush(self) -> list[dict]:
+        out: list[dict] = []
+        try:
+            if self._pending:
+                out += self._start_from_pending()
+            uncovered = self._count - max(self._covered, self._next_start)
+            n_window = self._count - self._next_start
+            if uncovered > 0 and n_window >= math.ceil(self.block / 2):
+                items = list(self._recent)[-n_window:]
+                out.append(self._fit_window(items))
+                self._covered = self._count
+        except Exception as exc:
+            out.append({"kind": "block", "result": self._failed_result(
+                self._block_index, [], f"flush failed: {exc}")})
+        return out
+
+    @property
+    def fitter(self):
+        """The LCFitter (built on first use; None when the basis cannot be made)."""
+        if self._fitter is None and self._fitter_error is None:
+            try:
+                from mrs.fit import FitSettings, LCFitter
+
+                if self._basis is None:
+                    from mrs.basis_sim import basis_for_acquisition
+
+                    self._basis = basis_for_acquisition(self.acq)
+                self._fitter = LCFitter(self._basis, self.dwell_s, self.n, self.cf_mhz, self.centre_ppm,
+                                        FitSettings(window_ppm=self.window_ppm))
+            except Exception as exc:
+                self._fitter_error = f"no usable basis: {exc}"
+        return self._fitter
+
+    # ------------------------------------------------------------------ transients
+    def _add(self, seq: int, t_s: float, flags: frozenset[str], data: np.ndarray) -> list[dict]:
+        x = np.asarray(data)
+        if x.ndim == 1:
+            x = x[None, :]
+        if x.ndim != 2 or x.shape[1] != self.n:
+            raise ValueError(f"transient shape {np.shape(data)} is not (coils, {self.n})")
+        x = x.astype(complex)
+        if not np.all(np.isfinite(x)):
+            raise ValueError("transient holds NaN or infinity")
+        if "dummy" in flags:
+            return []
+        if "noise" in flags:
+            self._noise.append(x)
+            return []
+        if "water_ref" in flags:
+            self._water_raw.append(x)
+            if self._weights is None:
+                self._set_weights(x)
+            return []
+        if self._weights is None or self._ref_sum is None:
+            self._pending.append((seq, t_s, x))
+            if len(self._pending) >= min(FIRST_TRANSIENTS, self.block):
+                return self._start_from_pending()
+            return []
+        return self._process(seq, t_s, self._prepare(x))
+
+    def _whitening_matrix(self, fallback: np.ndarray) -> np.ndarray:
+        if self._noise:
+            cov = _coils.noise_covariance(np.stack(self._noise))
+        else:
+            cov = _coils.noise_from_tail(fallback)
+        return _coils.whitening_matrix(cov)
+
+    def _set_weights(self, reference: np.ndarray) -> None:
+        self._whitening = self._whitening_matrix(reference)
+        self._weights = _coils.svd_weights(reference, self._whitening)
+        if self._water_raw:
+            water = _coils.combine(np.mean(self._water_raw, axis=0), self._weights)
+            self._eddy = _eddy.eddy_phase(water)
+
+    def _prepare(self, x: np.ndarray) -> np.ndarray:
+        fid = _coils.combine(x, self._weights)
+        if self._eddy is not None:
+            fid = _eddy.apply_eddy(fid, self._eddy)
+        # A residual-water burst would capture the registration (its tail reaches 4.2 ppm).
+        if water_dominates(fid, self.dwell_s, self.cf_mhz, self.centre_ppm):
+            fid = remove_water(fid, self.dwell_s, self.cf_mhz, self.centre_ppm, n_points=256)[0]
+        return fid
+
+    def _start_from_pending(self) -> list[dict]:
+        pending, self._pending = self._pending, []
+        stack = np.stack([p[2] for p in pending])
+        if self._weights is None:
+            self._set_weights(stack.mean(0) if len(pending) > 1 else stack[0])
+        fids = np.array([self._prepare(p[2]) for p in pending])
+        if self._ref_sum is None:
+            # First reference: the transients aligned to their own mean, twice.
+            aligned, _, _ = align_all(fids, self.aligner, iterations=2)
+            ref = aligned.mean(0)
+            self._ref_fids.append(ref)
+            self._ref_sum = ref.copy()
+        out: list[dict] = []
+        for (seq, t_s, _), fid in zip(pending, fids, strict=True):
+            out += self._process(seq, t_s, fid)
+        return out
+
+    def _reference(self) -> np.ndarray:
+        return self._ref_sum / len(self._ref_fids)
+
+    def _process(self, seq: int, t_s: float, fid: np.ndarray) -> list[dict]:
+        ref = self._reference()
+        reg = self.aligner.register(fid, ref)
+        ref_w = self.aligner.window_spectrum(ref)
+        x_w = self.aligner.window_spectrum(reg.fid)
+        noise_var = self._noise_var(fid)
+        n_ref = max(len(self._ref_fids), 1)
+        expected = noise_var * (1.0 + reg.scale**2 / n_ref)
+        diff = x_w - reg.scale * ref_w
+        diff = diff - self._smooth_q @ (self._smooth_q.T @ diff)
+        res_ratio = float(np.sum(np.abs(diff) ** 2) / (max(expected, 1e-300) * (diff.size - self._smooth_q.shape[1])))
+        # lipid region is outside the alignment window: compare full spectra there
+        x_full = np.fft.fft(reg.fid)[self._lipid_win]
+        r_full = np.fft.fft(ref)[self._lipid_win]
+        lip_ratio = float(np.mean(np.abs(x_full - reg.scale * r_full) ** 2) / max(expected, 1e-300))
+        scale_snr = float(np.sqrt(np.mean(np.abs(ref_w) ** 2) / max(noise_var, 1e-300)) * np.sqrt(ref_w.size))
+        reason = self.outliers.assess(TransientMetrics(reg.freq_hz, reg.scale, scale_snr, res_ratio, lip_ratio))
+        rec = _Transient(seq, t_s, reg.fid, reg.freq_hz, float(np.degrees(reg.phase_rad)), reason, self._count)
+        self._freq_t.append((t_s, reg.freq_hz))
+        self._run_rejected = self._run_rejected + [fid] if reason else []
+        if len(self._run_rejected) >= max(8, self.block // 2):
+            # Everything has been an outlier for a while: the voxel or the coil setup changed for
+            # good. Start a new reference from the recent transients instead of rejecting forever.
+            aligned, _, _ = align_all(np.array(self._run_rejected), self.aligner, iterations=2)
+            self._ref_fids.clear()
+            self._ref_fids.append(aligned.mean(0))
+            self._ref_sum = aligned.mean(0)
+            self.outliers.reset()
+            self._run_rejected = []
+        if reason is None:
+            if len(self._ref_fids) == self._ref_fids.maxlen:
+                self._ref_sum = self._ref_sum - self._ref_fids[0]
+            self._ref_fids.append(reg.fid)
+            self._ref_sum = self._ref_sum + reg.fid
+        self._recent.append(rec)
+        self._count += 1
+        out = [{"kind": "transient", "seq": seq, "t_s": t_s, "freq_hz": _num(reg.freq_hz, 4),
+                "phase_deg": _num(rec.phase_deg, 3), "rejected": reason,
+                "block": rec.index // self.step}]
+        if self._count - self._next_start >= self.block:
+            out.append(self._fit_window(list(self._recent)))
+            self._covered = self._count
+            self._next_start += self.step
+        return out
+
+    def _noise_var(self, fid: np.ndarray) -> float:
+        """Mean |X|^2 per point of pure noise in the spectrum (from the outer spectral regions)."""
+        spec = np.fft.fft(fid)
+        k = max(8, self.n // 8)
+        edge = spec[self.n // 2 - k:self.n // 2 + k]  # highest |frequency|: far from any metabolite
+        edge = edge - edge.mean()
+        return float(np.mean(np.abs(edge) ** 2))
+
+    # ------------------------------------------------------------------ blocks
+    def _fit_window(self, items: list[_Transient]) -> dict:
+        index = self._block_index
+        self._block_index += 1
+        try:
+            result = self._fit_items(index, items)
+        except Exception as exc:
+            result = self._failed_result(index, items, f"block processing failed: {exc}")
+        return {"kind": "block", "result": result}
+
+    def _times(self, items: list[_Transient]) -> tuple[float, float, float]:
+        if not items:
+            return (float("nan"),) * 3
+        t0 = min(i.t_s for i in items)
+        t1 = max(i.t_s for i in items) + self.tr_s
+        return (t0 + t1) / 2, t0, t1
+
+    def _failed_result(self, index: int, items: list[_Transient], message: str) -> dict:
+        t_mid, t0, t1 = self._times(items)
+        rejected = Counter(i.rejected for i in items if i.rejected)
+        return {"block": index, "t_s": _num(t_mid), "t_start_s": _num(t0), "t_end_s": _num(t1),
+                "n_transients": sum(1 for i in items if i.rejected is None), "n_rejected": sum(rejected.values()),
+                "rejected": dict(rejected), "conc": {}, "sd": {}, "crlb_pct": {}, "ratios": {}, "ratios_sd": {},
+                "water_scaled": False,
+                "qc": {"snr": None, "naa_fwhm_hz": None, "water_fwhm_hz": None, "freq_offset_hz": None,
+                       "drift_hz_per_min": None, "max_jump_hz": None, "phase_deg": None, "residual_rel": None,
+                       "fit_status": "failed", "message": message, "fit_ms": None, "alarms": []},
+                "spectrum": None}
+
+    def _water_fid(self) -> np.ndarray | None:
+        if not self._water_raw or self._weights is None:
+            return None
+        return _coils.combine(np.mean(self._water_raw, axis=0), self._weights)
+
+    def _fit_items(self, index: int, items: list[_Transient]) -> dict:
+        from mrs import qc as _qc
+
+        t_mid, t0, t1 = self._times(items)
+        accepted = [i for i in items if i.rejected is None]
+        rejected = Counter(i.rejected for i in items if i.rejected)
+        if not accepted:
+            return self._failed_result(index, items, "every transient of the block was rejected")
+        fitter = self.fitter
+        if fitter is None:
+            return self._failed_result(index, items, self._fitter_error or "no fitter")
+        avg = np.mean([i.fid for i in accepted], axis=0)
+        # Residual water: remove by HLSVD only when it dominates the metabolites.
+        water_removed = 0
+        if water_dominates(avg, self.dwell_s, self.cf_mhz, self.centre_ppm, factor=3.0):
+            avg, water_removed = remove_water(avg, self.dwell_s, self.cf_mhz, self.centre_ppm)
+        t_fit = time.perf_counter()
+        res = fitter.fit(avg, x0=self._x_prev)
+        fit_ms = (time.perf_counter() - t_fit) * 1e3
+        if res.success:
+            self._x_prev = res.x
+        quantities = res.quantities()
+        ratios = res.ratios()
+        # Units: water-scaled mM when a water reference exists, else tCr := 8 (institutional units).
+        water = self._water_fid()
+        water_scaled = False
+        factor = 1.0
+        if water is not None:
+            amp = _water_amplitude(water)
+            if amp > 0:
+                factor = 2.0 * WATER_CONC_MM / amp
+                water_scaled = True
+        if not water_scaled:
+            tcr = quantities.get("tCr", (float("nan"), 0.0))[0]
+            factor = TCR_REFERENCE_MM / tcr if tcr > 0 else 1.0
+        conc = {k: v * factor for k, (v, _) in quantities.items()}
+        sd = {k: e * factor for k, (_, e) in quantities.items()}
+        pct = {k: (100.0 * sd[k] / conc[k] if conc[k] > 0 else float("inf")) for k in conc}
+        # QC
+        noise = _qc.noise_sd(avg, self.dwell_s, self.cf_mhz, self.centre_ppm)
+        naa_name = next((n for n in res.names if n == "NAA"), None) or next(
+            (n for n in res.names if n.lower() == "naa"), None)
+        if naa_name and naa_name in res.components:
+            naa_height = float(res.components[naa_name].real.max())
+            naa_fid = fitter.component_fid(naa_name, res.x)
+            naa_fwhm = _qc.fwhm_hz(naa_fid, self.dwell_s, self.cf_mhz, (1.9, 2.1), self.centre_ppm)
+        else:
+            sel = (res.ppm > 1.9) & (res.ppm < 2.1)
+            naa_height = float((res.data - res.baseline).real[sel].max(initial=0.0))
+            naa_fwhm = float("nan")
+        snr = naa_height / noise if noise > 0 else float("nan")
+        water_fwhm = (_qc.fwhm_hz(water, self.dwell_s, self.cf_mhz, (4.0, 5.3), self.centre_ppm)
+                      if water is not None else None)
+        f_acc = np.array([i.freq_hz for i in accepted])
+        f_all = np.array([i.freq_hz for i in sorted(items, key=lambda i: i.t_s)])
+        ft = np.array(self._freq_t)
+        drift = _qc.drift_hz_per_min(ft[:, 0], ft[:, 1]) if len(ft) else 0.0
+        resid_rel = float(np.std(res.residual.real) / noise) if noise > 0 else float("nan")
+        status, message = _qc.classify(
+            {k: v for k, v in conc.items()}, pct, naa_fwhm, snr, res.success, res.message)
+        if status == "ok" and not res.success:
+            status = "failed"
+        alarms = []
+        if np.isfinite(naa_fwhm) and naa_fwhm > float(self.alarms.get("naa_fwhm_hz", 10.0)):
+            alarms.append("naa_fwhm")
+        if abs(drift) > float(self.alarms.get("drift_hz_per_min", 2.0)):
+            alarms.append("drift")
+        if _qc.max_jump_hz(f_all) > float(self.alarms.get("jump_hz", 3.0)):
+            alarms.append("jump")
+        glu_pct = pct.get("Glu")
+        if glu_pct is not None and not (glu_pct <= float(self.alarms.get("glu_crlb_pct", 15.0))):
+            alarms.append("glu_crlb")
+        if not res.success:
+            message = message or res.message
+        qc = {
+            "snr": _num(snr, 3), "naa_fwhm_hz": _num(naa_fwhm, 3),
+            "water_fwhm_hz": _num(water_fwhm, 3) if water_fwhm is not None else None,
+            "freq_offset_hz": _num(f_acc.mean(), 4), "drift_hz_per_min": _num(drift, 4),
+            "max_jump_hz": _num(_qc.max_jump_hz(f_all), 4),
+            "phase_deg": _num(np.degrees(res.phase0_rad), 3), "residual_rel": _num(resid_rel, 4),
+            "fit_status": status, "message": message, "fit_ms": _num(fit_ms, 3),
+            "fit_shift_hz": _num(res.params.get("shift_hz_met"), 4),
+            "fit_nfev": res.nfev, "water_removed": water_removed, "alarms": alarms,
+        }
+        spectrum = {
+            "ppm": [float(v) for v in res.ppm], "data": [float(v) for v in res.data.real],
+            "fit": [float(v) for v in res.prediction.real], "baseline": [float(v) for v in res.baseline.real],
+            "components": {n: [float(v) for v in c.real] for n, c in res.components.items()},
+        }
+        return {
+            "block": index, "t_s": _num(t_mid), "t_start_s": _num(t0), "t_end_s": _num(t1),
+            "n_transients": len(accepted), "n_rejected": sum(rejected.values()), "rejected": dict(rejected),
+            "conc": {k: _num(v) for k, v in conc.items()}, "sd": {k: _num(v) for k, v in sd.items()},
+            "crlb_pct": {k: _num(v, 3) for k, v in pct.items()},
+            "ratios": {k: _num(r) for k, (r, _) in ratios.items()},
+            "ratios_sd": {k: _num(e) for k, (_, e) in ratios.items()},
+            "water_scaled": water_scaled, "qc": qc, "spectrum": spectrum,
+        }
+
+
+def _water_amplitude(water_fid: np.ndarray) -> float:
+    """Water signal at t = 0, extrapolated from the first points' log magnitude (skips point 0)."""
+    mag = np.abs(np.asarray(water_fid)[1:17])
+    if not np.all(mag > 0):
+        return float(np.abs(water_fid[0]))
+    t = np.arange(1, 17, dtype=float)
+    coef = np.polyfit(t, np.log(mag), 1)
+    return float(np.exp(coef[1]))
