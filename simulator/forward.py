@@ -18,12 +18,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mrs.basis import WATER_PPM, Basis, ppm_axis
+from mrs.basis import WATER_PPM, Basis, BasisError, ppm_axis
 from protocols.plan import SessionPlan
 from simulator import drift, lineshape, timecourse
 from simulator import truth as tables
@@ -64,38 +65,21 @@ class Scan:
 
 
 def default_basis(plan: SessionPlan) -> Basis:
-    """The physics basis for the plan's acquisition (density-matrix simulated)."""
-    try:
-        from mrs.basis_sim import basis_for_acquisition
-    except ImportError:
-        return _uncoupled_basis(plan)
-    return basis_for_acquisition(plan.acquisition)
+    """The density-matrix basis (ideal pulses, no line broadening) for the plan's acquisition, on
+    its exact time grid. Cached per acquisition (the line lists are also cached on disk)."""
+    a = plan.acquisition
+    return _default_basis(a.spectrometer_frequency_mhz, a.sequence, a.echo_time_ms, a.te1_ms,
+                          a.mixing_time_ms, a.dwell_time_s, a.points)
 
 
-# Temporary stand-in until mrs.basis_sim exists: uncoupled singlets at each metabolite's shifts
-# (ppm, protons). Not used once the density-matrix basis is importable.
-_PEAKS: dict[str, tuple[tuple[float, float], ...]] = {
-    "NAA": ((2.008, 3), (2.49, 1), (2.67, 1), (4.38, 1)), "NAAG": ((2.042, 3), (2.18, 2), (4.6, 1)),
-    "Cr": ((3.027, 3), (3.913, 2)), "PCr": ((3.029, 3), (3.930, 2)),
-    "GPC": ((3.212, 9), (3.605, 2), (4.312, 2)), "PCh": ((3.208, 9), (3.641, 2), (4.28, 2)),
-    "mI": ((3.522, 2), (3.614, 2), (4.054, 1), (3.269, 1)), "sI": ((3.34, 6),),
-    "Glu": ((3.744, 1), (2.04, 1), (2.12, 1), (2.338, 1), (2.352, 1)),
-    "Gln": ((3.753, 1), (2.129, 1), (2.109, 1), (2.432, 1), (2.454, 1)),
-    "GABA": ((3.013, 2), (1.889, 2), (2.284, 2)), "GSH": ((3.77, 1), (2.15, 2), (2.55, 2), (2.95, 2)),
-    "Tau": ((3.42, 2), (3.25, 2)), "Lac": ((1.31, 3), (4.10, 1)), "Asp": ((3.89, 1), (2.80, 1), (2.65, 1)),
-    "Glc": ((3.4, 3), (3.8, 3), (5.22, 1)), "Ala": ((1.47, 3), (3.78, 1)), "Gly": ((3.55, 2),),
-    "PE": ((3.22, 2), (3.98, 2)),
-}
+@lru_cache(maxsize=8)
+def _default_basis(cf_mhz: float, sequence: str, te_ms: float, te1_ms: float | None, tm_ms: float | None,
+                   dwell_s: float, points: int) -> Basis:
+    from mrs.basis_sim import normalise_sequence, simulate_basis
 
-
-def _uncoupled_basis(plan: SessionPlan) -> Basis:
-    acq = plan.acquisition
-    t = np.arange(acq.points) / acq.bandwidth_hz
-    names = tuple(_PEAKS)
-    fids = np.array([sum(n * np.exp(2j * np.pi * (p - WATER_PPM) * acq.spectrometer_frequency_mhz * t)
-                         for p, n in _PEAKS[name]) for name in names])
-    return Basis(names, fids, 1.0 / acq.bandwidth_hz, acq.spectrometer_frequency_mhz,
-                 meta={"source": "uncoupled peak list (stand-in)"})
+    return simulate_basis(cf_mhz, normalise_sequence(sequence), te_ms * 1e-3, dwell_s, points,
+                          te1_s=None if te1_ms is None else te1_ms * 1e-3,
+                          tm_s=None if tm_ms is None else tm_ms * 1e-3, linewidth_hz=0.0)
 
 
 class SessionSimulator:
@@ -129,7 +113,10 @@ class SessionSimulator:
         self._rng = {name: np.random.default_rng(s) for name, s in zip(
             ("session", "coils", "drift", "motion", "water", "events", "lipid"), streams[:7], strict=True)}
         self._noise_seed = streams[7]
-        self.basis = basis if basis is not None else default_basis(plan)
+        try:
+            self.basis = basis if basis is not None else default_basis(plan)
+        except (BasisError, ValueError) as exc:
+            raise SimulationError(f"plan {plan.name}: cannot simulate its basis: {exc}") from None
         self._build_session()
         self._build_coils()
         self._build_schedule()
@@ -268,12 +255,13 @@ class SessionSimulator:
             amp[i] = 1.0 + float(cfg["dummy_excess"]) * np.exp(-j)
 
         rw = self._rng["water"]
-        log_ratio = drift.ornstein_uhlenbeck(t_min, np.log(float(cfg["residual_water_ratio"])),
+        ratio = float(cfg["residual_water_ratio"])
+        log_ratio = drift.ornstein_uhlenbeck(t_min, np.log(max(ratio, 1e-300)),
                                              float(cfg["residual_water_log_sd"]),
                                              float(cfg["residual_water_tau_min"]), rw)
         water_phase = drift.ornstein_uhlenbeck(t_min, rw.uniform(-180, 180), 30.0,
                                                float(cfg["residual_water_tau_min"]), rw)
-        water_amp = np.exp(log_ratio)
+        water_amp = np.exp(log_ratio) if ratio > 0 else np.zeros(n)
         self.residual_water_bursts: list[dict[str, float]] = []
         for _ in range(int(cfg["residual_water_bursts"])):
             start = rw.uniform(0.0, max(t_min[-1], 1e-6)) if n else 0.0

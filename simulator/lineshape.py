@@ -114,14 +114,22 @@ def eddy_current_factor(t_s: np.ndarray, phase_rad: float, tau_s: float) -> np.n
 
 
 def delay_acquisition(fids: np.ndarray, dwell_s: float, delay_s: float) -> np.ndarray:
-    """FIDs sampled `delay_s` late (fid(t + delay)): a first-order phase 2 pi f delay.
+    """FIDs sampled `delay_s` late, fid(t + delay): each line's phase turns by 2 pi f delay.
 
-    Done as a band-limited shift on a 2x zero-padded grid, so the early points carry the small
-    filter ringing a real receiver shows.
+    The FIDs must have decayed by their last point. A band-limited shift of the causal FID would
+    ring at the jump at t = 0; instead each FID is rotated so that fid(0) is real and extended to
+    negative times as conj(fid(-t)) (the two-sided signal of its absorption spectrum), which is
+    continuous at 0, shifted on that grid, and rotated back.
     """
+    x = np.atleast_2d(np.asarray(fids, complex))
     if delay_s == 0.0:
-        return np.asarray(fids, complex)
-    n = fids.shape[-1]
-    spec = np.fft.fft(fids, 2 * n, axis=-1)
+        return np.asarray(fids, complex).copy()
+    n = x.shape[-1]
+    rot = np.exp(-1j * np.angle(x[:, :1]))
+    xr = x * rot
+    y = np.zeros((x.shape[0], 2 * n), complex)
+    y[:, :n] = xr
+    y[:, n + 1:] = np.conj(xr[:, :0:-1])
     f = np.fft.fftfreq(2 * n, dwell_s)
-    return np.fft.ifft(spec * np.exp(2j * np.pi * f * delay_s), axis=-1)[..., :n]
+    out = np.fft.ifft(np.fft.fft(y, axis=-1) * np.exp(2j * np.pi * f * delay_s), axis=-1)[:, :n] / rot
+    return out.reshape(np.shape(fids))

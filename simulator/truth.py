@@ -51,20 +51,21 @@ class BroadComponent:
     t2_ms: float
 
 
-# Macromolecules at 3T (assumed, in the spirit of measured MM spectra: broad, short T2). Positions
-# and widths are jittered per session by `jitter_components`.
+# Macromolecules at 3T (assumed, in the spirit of measured MM spectra: broad, short T2; at TE 30 ms
+# the 0.9 ppm component is about a quarter of the NAA height). Amplitudes in mM-protons before T2
+# weighting. Positions, widths and amplitudes are jittered per session by `jitter_components`.
 MACROMOLECULES: tuple[BroadComponent, ...] = (
-    BroadComponent(0.92, 18.0, 20.0, 35.0),
-    BroadComponent(1.22, 22.0, 14.0, 35.0),
-    BroadComponent(1.41, 20.0, 12.0, 30.0),
-    BroadComponent(1.69, 20.0, 8.0, 30.0),
-    BroadComponent(2.02, 18.0, 16.0, 30.0),
-    BroadComponent(2.28, 22.0, 10.0, 30.0),
-    BroadComponent(2.57, 25.0, 5.0, 30.0),
-    BroadComponent(3.00, 25.0, 11.0, 30.0),
-    BroadComponent(3.22, 22.0, 5.0, 30.0),
-    BroadComponent(3.78, 35.0, 12.0, 25.0),
-    BroadComponent(4.05, 30.0, 6.0, 25.0),
+    BroadComponent(0.92, 18.0, 70.0, 35.0),
+    BroadComponent(1.22, 22.0, 50.0, 35.0),
+    BroadComponent(1.41, 20.0, 40.0, 30.0),
+    BroadComponent(1.69, 20.0, 28.0, 30.0),
+    BroadComponent(2.02, 18.0, 55.0, 30.0),
+    BroadComponent(2.28, 22.0, 35.0, 30.0),
+    BroadComponent(2.57, 25.0, 18.0, 30.0),
+    BroadComponent(3.00, 25.0, 38.0, 30.0),
+    BroadComponent(3.22, 22.0, 18.0, 30.0),
+    BroadComponent(3.78, 35.0, 42.0, 25.0),
+    BroadComponent(4.05, 30.0, 21.0, 25.0),
 )
 
 # Extracranial lipid (scalp fat) reaching the voxel during motion: methyl, methylene, allylic.
