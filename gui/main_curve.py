@@ -14,6 +14,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
+import gui.qt_compat  # noqa: F401  (must precede any Qt drawing; see module doc)
 from gui.model import SessionModel, percent_change
 from gui.theme import AXIS_PT, TITLE_PT, Theme
 

@@ -582,6 +582,9 @@ class SessionModel:
             self.set_session(session, snap.get("plan") or {})
         self.add_results(snap.get("results") or [])
         self.add_events(snap.get("events") or [])
+        latest = snap.get("latest") or {}
+        if latest.get("spectrum") and latest.get("block") is not None:
+            self.put_spectrum(int(latest["block"]), latest["spectrum"], full="components" in latest["spectrum"])
         if snap.get("status"):
             self.set_status(snap["status"])
         if snap.get("ended") or (snap.get("status") or {}).get("ended"):

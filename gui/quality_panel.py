@@ -11,6 +11,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui
 
+import gui.qt_compat  # noqa: F401  (must precede any Qt drawing; see module doc)
 from gui.model import SessionModel
 from gui.theme import AXIS_PT, COMPONENT_CYCLE, Theme
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import gui.qt_compat  # noqa: F401  (must precede any Qt drawing; see module doc)
+
 
 def ensure_qt_platform() -> None:
     """Use the offscreen platform when there is no display (a server, CI, an ssh session)."""

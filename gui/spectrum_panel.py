@@ -13,6 +13,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
+import gui.qt_compat  # noqa: F401  (must precede any Qt drawing; see module doc)
 from gui.model import SessionModel
 from gui.theme import AXIS_PT, COMPONENT_CYCLE, TITLE_PT, Theme
 
@@ -98,11 +99,15 @@ class SpectrumPanel(QtWidgets.QWidget):
         when = f" · {float(r['t_s']) / 60:.1f} min" if r and r.get("t_s") is not None else ""
         status = (r.get("qc") or {}).get("fit_status", "ok") if r else "?"
         self.title.setText(f"Block {block}{when} · fit {status}" + ("  (frozen)" if frozen else "  (latest)"))
+        if (spec is None or "ppm" not in spec) and self.fetch is not None and block not in self._requested:
+            self._requested.add(block)
+            self.fetch(block)  # review answers at once, live later through the model
+            spec = m.spectra.get(block)
+            self._drawn_key = (block, id(spec), m.version("selection"), m.version("session"),
+                               self.components_box.isChecked())
         if spec is None or "ppm" not in spec:
-            if self.fetch is not None and block not in self._requested:
-                self._requested.add(block)
-                self.fetch(block)
-            self._clear("loading spectrum…" if self.fetch is not None else "no spectrum stored for this block")
+            self._clear("loading spectrum…" if block in self._requested and not self._review_missing(block)
+                        else "no spectrum stored for this block")
             return
         if spec.get("_full"):
             self._requested.discard(block)
@@ -110,6 +115,9 @@ class SpectrumPanel(QtWidgets.QWidget):
             self._requested.add(block)  # the compact published spectrum has no components: ask for them
             self.fetch(block)
         self._draw(spec)
+
+    def _review_missing(self, block: int) -> bool:
+        return not self.model.live
 
     def _clear(self, text: str) -> None:
         for item in [self.data, self.fit, self.baseline, self.residual, *self.components.values()]:

@@ -12,6 +12,7 @@ from typing import Any
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
+import gui.qt_compat  # noqa: F401  (must precede any Qt drawing; see module doc)
 from gui.event_bar import EventBar
 from gui.main_curve import MainCurvePanel
 from gui.model import SessionModel
@@ -134,14 +135,19 @@ class MainWindow(QtWidgets.QMainWindow):
         m = self.model
         link.snapshot.connect(m.load_snapshot)
         link.session.connect(lambda obj: m.set_session(obj.get("header") or obj, obj.get("plan") or {}))
-        link.result.connect(m.add_result)
-        link.event.connect(m.add_event)
+        link.result.connect(lambda obj: self._same_session(obj) and m.add_result(obj))
+        link.event.connect(lambda obj: self._same_session(obj) and m.add_event(obj))
         link.status.connect(self._on_status)
         link.alarm.connect(m.add_alarm)
         link.end.connect(lambda _obj: m.mark_ended())
         link.state.connect(m.set_link)
         link.reply.connect(self._on_reply)
         link.errored.connect(self.show_message)
+
+    def _same_session(self, obj: dict) -> bool:
+        """A message for another session than the one shown (the agent moved on) is ignored."""
+        sid = obj.get("session")
+        return not sid or not self.model.session_id or sid == self.model.session_id
 
     def _on_status(self, status: dict) -> None:
         self.model.set_status(status)
