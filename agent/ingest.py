@@ -79,6 +79,21 @@ class Ingest:
 
     # ------------------------------------------------------------------ messages
     def handle(self, frames: list[bytes]) -> Outcome:
+        return self.handle_many([frames])[0]
+
+    def handle_many(self, batch: list[list[bytes]]) -> list[Outcome]:
+        """Store a batch, fsync once per touched file (group commit), then return the replies to send."""
+        outcomes = [self._handle_one(frames) for frames in batch]
+        try:
+            for w in self.writers.values():
+                w.commit()
+        except OSError as exc:  # nothing of this batch may be ACKed: turn every ACK into STORE_FAILED
+            log.error("fsync failed: %s", exc)
+            return [self._refuse(WireError("STORE_FAILED", f"the agent could not write to disk: {exc}"))
+                    for _ in batch]
+        return outcomes
+
+    def _handle_one(self, frames: list[bytes]) -> Outcome:
         try:
             msg = decode(frames)
             return self._dispatch(msg)
@@ -123,7 +138,7 @@ class Ingest:
             if msg.payload.shape != (w.coils, w.points):
                 raise WireError("BAD_SHAPE", f"shape {msg.payload.shape[0]}x{msg.payload.shape[1]} differs from "
                                 f"the session's {w.coils} coils x {w.points} points", msg.session, msg.seq)
-            offset = w.append_transient(msg.seq, h["t_ns"], h["scan"], msg.flags, msg.payload)
+            offset = w.append_transient(msg.seq, h["t_ns"], h["scan"], msg.flags, msg.payload, crc32=h["crc32"])
             notes.append(Note("transient", msg.session, msg.seq,
                               {"t_ns": h["t_ns"], "flags": msg.flags, "offset": offset}))
         elif msg.type == "EVENT":

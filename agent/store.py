@@ -103,9 +103,13 @@ class SessionWriter:
         self.points = int(self.header["points"])
         self.start_ns = int(self.header["start_time_ns"])
         self._recover()
+        self._dirty: set = set()
+        self._pending_seqs: set[int] = set()
+        self._pending_transients: set[int] = set()
         self._raw = open(self.folder / "raw.log", "ab")
         self._index = open(self.folder / "index.bin", "ab")
         self._events = open(self.folder / "events.jsonl", "a")
+        self._committed = {f: f.tell() for f in (self._raw, self._index, self._events)}
 
     # -------------------------------------------------------------- recovery
     def _recover(self) -> None:
@@ -120,16 +124,18 @@ class SessionWriter:
         on_disk = np.fromfile(index_path, INDEX_DTYPE) if index_path.exists() else np.zeros(0, INDEX_DTYPE)
         if on_disk.shape != index.shape or not np.array_equal(on_disk, index):
             index.tofile(index_path)
-        self.seqs: set[int] = {0} | {int(s) for s in index["seq"]}
+        self.seqs: set[int] = set()
+        self._upto = -1
+        self._add_seqs([0, *(int(s) for s in index["seq"])])
         self.n_transients = len(index)
         events = read_jsonl(self.folder / "events.jsonl")
         self._rewrite_torn_jsonl(self.folder / "events.jsonl", events)
-        self.seqs |= {int(e["seq"]) for e in events if e.get("seq") is not None}
+        self._add_seqs([int(e["seq"]) for e in events if e.get("seq") is not None])
         self.end_seq: int | None = None
         end = self.folder / "end.json"
         if end.exists():
             self.end_seq = int(json.loads(end.read_text())["seq"])
-            self.seqs.add(self.end_seq)
+            self._add_seqs([self.end_seq])
 
     @staticmethod
     def _rewrite_torn_jsonl(path: Path, rows: list[dict]) -> None:
@@ -137,17 +143,53 @@ class SessionWriter:
             path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
     def _sync(self, f) -> None:
+        """Flush now; fsync at `commit()`, so a batch of messages costs one fsync (group commit)."""
         f.flush()
-        if self.fsync:
-            os.fsync(f.fileno())
+        self._dirty.add(f)
+
+    def commit(self) -> None:
+        """Make every append since the last commit durable. Callers ACK only after this returns.
+
+        If fsync fails, everything since the last commit is rolled back (files cut to their committed
+        length, seqs forgotten), so the sender's resend is stored again rather than taken for a duplicate.
+        """
+        try:
+            if self.fsync:
+                for f in self._dirty:
+                    os.fsync(f.fileno())
+        except OSError:
+            self._rollback()
+            raise
+        self._dirty.clear()
+        self._pending_seqs.clear()
+        self._committed = {f: f.tell() for f in (self._raw, self._index, self._events)}
+
+    def _rollback(self) -> None:
+        for f, size in self._committed.items():
+            f.flush()
+            f.truncate(size)
+            f.seek(size)
+        self.n_transients -= sum(1 for s in self._pending_seqs if s in self._pending_transients)
+        self.seqs.difference_update(self._pending_seqs)
+        self._upto = min(self._upto, min(self._pending_seqs, default=self._upto + 1) - 1)
+        self._pending_seqs.clear()
+        self._pending_transients.clear()
+        self._dirty.clear()
 
     # -------------------------------------------------------------- appends
-    def append_transient(self, seq: int, t_ns: int, scan: int, flags: frozenset[str], data: np.ndarray) -> int:
-        """Append and fsync one transient; returns the record's offset in raw.log."""
-        buf = np.ascontiguousarray(data, dtype="<c8").tobytes()
+    def append_transient(self, seq: int, t_ns: int, scan: int, flags: frozenset[str], data: np.ndarray,
+                         crc32: int | None = None) -> int:
+        """Append and fsync one transient; returns the record's offset in raw.log.
+
+        `crc32` is the payload's checksum when the caller has verified it already (ingest has), which
+        saves a second pass over the data on the hot path.
+        """
+        arr = np.ascontiguousarray(data, dtype="<c8")
+        buf = memoryview(arr).cast("B")
+        crc = zlib.crc32(buf) if crc32 is None else crc32
         offset = self._raw.tell()
         head = RECORD_HEADER.pack(RECORD_MAGIC, RECORD_VERSION, RECORD_HEADER.size, seq, t_ns,
-                                  flags_to_bits(flags), data.shape[0], data.shape[1], zlib.crc32(buf), len(buf),
+                                  flags_to_bits(flags), data.shape[0], data.shape[1], crc, len(buf),
                                   scan, b"\0" * 8)
         self._raw.write(head)
         self._raw.write(buf)
@@ -155,7 +197,9 @@ class SessionWriter:
         self._index.write(np.array([(seq, offset, t_ns, flags_to_bits(flags), scan & 0xFFFFFFFF)],
                                    INDEX_DTYPE).tobytes())
         self._index.flush()  # rebuildable from raw.log, so no fsync on the hot path
-        self.seqs.add(seq)
+        self._add_seqs([seq])
+        self._pending_seqs.add(seq)
+        self._pending_transients.add(seq)
         self.n_transients += 1
         return offset
 
@@ -166,25 +210,28 @@ class SessionWriter:
         self._events.write(json.dumps(row) + "\n")
         self._sync(self._events)
         if row["seq"] is not None:
-            self.seqs.add(int(row["seq"]))
+            self._add_seqs([int(row["seq"])])
+            self._pending_seqs.add(int(row["seq"]))
         return row
 
     def end(self, header: dict[str, Any]) -> None:
         write_json_atomic(self.folder / "end.json", header)
         self.end_seq = int(header["seq"])
-        self.seqs.add(self.end_seq)
+        self._add_seqs([self.end_seq])
 
     def close(self) -> None:
         for f in (self._raw, self._index, self._events):
             f.close()
 
     # -------------------------------------------------------------- state
+    def _add_seqs(self, seqs: list[int]) -> None:
+        self.seqs.update(seqs)
+        while self._upto + 1 in self.seqs:  # amortised O(1): the watermark only moves forward
+            self._upto += 1
+
     def upto(self) -> int:
         """Highest U such that every seq 0..U is stored."""
-        u = -1
-        while u + 1 in self.seqs:
-            u += 1
-        return u
+        return self._upto
 
     def missing_below(self, seq: int) -> list[list[int]]:
         return ranges([s for s in range(self.upto() + 1, seq) if s not in self.seqs])

@@ -153,11 +153,11 @@ class Sender:
         while self.window_full:
             if deadline is not None and time.monotonic() > deadline:
                 raise SenderError(f"no credit from the agent for {timeout_s} s")
-            self.pump(0.05)
+            self._pump_once(0.05)
         self.ring[seq] = frames
         self.max_sent = max(self.max_sent, seq)
         self._first_send(seq, frames)
-        self.pump(0.0)
+        self._pump_once(0.0)
 
     def _first_send(self, seq: int, frames: list[bytes]) -> None:
         f = self.faults
@@ -188,21 +188,24 @@ class Sender:
 
     # ------------------------------------------------------------------ replies
     def pump(self, timeout_s: float) -> None:
-        """Handle replies for up to timeout_s; heartbeat and reconnect as needed."""
-        assert self._sock is not None
+        """Handle replies for the whole of timeout_s; heartbeat and reconnect as needed."""
         deadline = time.monotonic() + timeout_s
         while True:
-            remaining = max(0.0, deadline - time.monotonic())
-            if self._sock.poll(int(remaining * 1000), zmq.POLLIN):
-                while True:
-                    try:
-                        frames = self._sock.recv_multipart(zmq.NOBLOCK)
-                    except zmq.Again:
-                        break
-                    self._on_reply(frames)
-            self._liveness()
+            self._pump_once(max(0.0, deadline - time.monotonic()))
             if time.monotonic() >= deadline:
                 return
+
+    def _pump_once(self, timeout_s: float) -> None:
+        """Wait up to timeout_s for replies, handle all that arrived, then return at once."""
+        assert self._sock is not None
+        if self._sock.poll(int(timeout_s * 1000), zmq.POLLIN):
+            while True:
+                try:
+                    frames = self._sock.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                self._on_reply(frames)
+        self._liveness()
 
     def _liveness(self) -> None:
         now = time.monotonic()
@@ -272,5 +275,5 @@ class Sender:
         while self.ring:
             if deadline is not None and time.monotonic() > deadline:
                 return False
-            self.pump(0.05)
+            self._pump_once(0.05)
         return True

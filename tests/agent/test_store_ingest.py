@@ -133,3 +133,48 @@ def test_writer_upto_and_missing(tmp_path):
         w.append_transient(seq, 0, seq, frozenset(), data(seq))
     assert w.upto() == 2 and w.missing_below(7) == [[3, 4], [6, 6]]
     w.close()
+
+
+def test_batch_is_committed_with_one_fsync_per_file_before_any_ack(tmp_path, monkeypatch):
+    import os
+
+    ing = started(tmp_path)
+    calls = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(fd), real(fd)))
+    ing.writers["s1"].fsync = True
+    outcomes = ing.handle_many([tr(seq) for seq in range(1, 11)])
+    assert [replies(o)[0]["seq"] for o in outcomes] == list(range(1, 11))
+    assert len(calls) == 1  # raw.log only: ten transients, one fsync
+
+
+def test_fsync_failure_acks_nothing_and_says_store_failed(tmp_path, monkeypatch):
+    import os
+
+    ing = started(tmp_path)
+    ing.writers["s1"].fsync = True
+
+    def broken(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", broken)
+    outcomes = ing.handle_many([tr(1), tr(2)])
+    assert [replies(o)[0]["code"] for o in outcomes] == ["STORE_FAILED", "STORE_FAILED"]
+    assert "No space left" in replies(outcomes[0])[0]["reason"]
+
+
+def test_after_a_failed_fsync_the_resend_is_stored_not_taken_for_a_duplicate(tmp_path, monkeypatch):
+    import os
+
+    ing = started(tmp_path)
+    ing.handle(tr(1))
+    real = os.fsync
+    ing.writers["s1"].fsync = True
+    monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(5, "I/O error")))
+    assert replies(ing.handle(tr(2)))[0]["code"] == "STORE_FAILED"
+    monkeypatch.setattr(os, "fsync", real)
+    r = replies(ing.handle(tr(2)))
+    assert r[0]["type"] == "ACK" and r[0]["upto"] == 2 and ing.duplicates == 0
+    ing.close()
+    reader = SessionReader(tmp_path / "s1")
+    assert list(reader.seqs) == [1, 2] and np.array_equal(reader.transient(2), data(2))
