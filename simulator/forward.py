@@ -94,6 +94,7 @@ class SessionSimulator:
         self.plan = plan
         self.seed = int(seed)
         self.cfg: dict[str, Any] = {**DEFAULTS, **plan.simulation}
+        self._condition_given = condition is not None or plan.simulation.get("condition") is not None
         try:
             self.condition = timecourse.resolve_condition(plan, condition)
         except ValueError as exc:
@@ -216,9 +217,7 @@ class SessionSimulator:
             self.coil_failures.append({"coil": int(f["coil"]), "at_min": float(f["at_min"]),
                                        "mode": str(f.get("mode", "dead")),
                                        "noise_factor": float(f.get("noise_factor", 20.0))})
-        self._coil_ops = [(a.sensitivities.astype(np.complex64),
-                           np.ascontiguousarray(a.noise_factor().astype(np.complex64)))
-                          for a in self.coil_arrays]
+        self._coil_ops = [(a.sensitivities, a.noise_factor()) for a in self.coil_arrays]
 
     # ----------------------------------------------------------------------- the scan table
     def _build_schedule(self) -> None:
@@ -370,18 +369,19 @@ class SessionSimulator:
         """Every scan in acquisition order, generated lazily; identical for the same seed."""
         rng = np.random.Generator(np.random.PCG64(self._noise_seed))
         c, p = self.n_coils, self.points
-        lip_sens = self.lipid_sensitivities.astype(np.complex64)
+        # One matrix product per scan: [L | s_voxel | s_lipid] @ [z; voxel signal; lipid signal].
+        ops = [np.ascontiguousarray(np.hstack([chol, sens[:, None], self.lipid_sensitivities[:, None]])
+                                    .astype(np.complex64)) for sens, chol in self._coil_ops]
         for i, kind in enumerate(self.kinds):
-            sens, chol = self._coil_ops[self.epoch[i]]
-            z = rng.standard_normal((c, 2 * p), dtype=np.float32).view(np.complex64)
-            data = chol @ z
-            if kind != "noise":
-                sig = self.voxel_signal(i).astype(np.complex64)
-                data += sens[:, None] * sig[None, :]
+            z = np.empty((c + 2, p), np.complex64)
+            rng.standard_normal(dtype=np.float32, out=z[:c].view(np.float32))
+            if kind == "noise":
+                z[c:] = 0.0
+            else:
+                z[c] = self.voxel_signal(i)
                 lip = self.lipid_signal(i)
-                if lip is not None:
-                    data += lip_sens[:, None] * lip.astype(np.complex64)[None, :]
-            yield Scan(kind, i, float(self.t_s[i]), data)
+                z[c + 1] = 0.0 if lip is None else lip
+            yield Scan(kind, i, float(self.t_s[i]), ops[self.epoch[i]] @ z)
 
     def events(self) -> list[tuple[float, str, dict, str]]:
         """Scanner-side events (t_s, kind, value, note), in time order. Motion is never announced."""
@@ -445,7 +445,11 @@ class SessionSimulator:
             })
         arr0 = self.coil_arrays[0]
         return {
-            "plan": self.plan.name, "seed": self.seed, "condition": self.condition, "sex": self.sex,
+            "plan": self.plan.name, "plan_source": Path(self.plan.source).name if self.plan.source else "",
+            "seed": self.seed, "sex": self.sex,
+            # No drug in the plan and no arm asked for: there is no condition to record.
+            "condition": self.condition if (self._condition_given
+                                            or timecourse.infusion_window_min(self.plan)) else None,
             "kit_code": self.plan.kit_code,
             "response_pct": float(self.cfg["response_pct"]),
             "effective_response_pct": float(self.cfg["response_pct"])
