@@ -1,5 +1,8 @@
 """simulate_basis / basis_for_acquisition / Basis.resampled: normalisation, phase, cache, grids."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -150,25 +153,27 @@ def test_resampling_a_decayed_basis_to_a_longer_grid_zero_fills():
     assert np.array_equal(out[:4096], b.fids[0]) and not out[4096:].any()
 
 
+def _mrsmon(*argv: str, cwd) -> subprocess.CompletedProcess:
+    # A real process: the CLI end to end (and immune to test-directory packages shadowing mrsmon).
+    return subprocess.run([sys.executable, "-m", "mrsmon", *argv], cwd=cwd, capture_output=True, text=True,
+                          timeout=120)
+
+
 @pytest.mark.parametrize("out_name, fmt", [("b.BASIS", "lcmodel"), ("b_fsl", "fsl")])
-def test_cli_basis_writes_a_readable_set(tmp_path, out_name, fmt, capsys):
+def test_cli_basis_writes_a_readable_set(tmp_path, out_name, fmt):
     from mrs.io import detect_format, read_basis
-    from mrsmon.cli import main
 
     out = tmp_path / out_name
-    rc = main(["basis", "--field-mhz", "123.2", "--sequence", "press", "--te-ms", "30", "--points", "512",
-               "--bandwidth-hz", "4000", "--metabolites", "Glu,Cr", "--out", str(out)])
-    assert rc == 0 and "wrote 2 spectra" in capsys.readouterr().out
+    res = _mrsmon("basis", "--field-mhz", "123.2", "--sequence", "press", "--te-ms", "30", "--points", "512",
+                  "--bandwidth-hz", "4000", "--metabolites", "Glu,Cr", "--out", str(out), cwd=tmp_path)
+    assert res.returncode == 0 and "wrote 2 spectra" in res.stdout
     assert detect_format(out) == fmt
     b = read_basis(out)
     assert set(b.names) == {"Glu", "Cr"} and b.n_points == 512 and b.dwell_s == pytest.approx(1 / 4000)
     assert b.fids[b.index("Cr"), 0].real == pytest.approx(5.0, rel=1e-6)
 
 
-def test_cli_basis_bad_input_is_one_line(tmp_path, capsys):
-    from mrsmon.cli import main
-
-    rc = main(["basis", "--field-mhz", "123.2", "--sequence", "press", "--te-ms", "30", "--te1-ms", "40",
-               "--points", "512", "--bandwidth-hz", "4000", "--out", str(tmp_path / "x.BASIS")])
-    err = capsys.readouterr().err
-    assert rc == 2 and "TE1" in err and "Traceback" not in err
+def test_cli_basis_bad_input_is_one_line(tmp_path):
+    res = _mrsmon("basis", "--field-mhz", "123.2", "--sequence", "press", "--te-ms", "30", "--te1-ms", "40",
+                  "--points", "512", "--bandwidth-hz", "4000", "--out", str(tmp_path / "x.BASIS"), cwd=tmp_path)
+    assert res.returncode == 2 and "TE1" in res.stderr and "Traceback" not in res.stderr
