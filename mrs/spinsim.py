@@ -71,23 +71,19 @@ class LineList:
     def fid(self, dwell_s: float, n_points: int, linewidth_hz: float = 0.0) -> np.ndarray:
         """FID on t = k * dwell_s, with optional Lorentzian broadening (FWHM, Hz).
 
-        Blocked evaluation: exp(i 2 pi f t) for one block of times, then each next block is the
-        previous amplitudes times exp(i 2 pi f T_block), so the cost is one matrix-vector product
-        per block instead of one complex exponential per (line, point).
+        With t = (j * B + k) * dwell, exp(i 2 pi f t) factorises into a (B x lines) and a
+        (lines x n/B) table of exponentials, so the FID is one matrix product and costs
+        lines * (B + n/B) complex exponentials instead of lines * n.
         """
         n_points = int(n_points)
-        block = min(64, n_points)
-        t_block = np.arange(block) * dwell_s
-        e = np.exp(2j * np.pi * np.outer(t_block, self.freq_hz))  # (block, lines)
-        step = np.exp(2j * np.pi * self.freq_hz * block * dwell_s)
-        a = self.amp.astype(complex)
-        out = np.empty(n_points, complex)
-        for start in range(0, n_points, block):
-            m = min(block, n_points - start)
-            out[start:start + m] = e[:m] @ a
-            a = a * step
+        block = max(1, int(np.sqrt(n_points)))
+        n_blocks = -(-n_points // block)
+        w = 2j * np.pi * self.freq_hz
+        inner = np.exp(np.outer(np.arange(block) * dwell_s, w))  # (block, lines)
+        outer = np.exp(np.outer(w, np.arange(n_blocks) * block * dwell_s)) * self.amp[:, None]  # (lines, blocks)
+        out = (inner @ outer).T.reshape(-1)[:n_points]
         if linewidth_hz > 0:
-            out *= np.exp(-np.pi * linewidth_hz * np.arange(n_points) * dwell_s)
+            out = out * np.exp(-np.pi * linewidth_hz * np.arange(n_points) * dwell_s)
         return out
 
     @staticmethod
@@ -250,6 +246,10 @@ class _Eigensystem:
                 continue
             r = self.rotation(step.flip_rad, step.phase_rad)
             if step.select is None:
+                rho = r @ rho @ r.conj().T
+            elif step.select == "refocus" and abs(step.flip_rad - np.pi) < 1e-12:
+                # An ideal 180 maps F_z to -F_z, so it sends every order p exactly to -p: the crusher
+                # pair's selection removes nothing and the plain rotation is the selected result.
                 rho = r @ rho @ r.conj().T
             elif step.select == "refocus":
                 new = np.zeros_like(rho)
