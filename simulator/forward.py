@@ -45,7 +45,7 @@ DEFAULTS: dict[str, Any] = {
     "motion_events": 0, "motion_severity": 1.0,
     "concentration_cv": 0.05, "concentrations": None, "mm_scale": 1.0,
     "residual_water_ratio": 3.0, "residual_water_log_sd": 0.5, "residual_water_tau_min": 4.0,
-    "residual_water_bursts": 1,
+    "residual_water_bursts_per_h": 1.0,
     "eddy_phase_rad": None, "eddy_tau_ms": None, "acq_delay_ms": None,
     "coil_failures": [], "noise_correlation": [0.1, 0.3], "sensitivity_ratio": 10.0,
     "dummy_excess": 0.8, "infusion_volume_ml": 50.0,
@@ -149,7 +149,7 @@ class SessionSimulator:
         except ValueError as exc:
             raise SimulationError(f"plan {self.plan.name}: {exc}") from None
         b0 = self.field_distribution.envelope(t) * np.exp(-np.pi * self.lorentzian_hz * t)
-        self._fwhm_grid = np.arange(-2.0, 40.01, 0.5)
+        self._fwhm_grid = np.arange(-2.0, 40.01, 1.0)
         self._fwhm_vals = lineshape.fwhm_table(self.field_distribution, naa_l + self.lorentzian_hz,
                                                self._fwhm_grid)
 
@@ -177,8 +177,10 @@ class SessionSimulator:
         water_t2 = tables.WATER_T2_MS * 1e-3
         water_line = b0 * np.exp(-t / water_t2)
         water_ref = tables.WATER_PROTONS_MM * np.exp(-self.te_s / water_t2) * water_line
-        # Residual water after suppression: the wings survive, so a broader line; unit NAA height.
-        res = water_line * np.exp(-np.pi * 8.0 * t)
+        # Residual water after suppression: spins off-resonant across the voxel escape the
+        # suppression band more, so the residue is broader in its field distribution (a Gaussian
+        # factor; its Lorentzian wings stay those of water's T2). Scaled to unit NAA height.
+        res = water_line * np.exp(-2.0 * (np.pi * 6.0 * t) ** 2)
         res *= h_naa / np.fft.fft(res).real.max()
         lip = tables.jitter_components(self._rng["lipid"], tables.LIPIDS, 0.01, 0.1, 0.1)
         lip_fid = tables.broad_fid(lip, t, self.cf_mhz, WATER_PPM, self.te_s)
@@ -262,7 +264,9 @@ class SessionSimulator:
                                                float(cfg["residual_water_tau_min"]), rw)
         water_amp = np.exp(log_ratio) if ratio > 0 else np.zeros(n)
         self.residual_water_bursts: list[dict[str, float]] = []
-        for _ in range(int(cfg["residual_water_bursts"])):
+        # "Sometimes large": Poisson-many episodes of poor suppression (about one an hour).
+        n_bursts = rw.poisson(float(cfg["residual_water_bursts_per_h"]) * t_min[-1] / 60.0) if n else 0
+        for _ in range(n_bursts):
             start = rw.uniform(0.0, max(t_min[-1], 1e-6)) if n else 0.0
             dur, factor = rw.uniform(0.5, 2.0), rw.uniform(5.0, 20.0)
             water_amp[(t_min >= start) & (t_min < start + dur)] *= factor

@@ -55,7 +55,7 @@ def make_plan(sim: dict | None = None, duration_min: float = 4.0, coils: int = 8
 # Settings that leave only noise, lineshape and drift: for measuring SNR and frequencies cleanly.
 CLEAN = {"eddy_phase_rad": 0.0, "acq_delay_ms": 0.0, "residual_water_ratio": 0.0, "mm_scale": 0.0,
          "drift_hz_per_min": 0.0, "drift_random_walk_hz": 0.0, "phase_random_walk_deg": 0.0,
-         "freq_offset_hz": 0.0, "residual_water_bursts": 0, "concentration_cv": 0.0}
+         "freq_offset_hz": 0.0, "residual_water_bursts_per_h": 0, "concentration_cv": 0.0}
 
 
 def simulate(plan, seed: int = 1, **kw) -> SessionSimulator:
@@ -68,7 +68,7 @@ def combined(sim: SessionSimulator, scan: Scan) -> np.ndarray:
 
 
 def test_same_seed_gives_identical_bytes_and_truth():
-    plan = make_plan({"motion_events": 2, "drift_hz_per_min": 1.0})
+    plan = make_plan({"motion_events": 2, "drift_hz_per_min": 1.0}, duration_min=1.5, coils=4)
     a = [s.data.tobytes() for s in simulate(plan, 5).scans()]
     b = [s.data.tobytes() for s in simulate(plan, 5).scans()]
     c = [s.data.tobytes() for s in simulate(plan, 6).scans()]
@@ -113,7 +113,7 @@ def test_noise_scans_have_the_configured_covariance():
 
 def test_single_transient_snr_matches_the_plan():
     for target in (12.0, 40.0):
-        plan = make_plan({**CLEAN, "snr_naa_single": target}, duration_min=2.2)
+        plan = make_plan({**CLEAN, "snr_naa_single": target}, duration_min=2.2, coils=4)
         sim = simulate(plan)
         ppm = ppm_axis(POINTS, 1 / BW_HZ, CF_MHZ)
         specs = []
@@ -254,7 +254,7 @@ def test_motion_transients_are_flagged_and_corrupted_but_not_announced():
 
 
 def test_motion_lipid_bursts_reach_the_data():
-    plan = make_plan({"motion_events": 6, "snr_naa_single": 40.0}, duration_min=6.0)
+    plan = make_plan({"motion_events": 6, "snr_naa_single": 40.0}, duration_min=6.0, coils=2)
     sim = simulate(plan, 3)
     lip = [x["transient"] for x in sim.truth()["transients"] if x["lipid_height_ratio"] > 5]
     assert lip, "seed 3 should give a lipid burst"
