@@ -18,6 +18,9 @@ import gui.qt_compat  # noqa: F401  (must precede any Qt drawing; see module doc
 from gui.model import SessionModel, percent_change
 from gui.theme import AXIS_PT, TITLE_PT, Theme
 
+DENSE_POINTS = 400   # above this many blocks the measure draws as a line, not as spots
+TREND_POINTS = 500   # vertices of the (smooth) trend line
+
 
 class PercentAxis(pg.AxisItem):
     """A right-hand axis that labels the left axis's values as percent change from a baseline.
@@ -123,7 +126,8 @@ class MainCurvePanel(QtWidgets.QWidget):
         pi = self.plot.getPlotItem()
         self.pi = pi
         pi.showAxis("right")
-        pi.showGrid(x=True, y=True, alpha=theme.grid_alpha)
+        # No pyqtgraph grid: it costs ~10 ms a frame in software rendering; the baseline lines,
+        # the band and the percent axis give the reference instead.
         pi.setClipToView(True)
         pi.setDownsampling(auto=True, mode="peak")
         pi.setMenuEnabled(False)
@@ -150,20 +154,23 @@ class MainCurvePanel(QtWidgets.QWidget):
         self.base_line = pg.InfiniteLine(angle=0, movable=False,
                                          pen=pg.mkPen(theme.baseline, width=1.5, style=QtCore.Qt.DashLine))
         self.errors = pg.ErrorBarItem(x=np.zeros(0), y=np.zeros(0), height=np.zeros(0),
-                                      pen=pg.mkPen(theme.rgba(theme.data, 150), width=1.2), beam=0.0)
+                                      pen=pg.mkPen(theme.rgba(theme.data, 150), width=1), beam=0.0)
         self.points = pg.PlotDataItem(pen=None, symbol="o", symbolSize=9, symbolBrush=theme.data,
                                       symbolPen=pg.mkPen(theme.background, width=1))
+        # Dense series (sliding windows) draw as a thin line: a scatter of thousands of spots
+        # costs tens of ms per update in pyqtgraph.
+        self.dense = pg.PlotDataItem(pen=pg.mkPen(theme.data, width=1))
         self.trend_curve = pg.PlotDataItem(pen=pg.mkPen(theme.trend, width=3.5))
         self.failed = pg.PlotDataItem(pen=None, symbol="x", symbolSize=13, symbolBrush=theme.threshold,
                                       symbolPen=pg.mkPen(theme.threshold, width=2.5))
         self.selected = pg.PlotDataItem(pen=None, symbol="o", symbolSize=18, symbolBrush=None,
                                         symbolPen=pg.mkPen(theme.text, width=2.5))
-        for item in (self.band, self.base_line, self.errors, self.trend_curve, self.points, self.failed,
+        for item in (self.band, self.base_line, self.errors, self.dense, self.trend_curve, self.points, self.failed,
                      self.selected):
             pi.addItem(item)
         self.band.hide()
         self.base_line.hide()
-        self.points.sigPointsClicked.connect(self._on_click)
+        pi.scene().sigMouseClicked.connect(self._on_click)
         self.legend = pg.LegendItem(offset=(60, 4), labelTextColor=theme.text, colCount=3,
                                     brush=pg.mkBrush(theme.rgba(theme.panel, 200)), labelTextSize=f"{AXIS_PT}pt")
         self.legend.setParentItem(pi.getViewBox())
@@ -178,11 +185,22 @@ class MainCurvePanel(QtWidgets.QWidget):
         if text:
             self.model.set_measure(text)
 
-    def _on_click(self, _item: Any, points: Any, *_: Any) -> None:
-        if len(points):
-            data = points[0].data()
-            if data is not None:
-                self.block_clicked.emit(int(data))
+    def _on_click(self, ev: Any) -> None:
+        """A click near a block (within 12 px in time) freezes the spectrum on that block."""
+        vb = self.pi.getViewBox()
+        if not vb.sceneBoundingRect().contains(ev.scenePos()):
+            return
+        x = vb.mapSceneToView(ev.scenePos()).x()
+        block = self.nearest_block(x, max_dx=12 * vb.viewPixelSize()[0])
+        if block is not None:
+            self.block_clicked.emit(block)
+
+    def nearest_block(self, t_min: float, max_dx: float = float("inf")) -> int | None:
+        t = self.model.col("t_min")
+        if not len(t):
+            return None
+        i = int(np.nanargmin(np.abs(t - t_min)))
+        return int(self.model.col("block")[i]) if abs(t[i] - t_min) <= max_dx else None
 
     # ---- redraw ----
     def _changed(self, *aspects: str) -> bool:
@@ -281,12 +299,14 @@ class MainCurvePanel(QtWidgets.QWidget):
         v = m.plotted_values()
         err = m.col("err")
         good = np.isfinite(v)
-        blocks = m.col("block").astype(int)
-        self.points.setData(t[good], v[good], data=blocks[good])
+        dense = len(t) > DENSE_POINTS
+        self.points.setData(t[good] if not dense else [], v[good] if not dense else [])
+        self.dense.setData(t if dense else [], v if dense else [], connect="finite")
         e = np.where(np.isfinite(err), err, 0.0)[good]
         self.errors.setData(x=t[good], y=v[good], height=2 * e)
         trend = m.trend()
-        self.trend_curve.setData(t, trend, connect="finite")
+        step = max(1, len(t) // TREND_POINTS)  # the trend is smooth: fewer vertices, same line
+        self.trend_curve.setData(t[::step], trend[::step], connect="finite")
         base = m.baseline()
         self.pct_axis.set_baseline(base.mean if base.valid else math.nan)
         if base.valid:

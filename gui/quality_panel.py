@@ -12,6 +12,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui
 
 import gui.qt_compat  # noqa: F401  (must precede any Qt drawing; see module doc)
+from gui.main_curve import DENSE_POINTS
 from gui.model import SessionModel
 from gui.theme import AXIS_PT, COMPONENT_CYCLE, Theme
 
@@ -42,7 +43,6 @@ class QualityPanel(pg.GraphicsLayoutWidget):
         for i, (col, title, unit, key, symmetric) in enumerate(TRACES):
             p = self.addPlot(row=i // 3, col=i % 3)
             p.setMenuEnabled(False)
-            p.showGrid(x=True, y=True, alpha=theme.grid_alpha)
             p.setTitle(f"{title} ({unit})" if unit else title, color=theme.text, size=f"{AXIS_PT}pt")
             p.setClipToView(True)
             p.setDownsampling(auto=True, mode="peak")
@@ -54,8 +54,8 @@ class QualityPanel(pg.GraphicsLayoutWidget):
                 ax.enableAutoSIPrefix(False)
             p.getAxis("left").setWidth(48)
             if col != "n_rejected":
-                curve = pg.PlotDataItem(pen=pg.mkPen(theme.data, width=1.6), symbol="o", symbolSize=4,
-                                        symbolBrush=theme.data, symbolPen=None)
+                # thin line, no spots: cheap to stroke and to update at 3600 points
+                curve = pg.PlotDataItem(pen=pg.mkPen(theme.data, width=1))
                 over = pg.PlotDataItem(pen=None, symbol="o", symbolSize=8, symbolBrush=theme.threshold,
                                        symbolPen=None)
                 p.addItem(curve)
@@ -114,8 +114,11 @@ class QualityPanel(pg.GraphicsLayoutWidget):
         m = self.model
         t = m.col("t_min")
         self.plots["crlb"].setTitle(f"CRLB of {m.measure} (%)", color=self.t.text, size=f"{AXIS_PT}pt")
+        width = 2 if len(t) <= DENSE_POINTS else 1  # thick lines cost ms per frame at thousands of points
         for col, curve in self.curves.items():
             y = m.col(col)
+            if curve.opts["pen"].width() != width:
+                curve.setPen(pg.mkPen(self.t.data, width=width))
             curve.setData(t, y, connect="finite")
             thr = self._threshold(col)
             if thr is not None:

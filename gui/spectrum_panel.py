@@ -49,7 +49,6 @@ class SpectrumPanel(QtWidgets.QWidget):
         pi = self.plot.getPlotItem()
         self.pi = pi
         pi.invertX(True)  # high ppm on the left, as spectroscopists read it
-        pi.showGrid(x=True, y=False, alpha=theme.grid_alpha)
         pi.setMenuEnabled(False)
         pi.hideAxis("left")
         ax = pi.getAxis("bottom")
@@ -60,10 +59,10 @@ class SpectrumPanel(QtWidgets.QWidget):
         ax.setStyle(tickFont=font)
         ax.enableAutoSIPrefix(False)
         pi.setLabel("bottom", "chemical shift (ppm)", **{"font-size": f"{AXIS_PT}pt"})
-        self.data = pg.PlotDataItem(pen=pg.mkPen(theme.spec_data, width=1.2))
+        self.data = pg.PlotDataItem(pen=pg.mkPen(theme.spec_data, width=1))
         self.fit = pg.PlotDataItem(pen=pg.mkPen(theme.spec_fit, width=2.2))
         self.baseline = pg.PlotDataItem(pen=pg.mkPen(theme.spec_baseline, width=1.5, style=QtCore.Qt.DashLine))
-        self.residual = pg.PlotDataItem(pen=pg.mkPen(theme.spec_residual, width=1.1))
+        self.residual = pg.PlotDataItem(pen=pg.mkPen(theme.spec_residual, width=1))
         self.components: dict[str, pg.PlotDataItem] = {}
         self._legend_names: set[str] = set()
         for item in (self.data, self.baseline, self.fit, self.residual):

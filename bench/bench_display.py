@@ -1,0 +1,173 @@
+"""Display benchmark: redraw time with a 2-hour session on screen, and the model's memory.
+
+Cases (offscreen, 1600x1000 window, dark theme):
+  blocks-112   2 h at TR 2 s = 3600 transients in blocks of 32 -> 112 points on the main curve
+  sliding-3600 a sliding window stepping one transient -> 3600 points on every trace
+For each: "new block" = a result arrives, then the 10 Hz tick redraws the changed items and Qt
+paints the window (window.repaint(), synchronous); "idle tick" = a tick with nothing new.
+Memory: a Qt-free SessionModel fed 2 hours of sliding-window results (each with a compact
+256-point spectrum, as published) at full speed, three sessions in a row; tracemalloc current.
+
+Usage: python bench/bench_display.py [--quick]
+Writes bench/results/display.txt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import platform
+import statistics
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from gui.model import SessionModel  # noqa: E402
+from protocols.plan import load_plan  # noqa: E402
+
+TR_S = 2.0
+SESSION_S = 7200.0
+PLAN = load_plan("ketamine-infusion").to_public_dict()
+PLAN["duration_min"] = SESSION_S / 60
+PLAN["phases"] = [{"name": "baseline", "start_min": 0, "end_min": 15},
+                  {"name": "infusion", "start_min": 15, "end_min": 55},
+                  {"name": "washout", "start_min": 55, "end_min": 120}]
+HEADER = {"session": "bench", "kit_code": "KIT-0000", "repetition_time_s": TR_S, "start_time_ns": 0}
+
+
+def make_result(i: int, t_mid_s: float, half_s: float, rng: np.random.Generator,
+                spectrum: bool = False) -> dict:
+    ratio = 1.25 * (1 + 0.05 * (t_mid_s > 1500) + 0.02 * rng.standard_normal())
+    r = {"block": i, "t_s": t_mid_s, "t_start_s": t_mid_s - half_s, "t_end_s": t_mid_s + half_s,
+         "n_transients": 32, "n_rejected": int(rng.random() < 0.05), "rejected": {},
+         "conc": {"Glu": ratio * 8, "Gln": 3.0, "Glx": ratio * 8 + 3, "NAA": 10.0, "tNAA": 11.5, "tCr": 8.0},
+         "sd": {"Glu": 0.4, "Gln": 0.4, "Glx": 0.5, "NAA": 0.2, "tNAA": 0.2, "tCr": 0.1},
+         "crlb_pct": {"Glu": 4.0, "Gln": 13.0, "Glx": 4.0, "NAA": 2.0},
+         "ratios": {"Glu/tCr": ratio, "Glx/tNAA": 1.1}, "ratios_sd": {"Glu/tCr": 0.05, "Glx/tNAA": 0.03},
+         "qc": {"snr": 40 + rng.standard_normal(), "naa_fwhm_hz": 6 + 0.2 * rng.standard_normal(),
+                "freq_offset_hz": t_mid_s / 300, "drift_hz_per_min": 0.4, "max_jump_hz": 0.3,
+                "fit_status": "ok", "message": ""}}
+    if spectrum:
+        ppm = np.linspace(4.2, 0.2, 256)
+        data = np.exp(-((ppm - 2.01) / 0.03) ** 2) + 0.02 * rng.standard_normal(256)
+        r["spectrum"] = {"ppm": ppm.tolist(), "data": data.tolist(), "fit": data.tolist(),
+                         "baseline": np.zeros(256).tolist()}
+    return r
+
+
+def series(n_points: int, step_s: float, window_s: float, seed: int = 0, spectrum: bool = False) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    return [make_result(i, window_s / 2 + i * step_s, window_s / 2, rng, spectrum) for i in range(n_points)]
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q))
+
+
+def bench_redraw(name: str, results: list[dict], n_new: int, n_idle: int) -> list[str]:
+    from PySide6 import QtWidgets
+
+    from gui.window import MainWindow
+
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
+    model = SessionModel(live=True)
+    model.set_link("live")
+    model.set_session(HEADER, PLAN)
+    model.set_status({"link": "receiving", "transients": 3600, "last_transient_age_s": 0.5})
+    start = len(results) - n_new
+    model.add_results(results[:start])
+    model.put_spectrum(start - 1, results[0]["spectrum"] if "spectrum" in results[0] else
+                       make_result(0, 1, 1, np.random.default_rng(1), True)["spectrum"])
+    model.add_event({"kind": "infusion_start", "t_s": 900.0, "source": "display", "t_ns": 900})
+    w = MainWindow(model)
+    w.timer.stop()  # the benchmark drives the ticks itself
+    w.resize(1600, 1000)
+    w.show()
+    for _ in range(3):
+        app.processEvents()
+        w.redraw()
+        w.repaint()
+    new_ms, idle_ms, update_ms = [], [], []
+    for r in results[start:]:
+        model.add_result(r)
+        t0 = time.perf_counter()
+        w.redraw()
+        t1 = time.perf_counter()
+        w.repaint()
+        t2 = time.perf_counter()
+        update_ms.append(1e3 * (t1 - t0))
+        new_ms.append(1e3 * (t2 - t0))
+    for _ in range(n_idle):
+        t0 = time.perf_counter()
+        w.redraw()
+        idle_ms.append(1e3 * (time.perf_counter() - t0))
+    n_shown = len(model.rows)
+    w.close()
+    app.processEvents()
+    rows = []
+    for case, vals in (("new block: update items", update_ms), ("new block: update + paint", new_ms),
+                       ("idle tick (no change)", idle_ms)):
+        rows.append(f"{name:<13} {n_shown:>6} {case:<27} {statistics.median(vals):>9.2f} {pct(vals, 99):>9.2f} "
+                    f"{len(vals):>5}")
+    return rows
+
+
+def bench_memory(sessions: int, n_points: int) -> list[str]:
+    rows = []
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    results = series(n_points, TR_S, 64.0, seed=3, spectrum=True)
+    held = tracemalloc.get_traced_memory()[0] - base  # the input list itself, subtracted below
+    for s in range(sessions):
+        model = SessionModel(live=True)
+        model.set_session({**HEADER, "session": f"bench-{s}"}, PLAN)
+        marks = []
+        for i, r in enumerate(results):
+            model.add_result(r)
+            if (i + 1) % (n_points // 4) == 0:
+                gc.collect()
+                marks.append((tracemalloc.get_traced_memory()[0] - base - held) / 2**20)
+        rows.append(f"session {s + 1}: model MB after 1/4, 1/2, 3/4, all of 2 h: "
+                    + ", ".join(f"{m:.1f}" for m in marks)
+                    + f"   (spectra cached: {len(model.spectra)}, rows: {len(model.rows)})")
+        del model
+        gc.collect()
+    left_mb = (tracemalloc.get_traced_memory()[0] - base - held) / 2**20
+    rows.append(f"after the last session is dropped: {left_mb:.1f} MB")
+    tracemalloc.stop()
+    return rows
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer samples (a smoke run)")
+    args = ap.parse_args()
+    n_new, n_idle = (10, 20) if args.quick else (60, 200)
+    blocks = series(int(SESSION_S / (32 * TR_S)), 32 * TR_S, 32 * TR_S, seed=1, spectrum=False)
+    sliding = series(int(SESSION_S / TR_S), TR_S, 32 * TR_S, seed=2, spectrum=False)
+    lines = [f"display benchmark  {time.strftime('%Y-%m-%d %H:%M')}  python {platform.python_version()}  "
+             f"{platform.machine()}  QT_QPA_PLATFORM={os.environ.get('QT_QPA_PLATFORM')}",
+             "window 1600x1000, dark theme; times in ms (target: redraw under 16 ms)", "",
+             f"{'case':<13} {'points':>6} {'what':<27} {'median':>9} {'p99':>9} {'n':>5}"]
+    lines += bench_redraw("blocks-112", blocks, n_new=min(n_new, 30), n_idle=n_idle)
+    lines += bench_redraw("sliding-3600", sliding, n_new=n_new, n_idle=n_idle)
+    lines += ["", "memory of the Qt-free display model, fed 2 h of sliding-window results at full speed:"]
+    lines += bench_memory(sessions=3 if not args.quick else 1, n_points=int(SESSION_S / TR_S))
+    text = "\n".join(lines) + "\n"
+    print(text)
+    out = ROOT / "bench" / "results" / "display.txt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
