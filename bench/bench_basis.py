@@ -54,7 +54,8 @@ def main() -> str:
     width = max(len(r[0]) for r in rows)
     lines = [f"mrsmon basis simulation ({len(DEFAULT_METABOLITES)} metabolites), median/min of {REPEATS} runs",
              f"python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} cpus (shared), "
-             f"load average {os.getloadavg()[0]:.1f} at start",
+             f"load average {os.getloadavg()[0]:.1f} at start, "
+             f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}",
              "", f"{'case':<{width}}  {'median s':>9}  {'min s':>7}", "-" * (width + 20)]
     lines += [f"{n:<{width}}  {med:9.3f}  {mn:7.3f}" for n, med, mn in rows]
     text = "\n".join(lines) + "\n"
