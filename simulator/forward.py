@@ -439,6 +439,7 @@ class SessionSimulator:
                 "transient": j, "scan": i, "t_s": float(self.t_s[i]),
                 "concentrations_mm": {k: round(v, 5) for k, v in conc.items()},
                 "glu_scale": round(float(self.glu_scale[i]), 6),
+                "ratios": {k: round(v, 6) for k, v in _ratios(conc).items()},
                 "freq_hz": round(float(self.freq_hz[i]), 4),
                 "phase_deg": round(float((self.phase_deg[i] + 180.0) % 360.0 - 180.0), 3),
                 "linewidth_hz": round(self.linewidth_hz_at(i), 4),
@@ -450,7 +451,7 @@ class SessionSimulator:
         arr0 = self.coil_arrays[0]
         return {
             "plan": self.plan.name, "plan_source": Path(self.plan.source).name if self.plan.source else "",
-            "seed": self.seed, "sex": self.sex,
+            "seed": self.seed, "scenario": str(self.cfg["scenario"]), "sex": self.sex,
             # No drug in the plan and no arm asked for: there is no condition to record.
             "condition": self.condition if (self._condition_given
                                             or timecourse.infusion_window_min(self.plan)) else None,
@@ -474,13 +475,28 @@ class SessionSimulator:
             "residual_water_bursts": self.residual_water_bursts,
             "motion_events": self.motion_events, "coil_failures": self.coil_failures,
             "coils": {"sensitivities": _cplx(arr0.sensitivities), "noise_cov": _cplx(arr0.noise_cov)},
-            "prep_scans": [{"scan": i, "kind": k, "t_s": float(self.t_s[i])}
+            "prep_scans": [{"scan": i, "kind": k, "t_s": float(self.t_s[i]),
+                            "freq_hz": round(float(self.freq_hz[i]), 4),
+                            "phase_deg": round(float((self.phase_deg[i] + 180.0) % 360.0 - 180.0), 3)}
                            for i, k in enumerate(self.kinds) if k != "metabolite"],
             "transients": transients,
         }
 
     def write_truth(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.truth(), separators=(",", ":")))
+
+
+def _ratios(conc: dict[str, float]) -> dict[str, float]:
+    """True Glu/tCr, Glx/tCr, Glu/tNAA and Glx/tNAA (the measures a block result reports)."""
+    tcr = conc.get("Cr", 0.0) + conc.get("PCr", 0.0)
+    tnaa = conc.get("NAA", 0.0) + conc.get("NAAG", 0.0)
+    glx = conc["Glu"] + conc.get("Gln", 0.0)
+    out = {}
+    if tcr > 0:
+        out.update({"Glu/tCr": conc["Glu"] / tcr, "Glx/tCr": glx / tcr})
+    if tnaa > 0:
+        out.update({"Glu/tNAA": conc["Glu"] / tnaa, "Glx/tNAA": glx / tnaa})
+    return out
 
 
 def _pick(value: Any, draw: Any) -> float:
