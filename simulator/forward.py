@@ -428,9 +428,11 @@ class SessionSimulator:
         """True NAA FWHM (Hz) of scan `index`."""
         return float(np.interp(self.extra_lw_hz[index], self._fwhm_grid, self._fwhm_vals))
 
-    def truth(self) -> dict[str, Any]:
-        """JSON-serialisable ground truth of the whole session."""
-        met = [i for i, k in enumerate(self.kinds) if k == "metabolite"]
+    def truth(self, n_scans: int | None = None) -> dict[str, Any]:
+        """JSON-serialisable ground truth of the whole session, or of its first `n_scans` scans
+        (what was actually sent when a stream stopped early)."""
+        upto = self.n_scans if n_scans is None else max(0, min(int(n_scans), self.n_scans))
+        met = [i for i, k in enumerate(self.kinds[:upto]) if k == "metabolite"]
         transients = []
         for j, i in enumerate(met):
             conc = dict(self.concentrations)
@@ -473,17 +475,19 @@ class SessionSimulator:
             "drift_hz_per_min": float(self.cfg["drift_hz_per_min"]),
             "macromolecules": [vars(c) for c in self.macromolecules],
             "residual_water_bursts": self.residual_water_bursts,
-            "motion_events": self.motion_events, "coil_failures": self.coil_failures,
+            "n_scans": upto,
+            "motion_events": [e for e in self.motion_events if e["scan"] < upto],
+            "coil_failures": self.coil_failures,
             "coils": {"sensitivities": _cplx(arr0.sensitivities), "noise_cov": _cplx(arr0.noise_cov)},
             "prep_scans": [{"scan": i, "kind": k, "t_s": float(self.t_s[i]),
                             "freq_hz": round(float(self.freq_hz[i]), 4),
                             "phase_deg": round(float((self.phase_deg[i] + 180.0) % 360.0 - 180.0), 3)}
-                           for i, k in enumerate(self.kinds) if k != "metabolite"],
+                           for i, k in enumerate(self.kinds[:upto]) if k != "metabolite"],
             "transients": transients,
         }
 
-    def write_truth(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.truth(), separators=(",", ":")))
+    def write_truth(self, path: str | Path, n_scans: int | None = None) -> None:
+        Path(path).write_text(json.dumps(self.truth(n_scans), separators=(",", ":")))
 
 
 def _ratios(conc: dict[str, float]) -> dict[str, float]:

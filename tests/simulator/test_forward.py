@@ -321,3 +321,6 @@ def test_truth_is_json_and_written(tmp_path):
     assert data["seed"] == 1 and data["plan"] == "test-plan" and len(data["transients"]) == plan.n_transients
     assert {"Glu", "NAA", "Cr"} <= set(data["transients"][0]["concentrations_mm"])
     assert sim.header_fields()["coils"] == 3
+    part = sim.truth(n_scans=20)
+    assert part["n_scans"] == 20 and [x["scan"] for x in part["transients"]] == list(range(5, 20))
+    assert part["transients"] == data["transients"][:15]
