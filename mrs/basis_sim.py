@@ -29,7 +29,7 @@ DEFAULT_METABOLITES: tuple[str, ...] = ("NAA", "NAAG", "Cr", "PCr", "GPC", "PCh"
                                         "GABA", "GSH", "Lac", "Asp", "Tau", "Glc", "Ala", "Gly", "PE")
 DEFAULT_LINEWIDTH_HZ = 1.0  # small Lorentzian so basis FIDs decay (resampling, display); fitters add more
 DEFAULT_STEAM_TM_S = 0.010
-_CACHE_VERSION = 1  # bump when the simulation or its conventions change
+_CACHE_VERSION = 2  # bump when the simulation or its conventions change
 
 # Scanner sequence names (case-insensitive) -> simulated sequence.
 SEQUENCE_ALIASES = {

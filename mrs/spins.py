@@ -29,11 +29,16 @@ class SpinGroup:
 
 @dataclass(frozen=True)
 class SpinSystem:
-    """Coupled protons; `couplings` holds (i, j, J_hz) with i < j indexing `groups`."""
+    """Coupled protons; `couplings` holds (i, j, J_hz) with i < j indexing `groups`.
+
+    `hetero` holds (i, J_hz): weak coupling of group i to one 31P nucleus, which the proton pulses
+    do not touch (so spin echoes refocus it, and it splits lines during acquisition).
+    """
 
     groups: tuple[SpinGroup, ...]
     couplings: tuple[tuple[int, int, float], ...] = ()
     scale: float = 1.0
+    hetero: tuple[tuple[int, float], ...] = ()
 
     @property
     def protons(self) -> int:
@@ -41,7 +46,8 @@ class SpinSystem:
 
     def to_dict(self) -> dict:
         return {"spins": [[g.label, g.ppm, g.n] for g in self.groups],
-                "couplings": [list(c) for c in self.couplings], "scale": self.scale}
+                "couplings": [list(c) for c in self.couplings], "scale": self.scale,
+                "hetero": [list(h) for h in self.hetero]}
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,11 @@ def _parse_system(name: str, raw: dict) -> SpinSystem:
             if i == j or not (0 <= i < len(groups) and 0 <= j < len(groups)):
                 raise SpinTableError(f"{name}: coupling [{i}, {j}] does not join two spins of its system")
             couplings.append((min(i, j), max(i, j), float(j_hz)))
+        hetero = []
+        for i, j_hz in raw.get("hetero", []):
+            if not 0 <= int(i) < len(groups):
+                raise SpinTableError(f"{name}: heteronuclear coupling names spin {i}, which does not exist")
+            hetero.append((int(i), float(j_hz)))
         scale = float(raw.get("scale", 1.0))
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, SpinTableError):
@@ -84,7 +95,7 @@ def _parse_system(name: str, raw: dict) -> SpinSystem:
         raise SpinTableError(f"{name}: malformed spin system ({exc})") from exc
     if scale <= 0:
         raise SpinTableError(f"{name}: system scale must be positive, got {scale}")
-    return SpinSystem(tuple(groups), tuple(couplings), scale)
+    return SpinSystem(tuple(groups), tuple(couplings), scale, tuple(hetero))
 
 
 def parse_table(data: dict) -> dict[str, Metabolite]:

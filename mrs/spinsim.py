@@ -147,7 +147,7 @@ def sequence_steps(sequence: str, te_s: float, te1_s: float | None = None,
 # ---------------------------------------------------------------------------------------------
 # Spin operators and the Hamiltonian
 
-def _expand(system: SpinSystem) -> tuple[np.ndarray, list[tuple[int, int, float]]]:
+def _expand(system: SpinSystem) -> tuple[np.ndarray, list[tuple[int, int, float]], np.ndarray]:
     """Spin-1/2 list of a system: each group of n equivalent protons becomes n spins."""
     ppm, owner = [], []
     for gi, g in enumerate(system.groups):
@@ -159,7 +159,7 @@ def _expand(system: SpinSystem) -> tuple[np.ndarray, list[tuple[int, int, float]
         for a in np.flatnonzero(owner_arr == i):
             for b in np.flatnonzero(owner_arr == j):
                 pairs.append((int(a), int(b), j_hz))
-    return np.array(ppm, float), pairs
+    return np.array(ppm, float), pairs, owner_arr
 
 
 def _bits(n_spins: int) -> np.ndarray:
@@ -267,8 +267,11 @@ class _Eigensystem:
 
 
 def _run_spins(ppm: np.ndarray, pairs: list[tuple[int, int, float]], cf_mhz: float, steps: list[Step],
-               centre_ppm: float) -> LineList:
-    eig = _Eigensystem((ppm - centre_ppm) * cf_mhz, pairs)
+               centre_ppm: float, extra_hz: np.ndarray | None = None) -> LineList:
+    nu_hz = (ppm - centre_ppm) * cf_mhz
+    if extra_hz is not None:
+        nu_hz = nu_hz + extra_hz
+    eig = _Eigensystem(nu_hz, pairs)
     freq, amp = eig.run(steps)
     keep = np.abs(amp) > PRUNE_REL * ppm.size
     ll = _merge(freq[keep], amp[keep])
@@ -276,16 +279,36 @@ def _run_spins(ppm: np.ndarray, pairs: list[tuple[int, int, float]], cf_mhz: flo
     return LineList(ll.freq_hz[keep], ll.amp[keep])
 
 
+def _hetero_states(system: SpinSystem, owner: np.ndarray) -> list[np.ndarray | None]:
+    """Per-spin frequency offsets for each state (m = +-1/2) of a weakly coupled 31P nucleus.
+
+    J I_z S_z commutes with everything the proton pulses do, so each 31P state is an independent
+    proton simulation with offsets +-J/2 on the coupled spins, weighted 1/2.
+    """
+    if not system.hetero:
+        return [None]
+    j_of_group = np.zeros(len(system.groups))
+    for i, j_hz in system.hetero:
+        j_of_group[i] += j_hz
+    return [m * j_of_group[owner] for m in (0.5, -0.5)]
+
+
 def simulate_system(system: SpinSystem, cf_mhz: float, steps: list[Step],
                     centre_ppm: float = 4.65) -> LineList:
     """Line list of one spin system (weighted by its scale) for a sequence's steps."""
     if not system.couplings:
         # Uncoupled groups: each is one spin scaled by its proton count (exact, 2 x 2 only).
-        parts = [_run_spins(np.array([g.ppm]), [], cf_mhz, steps, centre_ppm) for g in system.groups]
-        return LineList.concat(parts, [g.n * system.scale for g in system.groups])
-    ppm, pairs = _expand(system)
-    ll = _run_spins(ppm, pairs, cf_mhz, steps, centre_ppm)
-    return LineList(ll.freq_hz, ll.amp * system.scale)
+        parts, weights = [], []
+        for gi, g in enumerate(system.groups):
+            states = _hetero_states(system, np.array([gi]))
+            for extra in states:
+                parts.append(_run_spins(np.array([g.ppm]), [], cf_mhz, steps, centre_ppm, extra))
+                weights.append(g.n * system.scale / len(states))
+        return LineList.concat(parts, weights)
+    ppm, pairs, owner = _expand(system)
+    states = _hetero_states(system, owner)
+    parts = [_run_spins(ppm, pairs, cf_mhz, steps, centre_ppm, extra) for extra in states]
+    return LineList.concat(parts, [system.scale / len(states)] * len(states))
 
 
 def simulate_metabolite(met: Metabolite, cf_mhz: float, sequence: str, te_s: float,

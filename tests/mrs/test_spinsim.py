@@ -118,7 +118,7 @@ def _brute_force_press(system, te_s, te1_s, n_cycle=11, flip_rad=np.pi):
 
     from mrs.spinsim import _expand, hamiltonian_hz
 
-    ppm, pairs = _expand(system)
+    ppm, pairs, _ = _expand(system)
     n = ppm.size
     h = hamiltonian_hz((ppm - 4.65) * CF, pairs)
     sx = np.array([[0, 0.5], [0.5, 0]])
@@ -178,3 +178,15 @@ def test_masked_selection_matches_crusher_cycling_for_imperfect_refocusing():
     unselected = simulate_system(glu, CF, [s if isinstance(s, Delay) or s.select is None
                                            else Pulse(flip, 0.0) for s in steps]).fid(1 / 4000, 256)
     assert np.abs(unselected - brute).max() > 1e-2 * np.abs(brute).max()  # selection matters here
+
+
+def test_phosphorus_coupling_splits_lines_but_is_refocused_by_proton_echoes():
+    # A proton group weakly coupled to an unpulsed 31P: doublet split by J_HP; spin echoes refocus
+    # J_HP (only the protons are flipped), so the echo amplitude does not modulate with TE.
+    sys_p = SpinSystem((SpinGroup("OCH2", 4.0, 2),), (), 1.0, ((0, 6.0),))
+    fid = simulate_system(sys_p, CF, sequence_steps("fid", 0.0))
+    assert np.diff(np.sort(fid.freq_hz))[0] == pytest.approx(6.0)
+    assert fid.amp.real == pytest.approx([1.0, 1.0])
+    for te in (0.030, 1 / 12.0, 0.144):  # 1/(2J) would null an unrefocused coupling
+        echo = simulate_system(sys_p, CF, sequence_steps("press", te))
+        assert echo.total.real == pytest.approx(2.0, abs=1e-9)
