@@ -121,14 +121,22 @@ def simulate_basis(field_mhz: float, sequence: str, te_s: float, dwell_s: float,
     names = list(DEFAULT_METABOLITES if metabolites is None else metabolites)
     mets = get_metabolites(names, spin_table)
     fids = np.zeros((len(mets), int(n_points)), complex)
-    protons = {}
+    protons, outside = {}, {}
+    nyquist_hz = 0.5 / dwell_s
     for i, met in enumerate(mets):
         ll = metabolite_lines(met, field_mhz, seq, te_s, te1_s, tm_s, centre_ppm, cache)
+        # Lines beyond the spectral width would alias to false ppm; the scanner's filter removes them.
+        inside = np.abs(ll.freq_hz) < nyquist_hz
+        if not inside.all():
+            outside[met.name] = float(np.abs(ll.amp[~inside]).sum())
+            ll = LineList(ll.freq_hz[inside], ll.amp[inside])
         fids[i] = ll.fid(dwell_s, int(n_points), linewidth_hz)
         protons[met.name] = met.protons
     meta = {"source": "mrsmon density-matrix simulation (ideal pulses)", "sequence": seq, "te_s": float(te_s),
             "te1_s": te1_s, "tm_s": tm_s, "field_mhz": float(field_mhz), "linewidth_hz": float(linewidth_hz),
             "protons": protons, "convention": "NIfTI-MRS: fid = sum a exp(+i 2 pi f t), f = (ppm - centre) cf"}
+    if outside:
+        meta["dropped_outside_bandwidth"] = outside  # summed |amplitude| of lines beyond +-bw/2
     return Basis(tuple(names), fids, float(dwell_s), float(field_mhz), float(centre_ppm), meta)
 
 
