@@ -180,7 +180,7 @@ def test_cli_basis_bad_input_is_one_line(tmp_path):
 
 
 def test_lines_beyond_the_spectral_width_are_dropped_not_aliased():
-    # 7T, 2 kHz: +-1000 Hz is 4.65 +- 3.37 ppm, so Lac's 1.31 ppm methyl lies outside the band.
-    b = simulate_basis(297.2, "fid", 0.0, 1 / 2000, 2048, ["Lac"])
+    # 7T, 1.8 kHz: +-900 Hz is 4.65 +- 3.03 ppm, so the 1.31 ppm lactate methyl lies outside the band.
+    b = simulate_basis(297.2, "fid", 0.0, 1 / 1800, 2048, ["Lac"])
     assert b.meta["dropped_outside_bandwidth"]["Lac"] == pytest.approx(3.0, rel=1e-3)
     assert b.fids[0, 0].real == pytest.approx(1.0, rel=1e-3)  # only the 4.10 ppm CH remains
