@@ -38,14 +38,15 @@ class _SessionState:
     skip_blocks: int = 0          # blocks already on disk from before a restart
     skip_transients_upto: int = -1
     transients_file: Any = None
-    processed: set[int] = field(default_factory=set)
+    done: set[int] = field(default_factory=set)  # seqs processed, or seen and needing no processing
 
 
 class Pipeline:
     def __init__(self, publish: Callable[[str, dict], None], basis_spec: str = "auto",
-                 block_transients: int | None = None):
+                 block_transients: int | None = None, processor_factory: Callable[..., Any] | None = None):
         self._publish = publish          # thread-safe callback provided by the service
         self.basis_spec = basis_spec
+        self._factory = processor_factory or self._block_processor
         self.block_transients = block_transients
         self._queue: queue.Queue = queue.Queue()
         self._sessions: dict[str, _SessionState] = {}
@@ -85,36 +86,44 @@ class Pipeline:
         if st is None:
             st = self._open(sid, Path(note["folder"]))
         if note["kind"] == "end":
-            self._drain(st, force=True)
+            self._advance(st, force=True)
             self._emit(st, st.processor.flush())
             self._publish("end", {"session": sid})
             self._close_state(st)
             del self._sessions[sid]
             return
-        if note["seq"] < st.next_seq:
-            if note["kind"] == "transient":  # a late resend after we skipped its gap
-                self._process(st, note)
-            return
-        if note["kind"] == "transient" and note["seq"] in st.processed:
-            return
-        st.pending[note["seq"]] = note
-        self._drain(st, force=len(st.pending) > MAX_PENDING)
+        self._accept(st, note)
+        self._advance(st, force=len(st.pending) > MAX_PENDING)
 
-    def _drain(self, st: _SessionState, force: bool) -> None:
-        while st.pending:
+    @staticmethod
+    def _accept(st: _SessionState, note: dict) -> None:
+        seq = note["seq"]
+        if seq in st.done:
+            return
+        if note["kind"] != "transient":
+            st.done.add(seq)  # session start and events occupy a seq but need no processing
+        else:
+            st.pending[seq] = note
+
+    def _advance(self, st: _SessionState, force: bool) -> None:
+        """Process transients in seq order; wait for a gap to be resent unless forced (end, or too many held)."""
+        while True:
             if st.next_seq in st.pending:
-                note = st.pending.pop(st.next_seq)
-            elif force:
-                seq = min(st.pending)
-                log.warning("session %s: skipping missing seqs %d..%d in processing", st.header.get("session"),
-                            st.next_seq, seq - 1)
-                st.next_seq = seq
-                note = st.pending.pop(seq)
+                self._process(st, st.pending.pop(st.next_seq))
+            elif st.next_seq in st.done:
+                pass
+            elif st.pending and min(st.pending) < st.next_seq:  # a late resend for a gap already passed
+                self._process(st, st.pending.pop(min(st.pending)))
+                continue
+            elif st.pending and force:
+                nxt = min(st.pending)
+                log.warning("session %s: processing past missing seqs %d..%d", st.header.get("session"),
+                            st.next_seq, nxt - 1)
+                st.next_seq = nxt
+                continue
             else:
                 return
             st.next_seq += 1
-            if note["kind"] == "transient":
-                self._process(st, note)
 
     # ------------------------------------------------------------------ sessions
     def _open(self, sid: str, folder: Path) -> _SessionState:
@@ -123,12 +132,10 @@ class Pipeline:
         plan = reader.plan or {}
         block = self.block_transients or int(plan.get("block_transients", 32))
         window = tuple(plan.get("fit_window_ppm", (0.2, 4.2)))
-        from mrs.stream import BlockProcessor  # lazy: heavy imports only when fitting
-
-        processor = BlockProcessor(header, self._load_basis(), block, window_ppm=window,
-                                   alarms=plan.get("alarms"))
+        processor = self._factory(header, block, window, plan.get("alarms"))
         (folder / "spectra").mkdir(exist_ok=True)
         st = _SessionState(folder, header, processor, os.open(folder / "raw.log", os.O_RDONLY | os.O_CREAT))
+        st.done.add(0)  # SESSION_START
         done_blocks = read_jsonl(folder / "fits.jsonl")
         done_rows = read_jsonl(folder / "transients.jsonl")
         st.skip_blocks = len(done_blocks)
@@ -139,14 +146,18 @@ class Pipeline:
             log.info("session %s: replaying %d stored transients to resume processing", sid, len(reader.index))
             for seq in reader.index["seq"]:
                 row = reader.entry(int(seq))
-                st.pending[int(seq)] = {"kind": "transient", "session": sid, "seq": int(seq),
-                                        "offset": int(row["offset"]), "t_ns": int(row["t_ns"]),
-                                        "flags": reader.flags(int(seq)), "replay": True}
+                self._accept(st, {"kind": "transient", "session": sid, "seq": int(seq), "offset": int(row["offset"]),
+                                  "t_ns": int(row["t_ns"]), "flags": reader.flags(int(seq))})
             for e in reader.events():
                 if e.get("seq") is not None:
-                    st.pending[int(e["seq"])] = {"kind": "event", "session": sid, "seq": int(e["seq"])}
-            self._drain(st, force=True)
+                    self._accept(st, {"kind": "event", "session": sid, "seq": int(e["seq"])})
+            self._advance(st, force=True)
         return st
+
+    def _block_processor(self, header: dict, block: int, window: tuple, alarms: dict | None):
+        from mrs.stream import BlockProcessor  # lazy: heavy imports only when fitting
+
+        return BlockProcessor(header, self._load_basis(), block, window_ppm=window, alarms=alarms)
 
     def _load_basis(self):
         if self.basis_spec in (None, "auto"):
@@ -164,9 +175,7 @@ class Pipeline:
 
     # ------------------------------------------------------------------ work
     def _process(self, st: _SessionState, note: dict) -> None:
-        if note["seq"] in st.processed:
-            return
-        st.processed.add(note["seq"])
+        st.done.add(note["seq"])
         coils, points = int(st.header["coils"]), int(st.header["points"])
         nbytes = coils * points * 8
         buf = os.pread(st.fd, nbytes, note["offset"] + RECORD_HEADER.size)
