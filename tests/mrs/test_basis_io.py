@@ -160,3 +160,53 @@ def test_unreadable_paths_give_one_sentence(make, tmp_path):
     with pytest.raises(IncompatibleBasisFormat) as info:
         read_basis(p)
     assert "\n" not in str(info.value)
+
+
+def test_reads_makebasis_style_namelists(tmp_path):
+    # LCModel's makebasis writes KEY=value without spaces, padded strings, repeat counts (20*997.0),
+    # blank lines before $END and a negative ISHIFT; data are (6E13.5). Synthetic data here: a delta
+    # that must land at 1.4667 ppm once rolled by -ISHIFT and conjugated.
+    n, dwell, cf, ishift = 512, 1.0 / 3000, 300.0, -117
+    k_rolled = int(round(-(1.4667 - 4.65) * cf * n * dwell))  # conjugate convention: positive bins are lower ppm
+    spec = np.zeros(n, complex)
+    spec[(k_rolled + ishift) % n] = n
+    head = f""" $SEQPAR
+ FWHMBA=  9.20454506E-03,
+ HZPPPM=  {cf:.6f}    ,
+ ECHOT=  30.0000000    ,
+ SEQ='PRESS',
+
+ $END
+ $BASIS1
+ IDBASI='                                        ',
+ FMTBAS='(6E13.5)                                ',
+ BADELT=  {dwell:.8E},
+ NDATAB=       {n},
+
+ $END
+ $NMUSED
+ FILRAW='/some/where/Ala/RAW                    ',
+ AUTOPH=F,
+ PPMAPP=  4.80000019    ,  4.40000010    ,
+ PPMGAP= 20*997.000000      ,
+ PPMSEP=  4.65000010    ,
+
+ $END
+ $BASIS
+ ID='                    ',
+ METABO='Ala   ',
+ CONC=  100.000000    ,
+ TRAMP=  1.00000000    ,
+ VOLUME=  1.00000000    ,
+ ISHIFT=      {ishift},
+
+ $END
+"""
+    flat = np.empty(2 * n)
+    flat[0::2], flat[1::2] = spec.real, spec.imag
+    rows = ["".join(f"{x:13.5E}" for x in flat[i:i + 6]) for i in range(0, flat.size, 6)]
+    (tmp_path / "mb.basis").write_text(head + "\n".join(rows) + "\n")
+    b = read_basis(tmp_path / "mb.basis")
+    assert b.names == ("Ala",) and b.cf_mhz == pytest.approx(cf) and b.meta["per_metabolite"]["Ala"]["CONC"] == 100
+    ax = ppm_axis(n, dwell, cf, b.centre_ppm)
+    assert ax[np.argmax(np.abs(to_spectrum(b.fids[0])))] == pytest.approx(1.4667, abs=1 / (n * dwell) / cf)
