@@ -55,6 +55,9 @@ def main() -> int:
     for plan_name, coils, setup, best, median in rows:
         tr = load_plan(plan_name).acquisition.repetition_time_s
         lines.append(f"{plan_name:<20}{coils:>6}{setup:>10.2f}{best:>11.0f}{median:>13.0f}{median * tr:>13.0f}")
+    load = os.getloadavg()
+    lines.append(f"load average during the run: {load[0]:.1f} (1 min), {os.cpu_count()} cores; "
+                 "BLAS threads 1; other jobs share the machine, so rates vary with load")
     text = "\n".join(lines)
     print(text)
     OUT.parent.mkdir(parents=True, exist_ok=True)
