@@ -73,9 +73,11 @@ class Basis:
                   centre_ppm: float | None = None) -> np.ndarray:
         """FIDs on the data's time grid (n_metabolites, n_points), complex128.
 
-        Interpolates in time (band-limited, via zero-padded FFT) and re-centres the receiver
-        frequency if the data's centre ppm differs. Refuses when the data's acquisition time is
-        longer than the basis covers or its bandwidth is wider than the basis's.
+        Same dwell: crop or zero-fill. Coarser dwell: quintic-spline interpolation in time (keeps
+        fid[0], i.e. areas, exact). A small field difference (<= 2%) is a time-axis scaling; a
+        different centre ppm a frequency shift. Refuses (BasisHasInsufficientCoverage) when the
+        data's bandwidth is wider than the basis's, or the data last longer than a basis that
+        has not decayed; a larger field difference is a BasisError.
         """
         return _resample_cached(self, float(dwell_s), int(n_points),
                                 float(cf_mhz if cf_mhz is not None else self.cf_mhz),
