@@ -104,6 +104,7 @@ def stream_session(plan: SessionPlan, address: str, seed: int = 0, speed: float 
         report.reconnects, report.resends, report.refused = sender.reconnects, sender.resends, sender.refused
     report.wall_s = time.monotonic() - wall0
     if truth_path:
+        Path(truth_path).parent.mkdir(parents=True, exist_ok=True)
         sim.write_truth(truth_path)
     if progress:
         progress(report, end_t_s)
