@@ -11,9 +11,12 @@ from __future__ import annotations
 import numpy as np
 
 
-def covariance(jac: np.ndarray, sigma2: float) -> np.ndarray:
-    """Inverse Fisher information for complex Jacobian `jac` (n_points, n_params)."""
+def covariance(jac: np.ndarray, sigma2: float, prior_precision: np.ndarray | None = None) -> np.ndarray:
+    """Inverse Fisher information for complex Jacobian `jac` (n_points, n_params), plus the
+    precision (1 / SD^2) of Gaussian priors on some parameters (zero where there is none)."""
     fisher = (jac.conj().T @ jac).real / sigma2
+    if prior_precision is not None:
+        fisher = fisher + np.diag(prior_precision)
     # Normalise before inverting: parameters span many orders of magnitude.
     d = np.sqrt(np.clip(np.diag(fisher), 1e-300, None))
     scaled = fisher / np.outer(d, d)

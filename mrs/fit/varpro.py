@@ -25,7 +25,7 @@ from mrs.basis import WATER_PPM, Basis
 from mrs.fit import crlb as _crlb
 from mrs.fit.models import get_model
 from mrs.fit.result import FitResult
-from mrs.names import is_macromolecule
+from mrs.names import canonical, is_macromolecule
 
 
 class FitError(ValueError):
@@ -43,8 +43,74 @@ class FitSettings:
     phase1: bool = True
     max_phase1_ms: float = 0.5            # |phi1| <= 2 pi * this delay
     max_iter: int = 40
-    ftol: float = 1e-7                    # stop when the relative cost decrease falls below
+    ftol_chi2: float = 0.05               # stop when the cost falls by less than this x noise variance
     xtol: float = 1e-6                    # or the scaled step does
+    single_precision: bool = True         # model FFTs in complex64 (2x faster; noise dominates)
+    complete_mm: bool = True              # add broad MM lines the basis lacks (AUX_MM_LINES)
+    # Per-metabolite extra Lorentzian (LCModel-like): metabolites relax at different T2, so one
+    # shared linewidth biases the singlets (NAA narrower, Cr broader). Gaussian prior, SD in Hz.
+    # Extra Lorentzian broadening for sets of basis entries on top of their group's lineshape.
+    # Singlet-dominated metabolites relax at different T2 (NAA ~226 ms, tCr ~137 ms, tCho ~207 ms
+    # at 3T): one shared linewidth would bias NAA/tCr and tCho/tCr by 10-20 %, and their singlets
+    # make the difference measurable. Each set (canonical names) gets one offset, Gaussian prior.
+    t2_sets: tuple[tuple[str, ...], ...] = ()  # e.g. (("NAA", "NAAG"), ("Cr", "PCr"), ("GPC", "PCh"))
+    t2_set_sd_hz: float = 2.0
+    t2_set_bounds_hz: tuple[float, float] = (-5.0, 8.0)
+    # Macromolecule components differ in width from any parametrised MM basis: one offset each.
+    mm_each: bool = False
+    mm_each_sd_hz: float = 6.0
+    mm_each_bounds_hz: tuple[float, float] = (-12.0, 20.0)
+    # ... and a frequency offset each (parametrised MM positions are only known to ~0.05 ppm).
+    mm_shift_each: bool = False
+    mm_shift_sd_hz: float = 4.0
+    mm_shift_bounds_hz: tuple[float, float] = (-10.0, 10.0)
+    # Broad background dictionary: non-negative Gaussian lines of `background_fwhm_ppm` every
+    # `background_spacing_ppm` from `background_start_ppm` to the window's top. Any broad positive
+    # signal (macromolecules of whatever shape, lipid) is then representable, while the narrow
+    # metabolite lines cannot be mimicked by it. 0 spacing turns it off.
+    background_spacing_ppm: float = 0.0
+    background_fwhm_ppm: float = 0.15
+    background_start_ppm: float = 0.6
+    background_lorentz_hz: float = 0.0      # Lorentzian part of each background line (short T2)
+
+
+# Macromolecule resonances of brain at 3T (consensus of Cudalbu et al., NMR Biomed 2021): ppm and
+# Gaussian FWHM in ppm. When a basis has no macromolecule entry within 0.1 ppm of one of these, the
+# fitter adds a Gaussian line there (named "MMaux<ppm*100>"): without it the broad signal ends up
+# in the metabolites that overlap it (Glu/Gln at 3.75, tCho at 3.2, GSH at 2.55).
+AUX_MM_LINES: tuple[tuple[float, float], ...] = (
+    (0.91, 0.14), (1.21, 0.15), (1.43, 0.17), (1.67, 0.15), (2.04, 0.15), (2.26, 0.18), (2.56, 0.2),
+    (3.00, 0.2), (3.21, 0.16), (3.79, 0.25), (3.98, 0.25),
+)
+
+
+def complete_macromolecules(basis: Basis) -> Basis:
+    """The basis plus a Gaussian line at each AUX_MM_LINES position no MM/lipid entry covers."""
+    t = np.arange(basis.n_points) * basis.dwell_s
+    freq = np.fft.fftfreq(basis.n_points, basis.dwell_s)
+    ppm = basis.centre_ppm + freq / basis.cf_mhz
+    covered = []
+    for name, fid in zip(basis.names, basis.fids, strict=True):
+        if is_macromolecule(name):
+            spec = np.abs(np.fft.fft(fid))
+            peak = spec.max()
+            covered.append(ppm[spec > 0.5 * peak])
+    have = np.concatenate(covered) if covered else np.zeros(0)
+    names, fids = list(basis.names), [basis.fids]
+    for pos, width in AUX_MM_LINES:
+        if have.size and np.min(np.abs(have - pos)) < 0.1:
+            continue
+        name = f"MMaux{int(round(pos * 100)):03d}"
+        f_hz = (pos - basis.centre_ppm) * basis.cf_mhz
+        w_hz = width * basis.cf_mhz
+        fid = np.exp(2j * np.pi * f_hz * t - (np.pi * w_hz * t) ** 2 / (4 * np.log(2)))
+        names.append(name)
+        fids.append(fid[None, :])
+    if len(names) == len(basis.names):
+        return basis
+    meta = dict(basis.meta)
+    meta["aux_mm"] = names[len(basis.names):]
+    return Basis(tuple(names), np.vstack(fids), basis.dwell_s, basis.cf_mhz, basis.centre_ppm, meta)
 
 
 def baseline_matrix(ppm: np.ndarray, settings: FitSettings) -> np.ndarray:
@@ -94,6 +160,8 @@ class LCFitter:
         self.cf_mhz = float(cf_mhz)
         self.centre_ppm = float(centre_ppm)
         lo, hi = sorted(s.window_ppm)
+        if s.complete_mm:
+            basis = complete_macromolecules(basis)
         fids = np.asarray(basis.resampled(dwell_s, n_points, cf_mhz, centre_ppm))
         self.t = np.arange(self.n) * self.dwell_s
         freq = np.fft.fftfreq(self.n, self.dwell_s)
@@ -129,6 +197,7 @@ class LCFitter:
         self.excluded = tuple(n for n, k in zip(basis.names, keep, strict=True) if not k)
         self.scale = norms[keep]
         self.fids = fids[keep] / self.scale[:, None]
+        self._fids32 = self.fids.astype(np.complex64)
         is_mm = is_mm[keep]
         self.groups: list[tuple[str, np.ndarray, bool]] = []
         for g, mask, mm in group_defs:
@@ -147,10 +216,39 @@ class LCFitter:
             names += [f"{p}_{g}" for p in self.model.param_names]
             lo_b += list(b_lo)
             hi_b += list(b_hi)
+        # Per-metabolite Lorentzian offsets (metabolite group only).
+        # Extra-Lorentzian sets: (label, member indices, prior SD, bounds).
+        # kind "l": extra Lorentzian exp(-pi d t); kind "s": extra shift exp(i 2 pi d t)
+        lsets: list[tuple[str, np.ndarray, float, tuple[float, float], str]] = []
+        canon = [canonical(n) for n in self.names]
+        for members in s.t2_sets:
+            idx = np.array([i for i, c in enumerate(canon) if c in members and not is_mm[i]], int)
+            if idx.size:
+                lsets.append(("+".join(members), idx, s.t2_set_sd_hz, s.t2_set_bounds_hz, "l"))
+        if s.mm_each:
+            for i in np.nonzero(is_mm)[0]:
+                lsets.append((self.names[i], np.array([i]), s.mm_each_sd_hz, s.mm_each_bounds_hz, "l"))
+        if s.mm_shift_each:
+            for i in np.nonzero(is_mm)[0]:
+                lsets.append((self.names[i], np.array([i]), s.mm_shift_sd_hz, s.mm_shift_bounds_hz, "s"))
+        self.lsets = lsets
+        self.each_sd = np.array([ls[2] for ls in lsets], float)
+        self.each_slice = slice(len(names), len(names) + len(lsets))
+        self.each_idx = np.arange(len(lsets))  # kept for `.size` checks
+        # membership matrix (n_sets, M): which entries each offset broadens
+        self._lset_mat = np.zeros((len(lsets), len(self.names)))
+        for k, ls in enumerate(lsets):
+            self._lset_mat[k, ls[1]] = 1.0
+        # exponent factor per set: -pi t (Lorentzian) or i 2 pi t (shift)
+        self._lset_kind = np.array([-np.pi + 0j if ls[4] == "l" else 2j * np.pi for ls in lsets])
+        names += [f"{'dlorentz_hz' if ls[4] == 'l' else 'dshift_hz'}_{ls[0]}" for ls in lsets]
+        lo_b += [ls[3][0] for ls in lsets]
+        hi_b += [ls[3][1] for ls in lsets]
         self.param_names = tuple(names)
         self.lo = np.array(lo_b, float)
         self.hi = np.array(hi_b, float)
         self.free = self.hi > self.lo
+        self.bg = self._background_columns(fids.shape[1])
         # Template for the coarse shift/phase search: sum of metabolite spectra (full, fftshifted).
         met = self.groups[0][1] if not self.groups[0][2] else np.arange(len(self.names))
         p_met = self.model.initial(False)
@@ -158,14 +256,41 @@ class LCFitter:
         self._template_sh = np.fft.fftshift(tmpl)
         self._win_sh = np.sort((self.win + self.n // 2) % self.n)  # contiguous in fftshift order
 
+    def _background_columns(self, n: int) -> np.ndarray:
+        s = self.settings
+        if s.background_spacing_ppm <= 0:
+            return np.zeros((self.win.size, 0), complex)
+        top = float(self.ppm.max())
+        pos = np.arange(max(s.background_start_ppm, float(self.ppm.min())), top + 1e-9, s.background_spacing_ppm)
+        w_hz = s.background_fwhm_ppm * self.cf_mhz
+        f_hz = (pos - self.centre_ppm) * self.cf_mhz
+        fid = np.exp(2j * np.pi * np.outer(f_hz, self.t) - (np.pi * w_hz * self.t) ** 2 / (4 * np.log(2))
+                     - np.pi * s.background_lorentz_hz * self.t)
+        cols = sfft.fft(fid, axis=1)[:, self.win].T
+        cols = cols / np.linalg.norm(cols, axis=0)
+        self.bg_ppm = pos
+        return cols
+
     # ------------------------------------------------------------------ model evaluation
     def _spectra(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Time-domain broadened FIDs (M, N) and their window spectra (Nw, M)."""
-        fl = np.empty_like(self.fids)
+        src = self._fids32 if self.settings.single_precision else self.fids
+        fl = np.empty_like(src)
         for (_, idx, _), sl in zip(self.groups, self.slices, strict=True):
-            fl[idx] = self.fids[idx] * self.model.lineshape(self.t, x[sl])
-        a = sfft.fft(fl, axis=1, workers=1)[:, self.win].T
+            fl[idx] = src[idx] * self.model.lineshape(self.t, x[sl]).astype(src.dtype)
+        if self.each_idx.size:
+            rate = (x[self.each_slice] * self._lset_kind) @ self._lset_mat  # per-entry exponent rate
+            hit = np.nonzero(rate)[0]
+            if hit.size:
+                fl[hit] *= np.exp(np.outer(rate[hit], self.t)).astype(fl.dtype)
+        a = sfft.fft(fl, axis=1, workers=1)[:, self.win].T.astype(complex)
         return fl, a
+
+    def _each_jac(self, fl: np.ndarray, c: np.ndarray) -> np.ndarray:
+        """d(A c)/d dlorentz_k for each set k (Nw, n_sets)."""
+        m = len(self.names)
+        sums = (self._lset_mat * c[None, :m]) @ fl  # (n_sets, N): sum of c_m fl_m over members
+        return sfft.fft(sums * np.outer(self._lset_kind, self.t), axis=1, workers=1)[:, self.win].T
 
     def _project_baseline(self, v: np.ndarray) -> np.ndarray:
         if self.q.shape[1] == 0:
@@ -173,23 +298,37 @@ class LCFitter:
         return v - self.q @ (self.q.T @ v)
 
     def _evaluate(self, x: np.ndarray, yw: np.ndarray, want_jac: bool):
+        """Residual (and Kaufman Jacobian) of the projected problem at x."""
+        state = self._state(x, yw)
+        r, c, a, z, fl = state[0], state[1], state[2], state[3], state[4]
+        jac = self._jacobian(x, state) if want_jac else None
+        return r, jac, c, a, z, fl
+
+    def _state(self, x: np.ndarray, yw: np.ndarray) -> tuple:
         rot = np.exp(-1j * (x[0] + x[1] * self.dnu))
         z = yw * rot
         fl, a = self._spectra(x)
+        if self.bg.shape[1]:
+            a = np.hstack([a, self.bg])
         at = self._project_baseline(a)
         zt = self._project_baseline(z)
         gram = (at.conj().T @ at).real
         rhs = (at.conj().T @ zt).real
         c = _nnls_gram(gram, rhs)
         r = zt - at @ c
-        if not want_jac:
-            return r, None, c, a, z, fl
+        return r, c, a, z, fl, at, gram
+
+    def _jacobian(self, x: np.ndarray, state: tuple) -> np.ndarray:
+        _, c, _, z, fl, at, gram = state
         cols = [-1j * z, -1j * self.dnu * z]
         for (_, idx, _), sl in zip(self.groups, self.slices, strict=True):
             s_g = c[idx] @ fl[idx]
             d = sfft.fft(s_g[None, :] * self.model.log_derivatives(self.t, x[sl]), axis=1, workers=1)
             cols.extend(-d[:, self.win])
-        jac = self._project_baseline(np.column_stack(cols))
+        jac = np.column_stack(cols)
+        if self.each_idx.size:
+            jac = np.column_stack([jac, -self._each_jac(fl, c)])
+        jac = self._project_baseline(jac)
         active = c > 0
         if active.any():
             aa = at[:, active]
@@ -199,7 +338,7 @@ class LCFitter:
                 jac = jac - aa @ coef
             except np.linalg.LinAlgError:
                 pass
-        return r, jac, c, a, z, fl
+        return jac
 
     # ------------------------------------------------------------------ starting values
     def initial_guess(self, yw_sh_full: np.ndarray) -> np.ndarray:
@@ -233,32 +372,47 @@ class LCFitter:
         yw = spec[self.win]
         if not np.any(yw):
             return self._failed(fid, "data are zero inside the fit window")
+        # Noise per real component of the spectrum, from the outermost frequencies (no signal).
+        k = max(8, self.n // 16)
+        edge = spec[self.n // 2 - k:self.n // 2 + k]
+        noise_var = float(np.mean(np.abs(edge - edge.mean()) ** 2) / 2.0)
+        prior_w = np.zeros(len(self.param_names))
+        if self.each_idx.size:
+            prior_w[self.each_slice] = np.sqrt(max(noise_var, 1e-300)) / self.each_sd
         starts = [self.initial_guess(np.fft.fftshift(spec))]
         if x0 is not None and np.shape(x0) == starts[0].shape and np.all(np.isfinite(x0)):
             starts.append(np.clip(np.asarray(x0, float), self.lo, self.hi))
         nfev = 0
         best = None
         for xs in starts:
-            r = self._evaluate(xs, yw, want_jac=False)[0]
+            state = self._state(xs, yw)
             nfev += 1
-            cost = float(np.vdot(r, r).real)
+            cost = float(np.vdot(state[0], state[0]).real) + float(np.sum((prior_w * xs) ** 2))
             if best is None or cost < best[1]:
-                best = (xs, cost)
-        x, status, message, n_lm = self._levenberg_marquardt(best[0], yw)
+                best = (xs, cost, state)
+        x, status, message, n_lm = self._levenberg_marquardt(best[0], yw, prior_w, best[2])
         nfev += n_lm
-        return self._finish(x, yw, status, message, nfev, time.perf_counter() - t0)
+        return self._finish(x, yw, status, message, nfev, time.perf_counter() - t0, prior_w, noise_var)
 
-    def _levenberg_marquardt(self, x: np.ndarray, yw: np.ndarray) -> tuple[np.ndarray, int, str, int]:
+    def _levenberg_marquardt(self, x: np.ndarray, yw: np.ndarray, prior_w: np.ndarray,
+                             state: tuple) -> tuple[np.ndarray, int, str, int]:
+        """Box-constrained LM on the variable-projection residual plus prior rows w * x."""
         s = self.settings
         free = self.free
-        r, jac, *_ = self._evaluate(x, yw, want_jac=True)
-        nfev = 1
-        cost = float(np.vdot(r, r).real)
+        w2 = (prior_w ** 2)[free]
+
+        def total_cost(r: np.ndarray, xx: np.ndarray) -> float:
+            return float(np.vdot(r, r).real) + float(np.sum((prior_w * xx) ** 2))
+
+        r, jac = state[0], self._jacobian(x, state)
+        nfev = 0
+        cost = total_cost(r, x)
+        dof = max(2 * r.size - len(self.names) - 2 * self.q.shape[1] - int(free.sum()), 1)
         lam = 1e-3
         for _ in range(s.max_iter):
             jf = jac[:, free]
-            h = (jf.conj().T @ jf).real
-            g = (jf.conj().T @ r).real
+            h = (jf.conj().T @ jf).real + np.diag(w2)
+            g = (jf.conj().T @ r).real + w2 * x[free]
             dh = np.maximum(np.diag(h), 1e-12 * max(float(np.diag(h).max()), 1e-300))
             improved = False
             while lam < 1e10:
@@ -270,32 +424,38 @@ class LCFitter:
                 x_new = x.copy()
                 x_new[free] = x[free] + step
                 x_new = np.clip(x_new, self.lo, self.hi)
-                r_new, jac_new, *_ = self._evaluate(x_new, yw, want_jac=True)
+                state_new = self._state(x_new, yw)  # Jacobian only once the step is accepted
+                r_new = state_new[0]
                 nfev += 1
-                cost_new = float(np.vdot(r_new, r_new).real)
+                cost_new = total_cost(r_new, x_new)
                 if np.isfinite(cost_new) and cost_new < cost:
                     improved = True
                     break
                 lam *= 4.0
             if not improved:
                 return x, 1, "converged: no step lowers the cost", nfev
-            rel = (cost - cost_new) / max(cost, 1e-300)
+            # noise variance per real component, from the current residual
+            gain_chi2 = (cost - cost_new) / max(cost_new / dof, 1e-300)
             scaled_step = np.abs(x_new - x)[free] * np.sqrt(dh) / max(np.sqrt(cost), 1e-300)
-            x, r, jac, cost = x_new, r_new, jac_new, cost_new
+            x, cost = x_new, cost_new
             lam = max(lam / 3.0, 1e-9)
-            if rel < s.ftol:
-                return x, 1, "converged: relative cost change below ftol", nfev
+            if gain_chi2 < s.ftol_chi2:
+                return x, 1, "converged: cost change below ftol_chi2 x noise variance", nfev
             if float(scaled_step.max()) < s.xtol:
                 return x, 2, "converged: step below xtol", nfev
+            r, jac = r_new, self._jacobian(x, state_new)
         return x, 0, f"stopped after {s.max_iter} iterations", nfev
 
     def _finish(self, x: np.ndarray, yw: np.ndarray, status: int, message: str, nfev: int,
-                elapsed_s: float) -> FitResult:
+                elapsed_s: float, prior_w: np.ndarray, noise_var: float) -> FitResult:
         r, _, c, a, z, fl = self._evaluate(x, yw, want_jac=False)
         beta = self.q.T @ (z - a @ c) if self.q.shape[1] else np.zeros(0, complex)
         base = self.q @ beta if self.q.shape[1] else np.zeros_like(z)
+        m_met = len(self.names)
+        broad = a[:, m_met:] @ c[m_met:]
         metab = a @ c
         pred = metab + base
+        base = base + broad  # reported baseline: smooth baseline plus broad background
         resid = z - pred
         # Full-model Jacobian (d model / d parameter, in the de-phased frame) for the CRLB.
         cols = [1j * pred, 1j * self.dnu * pred]
@@ -303,17 +463,26 @@ class LCFitter:
             s_g = c[idx] @ fl[idx]
             d = sfft.fft(s_g[None, :] * self.model.log_derivatives(self.t, x[sl]), axis=1, workers=1)
             cols.extend(d[:, self.win])
+        jac_nl = np.column_stack(cols)
+        if self.each_idx.size:
+            jac_nl = np.column_stack([jac_nl, self._each_jac(fl, c)])
         at_bound = (np.isclose(x, self.lo) | np.isclose(x, self.hi)) & np.isfinite(self.lo)
         nl_keep = self.free & ~at_bound
-        jac_nl = np.column_stack(cols)[:, nl_keep]
-        jac = np.column_stack([jac_nl, a, self.q.astype(complex), 1j * self.q])
+        jac_nl = jac_nl[:, nl_keep]
+        # Background lines held at zero by the non-negativity are not free parameters here.
+        lin_keep = np.ones(a.shape[1], bool)
+        lin_keep[m_met:] = c[m_met:] > 0
+        jac = np.column_stack([jac_nl, a[:, lin_keep], self.q.astype(complex), 1j * self.q])
         n_par = jac.shape[1]
         sigma2 = _crlb.noise_variance(resid, n_par)
-        cov_all = _crlb.covariance(jac, sigma2)
+        # Prior information (per-metabolite Lorentzians) adds to the Fisher information.
+        prior_prec = np.zeros(n_par)
+        prior_prec[:jac_nl.shape[1]] = (prior_w[nl_keep] ** 2) / max(noise_var, 1e-300)
+        cov_all = _crlb.covariance(jac, sigma2, prior_prec)
         n_nl = jac_nl.shape[1]
         m = len(self.names)
         cov_c = cov_all[n_nl:n_nl + m, n_nl:n_nl + m] / np.outer(self.scale, self.scale)
-        conc_raw = c / self.scale
+        conc_raw = c[:m] / self.scale
         sd_raw = np.sqrt(np.clip(np.diag(cov_c), 0, None))
         # Re-embed excluded names so everything stays in basis order.
         full_names = self.all_names

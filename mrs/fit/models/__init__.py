@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from mrs.fit.models.base import LineshapeModel
 from mrs.fit.models.lorentzian import LorentzianModel
+from mrs.fit.models.skewvoigt import SkewVoigtModel
 from mrs.fit.models.voigt import VoigtModel
 
 MODELS: dict[str, type[LineshapeModel]] = {
     VoigtModel.name: VoigtModel,
     LorentzianModel.name: LorentzianModel,
+    SkewVoigtModel.name: SkewVoigtModel,
 }
 
 

@@ -1,0 +1,92 @@
+"""Speed of one block fit: 2048 points, the default simulated basis (~20 metabolites + MM),
+spline baseline, CRLB, warm-started from the previous block as in the stream. Single-threaded.
+
+    /work/venv/bin/python bench/bench_fit_speed.py [--blocks 200]
+
+Prints a table and writes bench/results/fit_speed.txt.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
+    os.environ[_v] = "1"
+
+import argparse  # noqa: E402
+import platform  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from mrs.fit import FitSettings, LCFitter  # noqa: E402
+from mrs.fit.toy import synth_fid  # noqa: E402
+
+ACQ = {"spectrometer_frequency_mhz": 123.25, "dwell_time_s": 1 / 4000, "points": 2048, "echo_time_s": 0.03,
+       "te1_s": 0.015, "sequence": "PRESS"}
+CONC = {"NAA": 10, "NAAG": 2, "Cr": 5, "PCr": 4.5, "GPC": 1.2, "PCh": 0.5, "mI": 5, "sI": 0.4, "Glu": 10,
+        "Gln": 3, "GABA": 1, "GSH": 2, "Tau": 1.5, "Lac": 0.5, "Asp": 1.5, "Glc": 1, "Ala": 0.2, "Gly": 1,
+        "PE": 1.5, "MM09": 3, "MM12": 2, "MM14": 2, "MM17": 2, "MM20": 3, "MM22": 2, "MM30": 2}
+
+
+def load_basis():
+    try:
+        from mrs.basis_sim import basis_for_acquisition
+
+        return basis_for_acquisition(ACQ), "simulated (mrs.basis_sim)"
+    except Exception as exc:  # the physics helper's module may be absent in old checkouts
+        from mrs.fit.toy import toy_basis
+
+        return toy_basis(), f"toy ({exc.__class__.__name__})"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--blocks", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    basis, source = load_basis()
+    rng = np.random.default_rng(args.seed)
+    rows = []
+    for label, settings in [("default (Voigt, spline baseline)", FitSettings()),
+                            ("+ T2 sets (NAA, tCr, tCho)", FitSettings(t2_sets=(("NAA", "NAAG"), ("Cr", "PCr"),
+                                                                                 ("GPC", "PCh")))),
+                            ("cold start every block", FitSettings())]:
+        t_build = time.perf_counter()
+        fitter = LCFitter(basis, ACQ["dwell_time_s"], ACQ["points"], ACQ["spectrometer_frequency_mhz"],
+                          settings=settings)
+        build_ms = (time.perf_counter() - t_build) * 1e3
+        times, nfev = [], []
+        x_prev = None
+        for i in range(args.blocks):
+            # drifting block: slow frequency drift, small linewidth and phase changes, block SNR ~100
+            fid = synth_fid(basis, CONC, lorentz_hz=3.0 + 0.3 * np.sin(i / 15), gauss_hz=4.0,
+                            shift_hz=0.02 * i, phase_rad=0.1 * np.sin(i / 20), noise_sd=12.0, rng=rng)
+            t0 = time.perf_counter()
+            res = fitter.fit(fid, x0=None if label.startswith("cold") else x_prev)
+            times.append((time.perf_counter() - t0) * 1e3)
+            nfev.append(res.nfev)
+            x_prev = res.x
+        t = np.array(times[5:])  # first blocks warm caches
+        rows.append((label, len(fitter.names), fitter.win.size, len(fitter.param_names), build_ms,
+                     float(np.median(t)), float(np.percentile(t, 99)), float(np.median(nfev))))
+    lines = [f"bench_fit_speed: one block fit incl. CRLB, single thread ({platform.processor() or platform.machine()}, "
+             f"numpy {np.__version__})", f"basis: {source}; {ACQ['points']} points, window 0.2-4.2 ppm; "
+             f"{args.blocks} blocks, warm start unless stated", "",
+             f"{'configuration':36s} {'spectra':>7s} {'window':>6s} {'nonlin':>6s} {'build ms':>8s} "
+             f"{'median ms':>9s} {'p99 ms':>7s} {'nfev':>5s}"]
+    for r in rows:
+        lines.append(f"{r[0]:36s} {r[1]:7d} {r[2]:6d} {r[3]:6d} {r[4]:8.1f} {r[5]:9.2f} {r[6]:7.2f} {r[7]:5.0f}")
+    lines.append("")
+    lines.append("target: median < 10 ms (docs/fitting.md). Machine shared with other jobs: p99 is noisy.")
+    text = "\n".join(lines)
+    print(text)
+    out = Path(__file__).parent / "results" / "fit_speed.txt"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
