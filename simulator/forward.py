@@ -191,6 +191,11 @@ class SessionSimulator:
         comps = lineshape.delay_acquisition(comps, self.dwell_s, self.acq_delay_s)
         lip_d = lineshape.delay_acquisition(lip_fid * eddy, self.dwell_s, self.acq_delay_s)
         self._h_naa_unit = h_naa
+        # The phase that eddy currents, the delay and the lineshape add at the NAA peak on top of
+        # each transient's phase_deg: what a zero-order phase measured at NAA sees.
+        spec_d = np.fft.fftshift(np.fft.fft(comps[0] + comps[1]))
+        k = np.flatnonzero(naa_band)[np.argmax(np.abs(spec_d[naa_band]))]
+        self.naa_phase_offset_deg = float(np.rad2deg(np.angle(spec_d[k])))
         self._comp_rest, self._comp_glu, self._comp_water_res, self._comp_water_ref = comps
         self._comp_lipid = lip_d
         self._clean_unit = clean
@@ -472,6 +477,7 @@ class SessionSimulator:
                                    "weights": list(self.field_distribution.weights)},
             "eddy_phase_rad": self.eddy_phase_rad, "eddy_tau_s": self.eddy_tau_s,
             "acq_delay_s": self.acq_delay_s,
+            "naa_phase_offset_deg": self.naa_phase_offset_deg,
             "drift_hz_per_min": float(self.cfg["drift_hz_per_min"]),
             "macromolecules": [vars(c) for c in self.macromolecules],
             "residual_water_bursts": self.residual_water_bursts,

@@ -341,3 +341,18 @@ def test_water_reference_carries_the_eddy_current_phase():
     ref = without.voxel_signal(m)
     assert np.abs(klose - ref).max() < 1e-3 * np.abs(ref).max()
     assert np.abs(with_eddy.voxel_signal(m) - ref).max() > 0.1 * np.abs(ref).max()
+
+
+def test_truth_phase_plus_offset_is_the_phase_measured_at_naa():
+    plan = make_plan({**CLEAN, "eddy_phase_rad": None, "acq_delay_ms": None}, duration_min=0.5)
+    for seed in (1, 2):
+        sim = simulate(plan, seed)
+        truth = sim.truth()
+        ppm = ppm_axis(POINTS, 1 / BW_HZ, CF_MHZ)
+        band = (ppm > 1.95) & (ppm < 2.07)
+        for x in truth["transients"][:3]:
+            spec = to_spectrum(sim.voxel_signal(x["scan"]))
+            k = np.flatnonzero(band)[np.argmax(np.abs(spec[band]))]
+            expected = x["phase_deg"] + truth["naa_phase_offset_deg"]
+            diff = (np.rad2deg(np.angle(spec[k])) - expected + 180.0) % 360.0 - 180.0
+            assert abs(diff) < 3.0
