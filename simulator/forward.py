@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from mrs.basis import WATER_PPM, Basis, BasisError, ppm_axis
+from mrs.names import canonical
 from protocols.plan import SessionPlan
 from simulator import drift, lineshape, timecourse
 from simulator import truth as tables
@@ -131,7 +132,11 @@ class SessionSimulator:
         if cfg["concentrations"]:
             base = {**base, **{k: float(v) for k, v in dict(cfg["concentrations"]).items()}}
         conc = tables.sample_concentrations(rng, float(cfg["concentration_cv"]), base)
-        names = [n for n in self.basis.names if n in conc]
+        # Basis rows by canonical name ("Ins" -> "mI"); rows the tables do not know (MM, ...) are unused.
+        rows: dict[str, int] = {}
+        for i, n in enumerate(self.basis.names):
+            rows.setdefault(canonical(n), i)
+        names = [n for n in rows if n in conc]
         if "Glu" not in names or "NAA" not in names:
             raise SimulationError(f"the basis must hold at least NAA and Glu (it holds {', '.join(self.basis.names)})")
         self.concentrations = {n: conc[n] for n in names}
@@ -160,7 +165,7 @@ class SessionSimulator:
 
         def weighted(name: str) -> np.ndarray:
             t2 = tables.t2_ms(name) * 1e-3
-            return self.concentrations[name] * np.exp(-self.te_s / t2) * fids[self.basis.index(name)] \
+            return self.concentrations[name] * np.exp(-self.te_s / t2) * fids[rows[name]] \
                 * np.exp(-t / t2)
 
         mets_rest = sum(weighted(n) for n in names if n != "Glu")
@@ -198,7 +203,6 @@ class SessionSimulator:
         self.naa_phase_offset_deg = float(np.rad2deg(np.angle(spec_d[k])))
         self._comp_rest, self._comp_glu, self._comp_water_res, self._comp_water_ref = comps
         self._comp_lipid = lip_d
-        self._clean_unit = clean
 
     def _build_coils(self) -> None:
         rng = self._rng["coils"]
