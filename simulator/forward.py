@@ -140,6 +140,8 @@ class SessionSimulator:
         if "Glu" not in names or "NAA" not in names:
             raise SimulationError(f"the basis must hold at least NAA and Glu (it holds {', '.join(self.basis.names)})")
         self.concentrations = {n: conc[n] for n in names}
+        # Signal per mM relative to TE = 0: what a fit without T2 correction measures.
+        self.te_weights = {n: float(np.exp(-self.te_s / (tables.t2_ms(n) * 1e-3))) for n in names}
         fids = self.basis.resampled(self.dwell_s, self.points, self.cf_mhz, WATER_PPM)
         t = self.t
 
@@ -451,6 +453,8 @@ class SessionSimulator:
                 "concentrations_mm": {k: round(v, 5) for k, v in conc.items()},
                 "glu_scale": round(float(self.glu_scale[i]), 6),
                 "ratios": {k: round(v, 6) for k, v in _ratios(conc).items()},
+                "apparent_ratios": {k: round(v, 6) for k, v in _ratios(
+                    {m: c * self.te_weights[m] for m, c in conc.items()}).items()},
                 "freq_hz": round(float(self.freq_hz[i]), 4),
                 "phase_deg": round(float((self.phase_deg[i] + 180.0) % 360.0 - 180.0), 3),
                 "linewidth_hz": round(self.linewidth_hz_at(i), 4),
@@ -473,6 +477,7 @@ class SessionSimulator:
             "infusion_window_min": timecourse.infusion_window_min(self.plan),
             "basis": {"names": list(self.basis.names), "meta": _jsonable(self.basis.meta)},
             "baseline_concentrations_mm": self.concentrations,
+            "te_weights": self.te_weights,
             "snr_naa_single": float(self.cfg["snr_naa_single"]),
             "linewidth_hz": self.linewidth_hz, "lorentzian_hz": self.lorentzian_hz,
             "bold_narrowing_hz": self.bold_narrowing_hz,
