@@ -576,10 +576,13 @@ class SessionModel:
     def load_snapshot(self, snap: Mapping[str, Any]) -> None:
         """Replace everything with an agent snapshot (SPEC.md section 6)."""
         session = snap.get("session") or {}
+        if not session:  # an agent without a current session (e.g. restarted after the end): keep ours
+            if snap.get("status"):
+                self.set_status(snap["status"])
+            return
         if session.get("session") != self.header.get("session"):
             self._reset_session()
-        if session:
-            self.set_session(session, snap.get("plan") or {})
+        self.set_session(session, snap.get("plan") or {})
         self.add_results(snap.get("results") or [])
         self.add_events(snap.get("events") or [])
         latest = snap.get("latest") or {}

@@ -17,6 +17,18 @@ import gui.qt_compat  # noqa: F401  (must precede any Qt drawing; see module doc
 from gui.model import SessionModel
 from gui.theme import AXIS_PT, COMPONENT_CYCLE, TITLE_PT, Theme
 
+# Drawn one by one; every other basis component (macromolecules, lipids, minor metabolites) is
+# summed into one "other" curve so the panel stays readable with a 30-component basis.
+KEY_COMPONENTS = ("NAA", "NAAG", "Cr", "PCr", "GPC", "PCh", "mI", "Glu", "Gln", "GABA", "GSH", "Lac")
+
+
+def key_components(components: dict) -> dict:
+    out = {k: np.asarray(v) for k, v in components.items() if k in KEY_COMPONENTS}
+    rest = [np.asarray(v) for k, v in components.items() if k not in KEY_COMPONENTS]
+    if rest:
+        out["other"] = np.sum(rest, axis=0)
+    return out
+
 
 class SpectrumPanel(QtWidgets.QWidget):
     def __init__(self, model: SessionModel, theme: Theme, fetch: Callable[[int], None] | None = None,
@@ -146,7 +158,7 @@ class SpectrumPanel(QtWidgets.QWidget):
         else:
             self.residual.setData([], [])
         show = self.components_box.isChecked()
-        comps = spec.get("components") or {}
+        comps = key_components(spec.get("components") or {})
         for name, y in sorted(comps.items()):
             item = self.components.get(name)
             if item is None:

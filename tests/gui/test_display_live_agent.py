@@ -1,0 +1,142 @@
+"""Live displays against the real `mrsmon agent` fed by `mrsmon simulate` (subprocesses, loopback).
+
+Marked slow: the agent's first block fit waits for its basis simulation, which takes tens of
+seconds on a shared 2-core machine. Every process started here is stopped in a `finally`.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import zmq
+
+from gui.link import AgentLink
+from gui.model import SessionModel
+from gui.window import MainWindow
+
+pytestmark = pytest.mark.slow
+BLOCK_WAIT_MS = 180_000
+
+
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+class AgentProcess:
+    def __init__(self, sessions: Path) -> None:
+        self.sessions = sessions
+        self.listen, self.publish, self.control = (f"tcp://127.0.0.1:{p}" for p in free_ports(3))
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> AgentProcess:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mrsmon", "agent", "--sessions", str(self.sessions), "--listen", self.listen,
+             "--publish", self.publish, "--control", self.control, "--log-level", "WARNING"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self._wait_ping()
+        return self
+
+    def _wait_ping(self, timeout_s: float = 30.0) -> None:
+        ctx = zmq.Context.instance()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"agent exited: {self.proc.stderr.read().decode()[-500:]}")
+            s = ctx.socket(zmq.DEALER)
+            s.setsockopt(zmq.LINGER, 0)
+            s.connect(self.control)
+            s.send(json.dumps({"op": "ping"}).encode())
+            ok = s.poll(500)
+            s.close()
+            if ok:
+                return
+        raise RuntimeError("agent did not answer ping")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+
+@pytest.fixture
+def agent(tmp_path: Path):
+    a = AgentProcess(tmp_path / "sessions")
+    try:
+        yield a.start()
+    finally:
+        a.stop()
+
+
+def simulate(agent: AgentProcess, transients: int) -> None:
+    proc = subprocess.run([sys.executable, "-m", "mrsmon", "simulate", "--connect", agent.listen, "--protocol",
+                           "quick", "--speed", "max", "--transients", str(transients), "--seed", "3"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
+def display(qtbot, agent: AgentProcess) -> MainWindow:
+    link = AgentLink(agent.publish, agent.control, silence_s=3.0, request_timeout_s=2.0)
+    w = MainWindow(SessionModel(live=True), link=link, confirm_events=False)
+    qtbot.addWidget(w)
+    link.start()
+    qtbot.waitUntil(lambda: w.model.link == "live", timeout=10_000)
+    return w
+
+
+def test_curve_grows_and_events_reach_second_display_and_disk(qtbot, agent: AgentProcess) -> None:
+    a, b = display(qtbot, agent), display(qtbot, agent)
+    try:
+        counts: list[int] = []
+        a.model.subscribe("results", lambda: counts.append(len(a.model.rows)))
+        simulate(agent, transients=21)  # 5 water/noise/dummy scans + 16 = 2 blocks of 8 (quick plan)
+        qtbot.waitUntil(lambda: len(a.model.rows) >= 2, timeout=BLOCK_WAIT_MS)
+        a.redraw()
+        assert counts[:2] == [1, 2]  # one block at a time, as they were fitted
+        assert len(a.main_curve.points.getData()[0]) == sum(r["qc"]["fit_status"] == "ok" for r in a.model.rows)
+        a.events.ask_vitals = lambda: {"sys_mmhg": 133, "dia_mmhg": 84, "hr_bpm": 77}
+        a.events.buttons["vitals"].click()
+        qtbot.waitUntil(lambda: any(e["kind"] == "vitals" for e in b.model.events), timeout=10_000)
+        folder = agent.sessions / a.model.session_id
+        stored = [json.loads(line) for line in (folder / "events.jsonl").read_text().splitlines()]
+        vitals = [e for e in stored if e["kind"] == "vitals"]
+        assert len(vitals) == 1 and vitals[0]["value"]["hr_bpm"] == 77 and vitals[0]["source"] == "display"
+    finally:
+        a.close()
+        b.close()
+
+
+def test_agent_restart_leaves_display_reconnected_with_full_history(qtbot, agent: AgentProcess) -> None:
+    w = display(qtbot, agent)
+    try:
+        simulate(agent, transients=21)
+        qtbot.waitUntil(lambda: len(w.model.rows) >= 2, timeout=BLOCK_WAIT_MS)
+        before = [int(r["block"]) for r in w.model.rows]
+        first_session = w.model.session_id
+        agent.stop()
+        qtbot.waitUntil(lambda: w.model.link == "lost", timeout=10_000)
+        agent.start()
+        qtbot.waitUntil(lambda: w.model.link == "live", timeout=20_000)
+        assert [int(r["block"]) for r in w.model.rows] == before
+        simulate(agent, transients=13)  # a new session after the restart is followed too
+        qtbot.waitUntil(lambda: w.model.session_id != first_session and len(w.model.rows) >= 1,
+                        timeout=BLOCK_WAIT_MS)
+    finally:
+        w.close()
