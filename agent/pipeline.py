@@ -61,6 +61,12 @@ class Pipeline:
         self._queue.put(None)
         self._thread.join(timeout_s)
 
+    def close(self) -> None:
+        """Close every open session's files (the thread does this itself on stop)."""
+        for st in self._sessions.values():
+            self._close_state(st)
+        self._sessions.clear()
+
     def submit(self, note: dict) -> None:
         """Called by ingest's thread: {'kind', 'session', 'seq', 'folder', ...}."""
         self._queue.put(note)
@@ -77,8 +83,7 @@ class Pipeline:
                 log.exception("pipeline failed on %s", note.get("kind"))
                 self._publish("alarm", {"session": note.get("session"), "level": "red", "code": "PIPELINE_ERROR",
                                         "message": f"processing failed: {exc}"})
-        for st in self._sessions.values():
-            self._close_state(st)
+        self.close()
 
     def _handle(self, note: dict) -> None:
         sid = note["session"]

@@ -76,6 +76,7 @@ def run_pipeline(reader, order, end=True):
         pipe._handle(note)
     if end:
         pipe._handle({"kind": "end", "session": "p", "seq": -1, "folder": str(reader.folder)})
+    pipe.close()
     return pipe, published
 
 
@@ -161,3 +162,4 @@ def test_a_live_gap_is_waited_for_until_the_resend_arrives(tmp_path):
     arrive(3)  # the resend
     assert [o["value"] for t, o in published if t == "result"] == [2.5]  # 1, 2, 3, 4 in order
     ing.close()
+    pipe.close()
