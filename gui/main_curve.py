@@ -138,7 +138,7 @@ class MainCurvePanel(QtWidgets.QWidget):
             font = QtGui.QFont()
             font.setPointSize(AXIS_PT)
             ax.setStyle(tickFont=font)
-        pi.setLabel("bottom", "session time", units="min", **{"font-size": f"{AXIS_PT}pt"})
+        pi.setLabel("bottom", "session time", units="min", **{"font-size": f"{AXIS_PT}pt", "color": theme.text})
         pi.getAxis("bottom").enableAutoSIPrefix(False)
         pi.getAxis("left").enableAutoSIPrefix(False)
 
@@ -237,7 +237,7 @@ class MainCurvePanel(QtWidgets.QWidget):
             was = self.combo.blockSignals(True)
             self.combo.setCurrentText(self.model.measure)
             self.combo.blockSignals(was)
-        self.pi.setLabel("left", self.model.measure, **{"font-size": f"{AXIS_PT}pt"})
+        self.pi.setLabel("left", self.model.measure, **{"font-size": f"{AXIS_PT}pt", "color": self.t.text})
 
     def _draw_plan(self) -> None:
         for item in self.phase_items:

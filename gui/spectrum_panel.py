@@ -70,7 +70,7 @@ class SpectrumPanel(QtWidgets.QWidget):
         font.setPointSize(AXIS_PT)
         ax.setStyle(tickFont=font)
         ax.enableAutoSIPrefix(False)
-        pi.setLabel("bottom", "chemical shift (ppm)", **{"font-size": f"{AXIS_PT}pt"})
+        pi.setLabel("bottom", "chemical shift (ppm)", **{"font-size": f"{AXIS_PT}pt", "color": theme.text})
         self.data = pg.PlotDataItem(pen=pg.mkPen(theme.spec_data, width=1))
         self.fit = pg.PlotDataItem(pen=pg.mkPen(theme.spec_fit, width=2.2))
         self.baseline = pg.PlotDataItem(pen=pg.mkPen(theme.spec_baseline, width=1.5, style=QtCore.Qt.DashLine))
@@ -162,7 +162,10 @@ class SpectrumPanel(QtWidgets.QWidget):
         for name, y in sorted(comps.items()):
             item = self.components.get(name)
             if item is None:
-                colour = COMPONENT_CYCLE[len(self.components) % len(COMPONENT_CYCLE)]
+                # never the fit's colour; no yellow on a light background
+                palette = [c for c in COMPONENT_CYCLE if c != self.t.spec_fit
+                           and not (self.t.name == "light" and c == "#F0E442")]
+                colour = palette[len(self.components) % len(palette)]
                 item = pg.PlotDataItem(pen=pg.mkPen(colour, width=1.3))
                 self.pi.addItem(item)
                 self.components[name] = item
