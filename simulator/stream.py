@@ -105,7 +105,7 @@ def stream_session(plan: SessionPlan, address: str, seed: int = 0, speed: float 
     report.wall_s = time.monotonic() - wall0
     if truth_path:
         Path(truth_path).parent.mkdir(parents=True, exist_ok=True)
-        sim.write_truth(truth_path)
+        sim.write_truth(truth_path, n_scans=report.transients)  # only what was actually sent
     if progress:
         progress(report, end_t_s)
     return report
