@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from importlib.metadata import version as _version
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,10 @@ import zmq
 from agent.ingest import Ingest
 from agent.security import CurveGuard, SecurityError, is_loopback
 from agent.store import read_jsonl
-from mrsmon import __version__
 from protocols.wire import EVENT_KINDS
 
 log = logging.getLogger("mrsmon.agent")
+__version__ = _version("mrsmon")
 STATUS_INTERVAL_S = 1.0
 
 
