@@ -175,6 +175,15 @@ class LightInputs:
     recent_alarms: tuple[Mapping[str, Any], ...] = ()
 
 
+def _beyond(value: float, limit: float, unit: str = "", sign: bool = False) -> str:
+    """Format `value` with just enough decimals that it visibly differs from `limit`."""
+    for decimals in (1, 2, 3):
+        text = f"{value:+.{decimals}f}" if sign else f"{value:.{decimals}f}"
+        if abs(float(text)) != abs(round(limit, decimals)):
+            break
+    return text + unit
+
+
 def _fmt_age(s: float) -> str:
     return f"{s:.0f} s" if s < 120 else f"{s / 60:.0f} min"
 
@@ -225,13 +234,15 @@ def assess_light(x: LightInputs) -> Light:
                        "ask the participant to keep still")
         drift = _finite(qc.get("drift_hz_per_min"))
         if abs(drift) > th["drift_hz_per_min"]:
-            amber.append(f"Frequency drifting {drift:+.1f} Hz/min (limit {th['drift_hz_per_min']:g})")
+            amber.append(f"Frequency drifting {_beyond(drift, th['drift_hz_per_min'], sign=True)} Hz/min "
+                         f"(limit {th['drift_hz_per_min']:g})")
         jump = _finite(qc.get("max_jump_hz"))
         if abs(jump) > th["jump_hz"]:
-            amber.append(f"Frequency jump of {jump:.1f} Hz in block {b} (limit {th['jump_hz']:g})")
+            amber.append(f"Frequency jump of {_beyond(jump, th['jump_hz'])} Hz in block {b} (limit {th['jump_hz']:g})")
         fwhm = _finite(qc.get("naa_fwhm_hz"))
         if fwhm > th["naa_fwhm_hz"]:
-            amber.append(f"Lines broadening: NAA width {fwhm:.1f} Hz (limit {th['naa_fwhm_hz']:g})")
+            amber.append(f"Lines broadening: NAA width {_beyond(fwhm, th['naa_fwhm_hz'])} Hz "
+                         f"(limit {th['naa_fwhm_hz']:g})")
         crlb = _finite((r.get("crlb_pct") or {}).get("Glu"))
         if math.isnan(crlb):
             crlb = measure_crlb_pct(r, x.measure)

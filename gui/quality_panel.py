@@ -69,6 +69,13 @@ class QualityPanel(pg.GraphicsLayoutWidget):
                     p.addItem(line)
                 self.limits[col] = lines
             self.plots[col] = p
+        for c in range(3):
+            self.ci.layout.setColumnStretchFactor(c, 1)
+        # Rejection reasons get a legend inside their plot (a long title would widen the column).
+        self.reject_legend = pg.LegendItem(offset=(-4, 2), labelTextColor=theme.text, colCount=4,
+                                           labelTextSize=f"{AXIS_PT - 2}pt",
+                                           brush=pg.mkBrush(theme.rgba(theme.panel, 190)))
+        self.reject_legend.setParentItem(self.plots["n_rejected"].getViewBox())
 
         if x_link is not None:
             # Follow the main curve's time range. Not setXLink: pyqtgraph aligns linked views on
@@ -152,7 +159,6 @@ class QualityPanel(pg.GraphicsLayoutWidget):
         width = float(np.median(np.diff(t))) * 0.8 if len(t) > 1 else 0.5
         bottom = np.zeros(len(t))
         p = self.plots["n_rejected"]
-        legend = []
         for i, reason in enumerate(reasons):
             h = np.array([float((r.get("rejected") or {}).get(reason, 0) or 0) for r in m.rows])
             colour = COMPONENT_CYCLE[(i + 1) % len(COMPONENT_CYCLE)]
@@ -162,11 +168,10 @@ class QualityPanel(pg.GraphicsLayoutWidget):
                                        brush=pg.mkBrush(colour), pen=pg.mkPen(None))
                 p.addItem(bars)
                 self.reject_bars[reason] = bars
+                self.reject_legend.addItem(bars, reason)
             else:
                 bars.setOpts(x=t, height=h, y0=bottom.copy(), width=width)
             bottom = bottom + h
-            legend.append(f'<span style="color:{colour}">■</span> {reason}')
-        p.setTitle("Rejected transients  " + (" ".join(legend) if legend else "(none)"),
-                   color=self.t.text, size=f"{AXIS_PT}pt")
+        p.setTitle("Rejected transients" + ("" if reasons else " (none)"), color=self.t.text, size=f"{AXIS_PT}pt")
         top = float(bottom.max()) if len(bottom) else 0.0
-        p.setYRange(0, max(top * 1.2, float(m.block_transients) * 0.25), padding=0)
+        p.setYRange(0, max(top * 1.8, float(m.block_transients) * 0.25), padding=0)  # room for the legend

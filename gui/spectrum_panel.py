@@ -17,14 +17,24 @@ import gui.qt_compat  # noqa: F401  (must precede any Qt drawing; see module doc
 from gui.model import SessionModel
 from gui.theme import AXIS_PT, COMPONENT_CYCLE, TITLE_PT, Theme
 
-# Drawn one by one; every other basis component (macromolecules, lipids, minor metabolites) is
-# summed into one "other" curve so the panel stays readable with a 30-component basis.
-KEY_COMPONENTS = ("NAA", "NAAG", "Cr", "PCr", "GPC", "PCh", "mI", "Glu", "Gln", "GABA", "GSH", "Lac")
+# Components are drawn as a few groups a technician knows; everything else in the basis
+# (macromolecules, lipids, minor metabolites) is summed into one "other" curve.
+COMPONENT_GROUPS = (
+    ("Glu", ("Glu",)), ("Gln", ("Gln",)), ("tNAA", ("NAA", "NAAG")), ("tCr", ("Cr", "PCr")),
+    ("tCho", ("GPC", "PCh")), ("mI", ("mI",)), ("GABA", ("GABA",)), ("GSH", ("GSH",)),
+)
 
 
 def key_components(components: dict) -> dict:
-    out = {k: np.asarray(v) for k, v in components.items() if k in KEY_COMPONENTS}
-    rest = [np.asarray(v) for k, v in components.items() if k not in KEY_COMPONENTS]
+    """Grouped component curves in display order, plus the sum of the rest as "other"."""
+    used: set[str] = set()
+    out: dict[str, np.ndarray] = {}
+    for name, members in COMPONENT_GROUPS:
+        present = [np.asarray(components[m]) for m in members if m in components]
+        used.update(members)
+        if present:
+            out[name] = np.sum(present, axis=0)
+    rest = [np.asarray(v) for k, v in components.items() if k not in used]
     if rest:
         out["other"] = np.sum(rest, axis=0)
     return out
@@ -159,14 +169,16 @@ class SpectrumPanel(QtWidgets.QWidget):
             self.residual.setData([], [])
         show = self.components_box.isChecked()
         comps = key_components(spec.get("components") or {})
-        for name, y in sorted(comps.items()):
+        for name, y in comps.items():
             item = self.components.get(name)
             if item is None:
-                # never the fit's colour; no yellow on a light background
+                # never the fit's colour; no yellow on a light background; dashed once colours run out
                 palette = [c for c in COMPONENT_CYCLE if c != self.t.spec_fit
                            and not (self.t.name == "light" and c == "#F0E442")]
-                colour = palette[len(self.components) % len(palette)]
-                item = pg.PlotDataItem(pen=pg.mkPen(colour, width=1.3))
+                k = len(self.components)
+                style = QtCore.Qt.SolidLine if k < len(palette) else QtCore.Qt.DashLine
+                colour = self.t.muted if name == "other" else palette[k % len(palette)]
+                item = pg.PlotDataItem(pen=pg.mkPen(colour, width=2.2 if name == "Glu" else 1.3, style=style))
                 self.pi.addItem(item)
                 self.components[name] = item
             item.setData(ppm, y if show else [])

@@ -85,7 +85,9 @@ class StatusStrip(QtWidgets.QFrame):
         if m.live:
             self._set(self.fields["transient"], _age(m.transient_age_s()))
             last = m.last_result
-            self._set(self.fields["block"], "—" if last is None else f"#{last['block']}, {_age(m.block_age_s())}")
+            age = m.block_age_s()  # unknown for blocks that came with the snapshot
+            self._set(self.fields["block"], "—" if last is None else
+                      f"#{last['block']}" + (f", {_age(age)}" if age is not None else ""))
         else:
             n = len(m.rows)
             self._set(self.fields["transient"], "stored")

@@ -254,3 +254,8 @@ def test_review_loads_a_stored_session(tmp_path) -> None:
     assert spec is not None and {"Glu", "NAA"} <= set(spec["components"])
     assert spec["ppm"].shape == spec["data"].shape
     assert len(read_jsonl(folder / "events.jsonl")) == 3
+
+
+def test_reason_never_shows_a_value_equal_to_its_limit() -> None:
+    light = assess_light(LightInputs(live=False, last_result=result(0, 1.0, drift=2.04)))
+    assert light.level == "amber" and "+2.04 Hz/min (limit 2)" in light.reason
