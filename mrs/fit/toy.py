@@ -69,16 +69,33 @@ def toy_basis(cf_mhz: float = 123.25, dwell_s: float = 1 / 4000, n_points: int =
 
 def synth_fid(basis: Basis, conc: dict[str, float], *, lorentz_hz: float = 3.0, gauss_hz: float = 4.0,
               shift_hz: float = 0.0, phase_rad: float = 0.0, noise_sd: float = 0.0,
-              rng: np.random.Generator | None = None, baseline: np.ndarray | None = None) -> np.ndarray:
-    """A FID from known concentrations with a Voigt lineshape, shift, phase and white noise."""
+              rng: np.random.Generator | None = None, baseline: np.ndarray | None = None,
+              mm_lorentz_hz: float | None = None) -> np.ndarray:
+    """A FID from known concentrations with a Voigt lineshape, shift, phase and white noise.
+
+    With `mm_lorentz_hz`, macromolecules get only that Lorentzian (and the shift) instead of the
+    metabolites' Voigt."""
+    from mrs.names import is_macromolecule
+
     t = np.arange(basis.n_points) * basis.dwell_s
-    fid = sum(conc.get(n, 0.0) * basis.fids[i] for i, n in enumerate(basis.names))
     ls = np.exp((2j * np.pi * shift_hz - np.pi * lorentz_hz) * t
                 - (np.pi * gauss_hz * t) ** 2 / (4 * np.log(2)))
-    fid = fid * ls * np.exp(1j * phase_rad)
+    ls_mm = ls if mm_lorentz_hz is None else np.exp((2j * np.pi * shift_hz - np.pi * mm_lorentz_hz) * t)
+    fid = sum(conc.get(n, 0.0) * basis.fids[i] * (ls_mm if is_macromolecule(n) else ls)
+              for i, n in enumerate(basis.names))
+    fid = fid * np.exp(1j * phase_rad)
     if baseline is not None:
         fid = fid + baseline
     if noise_sd > 0:
         rng = rng or np.random.default_rng(0)
         fid = fid + noise_sd * (rng.standard_normal(fid.size) + 1j * rng.standard_normal(fid.size))
     return fid
+
+
+def toy_coil_transients(fid: np.ndarray, n_coils: int, noise_sd: float, rng: np.random.Generator,
+                        sensitivities: np.ndarray | None = None) -> np.ndarray:
+    """(coils, points) complex64: a FID seen by coils of given (or random) sensitivities + noise."""
+    if sensitivities is None:
+        sensitivities = (rng.uniform(0.3, 1.0, n_coils) * np.exp(1j * rng.uniform(-np.pi, np.pi, n_coils)))
+    noise = noise_sd * (rng.standard_normal((n_coils, fid.size)) + 1j * rng.standard_normal((n_coils, fid.size)))
+    return (sensitivities[:, None] * fid[None, :] + noise).astype(np.complex64)

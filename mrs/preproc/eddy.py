@@ -22,7 +22,10 @@ def eddy_phase(water_fid: np.ndarray, min_rel_amplitude: float = 0.05) -> np.nda
     last = int(np.nonzero(good)[0].max()) if good.any() else 0
     last = max(last, 1)
     t = np.arange(w.size, dtype=float)
-    coef = np.polyfit(t[: last + 1], phase[: last + 1], 1, w=amp[: last + 1])
+    # The frequency is taken from the later half of the usable signal, where eddy currents have
+    # decayed; fitting the whole range would absorb part of the eddy phase into the line.
+    first = last // 2
+    coef = np.polyfit(t[first: last + 1], phase[first: last + 1], 1, w=amp[first: last + 1])
     resid = phase - np.polyval(coef, t)
     resid[last + 1:] = resid[last]  # beyond the decay the phase is noise: hold the last value
     return resid

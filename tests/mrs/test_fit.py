@@ -1,0 +1,168 @@
+"""Linear-combination fit: recovery of known concentrations, parameters that must matter, CRLB."""
+
+from dataclasses import FrozenInstanceError
+
+import numpy as np
+import pytest
+
+from mrs.fit import FitResult, FitSettings, LCFitter
+from mrs.fit.models import get_model
+from mrs.fit.toy import TYPICAL_MM, synth_fid, toy_basis
+
+CF = 123.25
+DWELL = 1 / 4000
+N = 2048
+SMALL = ["NAA", "Cr", "PCr", "GPC", "PCh", "mI", "Glu", "Gln", "GABA", "GSH"]
+CONC = {k: TYPICAL_MM[k] for k in SMALL}
+
+
+@pytest.fixture(scope="module")
+def small_basis():
+    return toy_basis(CF, DWELL, N, names=SMALL)
+
+
+@pytest.fixture(scope="module")
+def small_fitter(small_basis):
+    return LCFitter(small_basis, DWELL, N, CF, settings=FitSettings(complete_mm=False))
+
+
+def _ratio(res: FitResult, num: str, den: str = "tCr") -> float:
+    q = res.quantities()
+    return q[num][0] / q[den][0]
+
+
+def _true_ratio(conc: dict, num: str) -> float:
+    parts = {"tCr": ("Cr", "PCr"), "tCho": ("GPC", "PCh"), "Glx": ("Glu", "Gln")}
+    val = sum(conc[p] for p in parts.get(num, (num,)))
+    return val / (conc["Cr"] + conc["PCr"])
+
+
+def test_recovers_known_concentrations_with_mm_and_baseline():
+    basis = toy_basis(CF, DWELL, N)
+    rng = np.random.default_rng(11)
+    t = np.arange(N) * DWELL
+    # a smooth broad baseline hump the basis does not contain
+    baseline = 30.0 * np.exp(2j * np.pi * (1.6 - 4.65) * CF * t - np.pi * 120.0 * t)
+    fid = synth_fid(basis, TYPICAL_MM, lorentz_hz=3.0, gauss_hz=4.0, shift_hz=3.0, phase_rad=0.4,
+                    noise_sd=1.5, rng=rng, baseline=baseline, mm_lorentz_hz=6.0)
+    res = LCFitter(basis, DWELL, N, CF).fit(fid)
+    assert res.success, res.message
+    for name in ("NAA", "Glu", "mI", "tCho", "Glx"):
+        assert _ratio(res, name) == pytest.approx(_true_ratio(TYPICAL_MM, name), rel=0.06), name
+    assert res.params["shift_hz_met"] == pytest.approx(3.0, abs=0.3)
+    glu, glu_sd = res.quantities()["Glu"]
+    assert abs(glu - TYPICAL_MM["Glu"] * res.conc["Cr"] / 5.0) < 0.1 * glu + 3 * glu_sd
+    assert res.phase0_rad == pytest.approx(0.4, abs=0.1)  # phi0 is referenced to the window centre
+
+
+def test_phase_is_fitted_not_ignored(small_basis, small_fitter):
+    """Built to fail if the zero-order phase were ignored: a 1.2 rad rotation must come back."""
+    rng = np.random.default_rng(3)
+    fid0 = synth_fid(small_basis, CONC, noise_sd=1.0, rng=rng)
+    res0 = small_fitter.fit(fid0)
+    res1 = small_fitter.fit(fid0 * np.exp(1.2j))
+    assert res1.phase0_rad - res0.phase0_rad == pytest.approx(1.2, abs=1e-3)
+    for n in ("NAA", "Glu", "mI"):
+        assert res1.conc[n] == pytest.approx(res0.conc[n], rel=1e-3)
+
+
+def test_first_order_phase_is_fitted(small_basis, small_fitter):
+    rng = np.random.default_rng(4)
+    fid = synth_fid(small_basis, CONC, noise_sd=1.0, rng=rng)
+    delay_s = 0.2e-3  # acquisition delay: phase 2 pi f delay
+    spec = np.fft.fft(fid) * np.exp(-2j * np.pi * np.fft.fftfreq(N, DWELL) * delay_s)
+    res = small_fitter.fit(np.fft.ifft(spec))
+    assert res.phase1_rad_per_hz == pytest.approx(-2 * np.pi * delay_s, rel=0.05)
+    assert _ratio(res, "Glu") == pytest.approx(_true_ratio(CONC, "Glu"), rel=0.03)
+
+
+def test_window_is_respected(small_basis):
+    """An artefact just outside the window changes nothing; widening the window lets it in."""
+    rng = np.random.default_rng(5)
+    # A purely real Gaussian bump in the spectrum at 4.45 ppm (no dispersion tails, zero inside the
+    # 0.2-4.2 window), far taller than NAA: made in the frequency domain for the test.
+    f_hz = np.fft.fftfreq(N, DWELL)
+    artefact = np.fft.ifft(3e5 * np.exp(-0.5 * ((f_hz - (4.45 - 4.65) * CF) / 4.0) ** 2))
+    clean = synth_fid(small_basis, CONC, noise_sd=1.0, rng=rng)
+    narrow = LCFitter(small_basis, DWELL, N, CF, settings=FitSettings(window_ppm=(0.2, 4.2), complete_mm=False))
+    wide = LCFitter(small_basis, DWELL, N, CF, settings=FitSettings(window_ppm=(0.2, 4.6), complete_mm=False))
+    a, b = narrow.fit(clean), narrow.fit(clean + artefact)
+    assert a.ppm.min() >= 0.2 and a.ppm.max() <= 4.2
+    assert b.conc["Glu"] == pytest.approx(a.conc["Glu"], rel=0.02)
+    c, d = wide.fit(clean), wide.fit(clean + artefact)
+    assert d.noise_var > 5 * c.noise_var  # the unmodelled peak is now inside the fitted range
+
+
+def test_crlb_matches_scatter_over_noise_realisations(small_basis, small_fitter):
+    """SD of estimates over 50 noise draws vs mean CRLB: ratio within 0.7-1.4."""
+    rng = np.random.default_rng(7)
+    clean = synth_fid(small_basis, CONC, lorentz_hz=3.0, gauss_hz=4.0)
+    est, sds = {n: [] for n in ("Glu", "NAA", "mI")}, {n: [] for n in ("Glu", "NAA", "mI")}
+    for _ in range(50):
+        noise = 6.0 * (rng.standard_normal(N) + 1j * rng.standard_normal(N))
+        res = small_fitter.fit(clean + noise)
+        for n in est:
+            est[n].append(res.conc[n])
+            sds[n].append(res.sd[n])
+    for n in est:
+        ratio = np.std(est[n], ddof=1) / np.mean(sds[n])
+        assert 0.7 <= ratio <= 1.4, (n, ratio)
+
+
+def test_glx_sd_comes_from_the_covariance(small_basis, small_fitter):
+    rng = np.random.default_rng(8)
+    res = small_fitter.fit(synth_fid(small_basis, CONC, noise_sd=6.0, rng=rng))
+    i, j = res.names.index("Glu"), res.names.index("Gln")
+    assert res.cov[i, j] < 0  # Glu and Gln overlap: anticorrelated
+    glx_sd = res.quantities()["Glx"][1]
+    assert glx_sd < np.sqrt(res.sd["Glu"] ** 2 + res.sd["Gln"] ** 2)
+    assert glx_sd == pytest.approx(np.sqrt(res.cov[i, i] + res.cov[j, j] + 2 * res.cov[i, j]), rel=1e-9)
+
+
+def test_ratio_sd_by_delta_method(small_basis, small_fitter):
+    rng = np.random.default_rng(9)
+    res = small_fitter.fit(synth_fid(small_basis, CONC, noise_sd=6.0, rng=rng))
+    r, sd = res.ratios()["Glu/tCr"]
+    assert r == pytest.approx(_ratio(res, "Glu"))
+    assert 0 < sd < r
+
+
+def test_warm_start_reaches_the_same_answer(small_basis, small_fitter):
+    rng = np.random.default_rng(10)
+    fid = synth_fid(small_basis, CONC, shift_hz=-4.0, noise_sd=3.0, rng=rng)
+    cold = small_fitter.fit(fid)
+    warm = small_fitter.fit(fid, x0=cold.x)
+    assert warm.conc["Glu"] == pytest.approx(cold.conc["Glu"], rel=5e-3)
+    assert warm.nfev <= cold.nfev
+
+
+def test_bad_data_gives_a_failed_result_not_an_exception(small_fitter):
+    bad = np.full(N, np.nan, complex)
+    res = small_fitter.fit(bad)
+    assert not res.success and res.status == -1 and "NaN" in res.message
+    res = small_fitter.fit(np.zeros(N, complex))
+    assert not res.success
+
+
+def test_result_is_frozen(small_basis, small_fitter):
+    res = small_fitter.fit(synth_fid(small_basis, CONC, noise_sd=1.0))
+    with pytest.raises(FrozenInstanceError):
+        res.success = False  # type: ignore[misc]
+
+
+def test_models_are_registered_by_name(small_basis):
+    assert get_model("voigt").name == "voigt"
+    with pytest.raises(ValueError, match="unknown lineshape model"):
+        get_model("nope")
+    fid = synth_fid(small_basis, CONC, lorentz_hz=5.0, gauss_hz=0.0, noise_sd=1.0)
+    res = LCFitter(small_basis, DWELL, N, CF, settings=FitSettings(model="lorentzian", complete_mm=False)).fit(fid)
+    assert res.params["lorentz_hz_met"] == pytest.approx(5.0, abs=0.2)
+    assert _ratio(res, "Glu") == pytest.approx(_true_ratio(CONC, "Glu"), rel=0.03)
+
+
+def test_missing_macromolecules_are_completed():
+    basis = toy_basis(CF, DWELL, N, names=SMALL)
+    f = LCFitter(basis, DWELL, N, CF)
+    assert any(n.startswith("MMaux") for n in f.names)
+    assert not any(n.startswith("MMaux") for n in LCFitter(basis, DWELL, N, CF,
+                                                            settings=FitSettings(complete_mm=False)).names)
