@@ -183,3 +183,34 @@ def test_repeated_kills_during_a_long_stream(tmp_path):
     finally:
         agent.stop()
     assert_exactly_once(tmp_path / "sessions" / "soak", 3000)
+
+
+def test_simulate_command_survives_an_agent_restart_and_exits_0_after_session_end(tmp_path):
+    import subprocess
+    import sys
+
+    agent = AgentProcess(tmp_path / "sessions", extra=["--no-fit"]).start()
+    sim = subprocess.Popen([sys.executable, "-m", "mrsmon", "simulate", "--connect", agent.listen, "--protocol",
+                            "quick", "--speed", "120", "--session", "cli", "--seed", "2"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.0)  # mid-stream
+        agent.kill()
+        time.sleep(1.0)
+        agent.start()
+        out, err = sim.communicate(timeout=180)
+    finally:
+        if sim.poll() is None:
+            sim.kill()
+        agent.stop()
+    assert sim.returncode == 0, err
+    assert "SESSION_END acknowledged" in out and "0 refused" in out
+    reader = SessionReader(tmp_path / "sessions" / "cli")
+    s = reader.summary()
+    assert s["complete"] and s["missing"] == [] and s["duplicates"] == 0
+    from protocols.plan import load_plan
+    from simulator.forward import SessionSimulator
+
+    sim_events = SessionSimulator(load_plan("quick"), seed=2).events()
+    assert s["transients"] == 185 and s["events"] == len(sim_events)  # quick: 180 + 5 preparation scans
+    assert reader.header["kit_code"] == "KIT-0000" and "condition" not in json.dumps(reader.header)
