@@ -15,6 +15,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 import gui.qt_compat  # noqa: F401  (must precede any Qt drawing; see module doc)
+from gui.drawing import cache_text_items, set_y_sticky
 from gui.model import SessionModel, percent_change
 from gui.theme import AXIS_PT, TITLE_PT, Theme
 
@@ -179,6 +180,7 @@ class MainCurvePanel(QtWidgets.QWidget):
         # A stand-in sample: a legend entry for an InfiniteLine crashes pyqtgraph's ItemSample.
         self._base_sample = pg.PlotDataItem(pen=pg.mkPen(theme.baseline, width=1.5, style=QtCore.Qt.DashLine))
         self.legend.addItem(self._base_sample, "baseline mean ± SD")
+        cache_text_items(self.plot)
 
     # ---- user input ----
     def _on_measure(self, text: str) -> None:
@@ -259,6 +261,7 @@ class MainCurvePanel(QtWidgets.QWidget):
             for it in (region, label):
                 self.pi.addItem(it)
                 self.phase_items.append(it)
+        cache_text_items(self.plot)
         duration = float(plan.get("duration_min") or 0) or None
         if duration:
             self.pi.setXRange(0, duration, padding=0.01)
@@ -292,6 +295,7 @@ class MainCurvePanel(QtWidgets.QWidget):
             line.setToolTip(f"{e.get('kind')} at {float(e['t_s']) / 60:.1f} min ({e.get('source', '')})")
             self.pi.addItem(line)
             self.event_items.append(line)
+        cache_text_items(self.plot)
 
     def _draw_data(self) -> None:
         m = self.model
@@ -337,7 +341,7 @@ class MainCurvePanel(QtWidgets.QWidget):
         if base.valid:
             lo, hi = min(lo, base.mean - base.sd), max(hi, base.mean + base.sd)
         span = hi - lo or abs(hi) * 0.1 or 1.0
-        self.pi.setYRange(lo - 0.08 * span, hi + 0.30 * span, padding=0)  # headroom for event labels
+        set_y_sticky(self.pi, lo - 0.08 * span, hi + 0.30 * span)  # headroom for event labels
 
     def _draw_selection(self) -> None:
         b = self.model.selected_block

@@ -12,6 +12,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui
 
 import gui.qt_compat  # noqa: F401  (must precede any Qt drawing; see module doc)
+from gui.drawing import cache_text_items, set_y_sticky
 from gui.main_curve import DENSE_POINTS
 from gui.model import SessionModel
 from gui.theme import AXIS_PT, COMPONENT_CYCLE, Theme
@@ -53,6 +54,8 @@ class QualityPanel(pg.GraphicsLayoutWidget):
                 ax.setStyle(tickFont=font)
                 ax.enableAutoSIPrefix(False)
             p.getAxis("left").setWidth(48)
+            if i < 3:  # the top row shares the bottom row's time axis: fewer axes to draw
+                p.getAxis("bottom").setStyle(showValues=False)
             if col != "n_rejected":
                 # thin line, no spots: cheap to stroke and to update at 3600 points
                 curve = pg.PlotDataItem(pen=pg.mkPen(theme.data, width=1))
@@ -76,6 +79,7 @@ class QualityPanel(pg.GraphicsLayoutWidget):
                                            labelTextSize=f"{AXIS_PT - 2}pt",
                                            brush=pg.mkBrush(theme.rgba(theme.panel, 190)))
         self.reject_legend.setParentItem(self.plots["n_rejected"].getViewBox())
+        cache_text_items(self)
 
         if x_link is not None:
             # Follow the main curve's time range. Not setXLink: pyqtgraph aligns linked views on
@@ -147,7 +151,7 @@ class QualityPanel(pg.GraphicsLayoutWidget):
         if col in ("naa_fwhm_hz", "snr", "crlb"):
             lo = min(lo, 0.0)
         span = hi - lo or max(abs(hi), 1.0) * 0.2
-        self.plots[col].setYRange(lo - 0.08 * span, hi + 0.12 * span, padding=0)
+        set_y_sticky(self.plots[col], lo - 0.08 * span, hi + 0.12 * span)
 
     def _draw_rejections(self, t: np.ndarray) -> None:
         m = self.model
@@ -169,9 +173,10 @@ class QualityPanel(pg.GraphicsLayoutWidget):
                 p.addItem(bars)
                 self.reject_bars[reason] = bars
                 self.reject_legend.addItem(bars, reason)
+                cache_text_items(self)
             else:
                 bars.setOpts(x=t, height=h, y0=bottom.copy(), width=width)
             bottom = bottom + h
         p.setTitle("Rejected transients" + ("" if reasons else " (none)"), color=self.t.text, size=f"{AXIS_PT}pt")
         top = float(bottom.max()) if len(bottom) else 0.0
-        p.setYRange(0, max(top * 1.8, float(m.block_transients) * 0.25), padding=0)  # room for the legend
+        set_y_sticky(p, 0, max(top * 1.8, float(m.block_transients) * 0.25))  # room for the legend

@@ -14,6 +14,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 import gui.qt_compat  # noqa: F401  (must precede any Qt drawing; see module doc)
+from gui.drawing import cache_text_items
 from gui.model import SessionModel
 from gui.theme import AXIS_PT, COMPONENT_CYCLE, TITLE_PT, Theme
 
@@ -99,6 +100,7 @@ class SpectrumPanel(QtWidgets.QWidget):
         self.message = pg.TextItem("", color=theme.muted, anchor=(0.5, 0.5))
         self.message.setFont(font)
         pi.addItem(self.message)
+        cache_text_items(self.plot)
         window = (self.model.plan.get("fit_window_ppm") or [0.2, 4.2])
         pi.setXRange(float(window[0]), float(window[1]), padding=0.01)
 
@@ -193,6 +195,7 @@ class SpectrumPanel(QtWidgets.QWidget):
             elif in_legend and not wanted:
                 self.legend.removeItem(item)
                 self._legend_names.discard(name)
+        cache_text_items(self.plot)
         self.pi.setYRange(bottom - 0.03 * span, top + 0.08 * span, padding=0)
         lo, hi = float(np.min(ppm)), float(np.max(ppm))
         self.pi.setXRange(lo, hi, padding=0.01)

@@ -89,7 +89,8 @@ def theme(name: str) -> Theme:
 def stylesheet(t: Theme) -> str:
     """Qt style sheet for the non-plot widgets of a theme."""
     return f"""
-    QWidget {{ background: {t.background}; color: {t.text}; font-size: {BUTTON_PT}pt; }}
+    QMainWindow, QDialog, QMenu, QMessageBox {{ background: {t.background}; }}
+    QWidget {{ color: {t.text}; font-size: {BUTTON_PT}pt; }}
     QFrame#strip {{ background: {t.panel}; border-radius: 6px; }}
     QPushButton {{ background: {t.button}; color: {t.button_text}; border: 1px solid {t.muted};
                    border-radius: 5px; padding: 6px 10px; }}
@@ -101,3 +102,4 @@ def stylesheet(t: Theme) -> str:
     QMenuBar, QMenu {{ background: {t.panel}; color: {t.text}; }}
     QToolTip {{ background: {t.panel}; color: {t.text}; border: 1px solid {t.muted}; }}
     """
+
