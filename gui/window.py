@@ -164,6 +164,7 @@ class MainWindow(QtWidgets.QMainWindow):
                 self.model.put_spectrum(int(r["block"]), r["spectrum"], full=True)
         elif request.get("op") == "event" and reply.get("event"):
             self.model.add_event(reply["event"])
+            self.show_message(f"marked {reply['event'].get('kind', 'event').replace('_', ' ')}")
 
     def show_message(self, text: str) -> None:
         self.status_messages.append(text)

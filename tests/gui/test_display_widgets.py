@@ -179,3 +179,8 @@ def test_screenshot_of_missing_folder_is_one_line_error(tmp_path: Path) -> None:
                            "--screenshot", str(tmp_path / "x.png")], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "is not a folder" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_export_png_saves_the_current_view(window: MainWindow, tmp_path: Path) -> None:
+    out = window.export_png(tmp_path / "view.png")
+    assert png_size(out) == (window.width(), window.height())
