@@ -1,0 +1,1 @@
+"""Scanner simulator: a physics-based forward model with ground truth, streamed like a real scanner."""
