@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import gui.qt_compat  # noqa: F401  (must precede any Qt drawing; see module doc)
@@ -14,12 +15,24 @@ def ensure_qt_platform() -> None:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
+_QUIET = ("propagateSizeHints",)  # the offscreen platform says this for every window; harmless
+
+
+def _qt_messages(mode, context, message: str) -> None:  # noqa: ANN001 (Qt types)
+    if not any(q in message for q in _QUIET):
+        sys.stderr.write(message + "\n")
+
+
 def app():
     """The QApplication, created once."""
     ensure_qt_platform()
-    from PySide6 import QtWidgets
+    from PySide6 import QtCore, QtWidgets
 
-    return QtWidgets.QApplication.instance() or QtWidgets.QApplication(["mrsmon-gui"])
+    existing = QtWidgets.QApplication.instance()
+    if existing is not None:
+        return existing
+    QtCore.qInstallMessageHandler(_qt_messages)
+    return QtWidgets.QApplication(["mrsmon-gui"])
 
 
 def parse_size(text: str) -> tuple[int, int]:
