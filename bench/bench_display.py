@@ -177,7 +177,8 @@ def main() -> int:
     blocks = series(int(SESSION_S / (32 * TR_S)), 32 * TR_S, 32 * TR_S, seed=1, spectrum=False)
     sliding = series(int(SESSION_S / TR_S), TR_S, 32 * TR_S, seed=2, spectrum=False)
     lines = [f"display benchmark  {time.strftime('%Y-%m-%d %H:%M')}  python {platform.python_version()}  "
-             f"{platform.machine()}  QT_QPA_PLATFORM={os.environ.get('QT_QPA_PLATFORM')}",
+             f"{platform.machine()}  QT_QPA_PLATFORM={os.environ.get('QT_QPA_PLATFORM')}  "
+             f"cpus={os.cpu_count()}  load average at start={os.getloadavg()[0]:.1f}",
              "window 1600x1000, dark theme; times in ms (target: redraw under 16 ms)", "",
              f"{'case':<13} {'points':>6} {'what':<27} {'median':>9} {'p99':>9} {'n':>5}"]
     lines += bench_redraw("blocks-112", blocks, n_new=min(n_new, 60), n_idle=n_idle)

@@ -39,6 +39,7 @@ class QualityPanel(pg.GraphicsLayoutWidget):
         self.over: dict[str, pg.PlotDataItem] = {}
         self.limits: dict[str, list[pg.InfiniteLine]] = {}
         self.reject_bars: dict[str, pg.BarGraphItem] = {}
+        self._titles: dict[str, str] = {}
         font = QtGui.QFont()
         font.setPointSize(AXIS_PT - 1)
         for i, (col, title, unit, key, symmetric) in enumerate(TRACES):
@@ -106,6 +107,12 @@ class QualityPanel(pg.GraphicsLayoutWidget):
         if self._changed("results", "measure"):
             self._draw_traces()
 
+    def _title(self, col: str, text: str) -> None:
+        """Set a plot title only when it changes (a title is HTML layout: ~1 ms each)."""
+        if self._titles.get(col) != text:
+            self._titles[col] = text
+            self.plots[col].setTitle(text, color=self.t.text, size=f"{AXIS_PT}pt")
+
     def _threshold(self, col: str) -> float | None:
         for c, _t, _u, key, _s in TRACES:
             if c == col and key is not None:
@@ -124,7 +131,7 @@ class QualityPanel(pg.GraphicsLayoutWidget):
     def _draw_traces(self) -> None:
         m = self.model
         t = m.col("t_min")
-        self.plots["crlb"].setTitle(f"CRLB of {m.measure} (%)", color=self.t.text, size=f"{AXIS_PT}pt")
+        self._title("crlb", f"CRLB of {m.measure} (%)")
         width = 2 if len(t) <= DENSE_POINTS else 1  # thick lines cost ms per frame at thousands of points
         for col, curve in self.curves.items():
             y = m.col(col)
@@ -177,6 +184,6 @@ class QualityPanel(pg.GraphicsLayoutWidget):
             else:
                 bars.setOpts(x=t, height=h, y0=bottom.copy(), width=width)
             bottom = bottom + h
-        p.setTitle("Rejected transients" + ("" if reasons else " (none)"), color=self.t.text, size=f"{AXIS_PT}pt")
+        self._title("n_rejected", "Rejected transients" + ("" if reasons else " (none)"))
         top = float(bottom.max()) if len(bottom) else 0.0
         set_y_sticky(p, 0, max(top * 1.8, float(m.block_transients) * 0.25))  # room for the legend
