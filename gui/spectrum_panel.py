@@ -48,6 +48,7 @@ class SpectrumPanel(QtWidgets.QWidget):
         self.model, self.t, self.fetch = model, theme, fetch
         self._drawn_key: tuple | None = None
         self._requested: set[int] = set()
+        self._unavailable: set[int] = set()
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(2)
@@ -129,8 +130,8 @@ class SpectrumPanel(QtWidgets.QWidget):
             self._drawn_key = (block, id(spec), m.version("selection"), m.version("session"),
                                self.components_box.isChecked())
         if spec is None or "ppm" not in spec:
-            self._clear("loading spectrum…" if block in self._requested and not self._review_missing(block)
-                        else "no spectrum stored for this block")
+            waiting = m.live and block in self._requested and block not in self._unavailable
+            self._clear("loading spectrum…" if waiting else "no spectrum stored for this block")
             return
         if spec.get("_full"):
             self._requested.discard(block)
@@ -139,8 +140,10 @@ class SpectrumPanel(QtWidgets.QWidget):
             self.fetch(block)
         self._draw(spec)
 
-    def _review_missing(self, block: int) -> bool:
-        return not self.model.live
+    def mark_unavailable(self, block: int) -> None:
+        """The agent could not send this block's arrays: say so instead of waiting forever."""
+        self._unavailable.add(int(block))
+        self.refresh(force=True)
 
     def _clear(self, text: str) -> None:
         for item in [self.data, self.fit, self.baseline, self.residual, *self.components.values()]:

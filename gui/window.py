@@ -157,6 +157,8 @@ class MainWindow(QtWidgets.QMainWindow):
     def _on_reply(self, request: dict, reply: dict) -> None:
         if not reply.get("ok", False):
             self.show_message(f"agent refused {request.get('op')}: {reply.get('error', 'no reason given')}")
+            if request.get("op") == "block" and request.get("block") is not None:
+                self.spectrum.mark_unavailable(int(request["block"]))
             return
         if request.get("op") == "block" and reply.get("result"):
             r = reply["result"]

@@ -132,3 +132,17 @@ def test_display_without_agent_says_agent_unreachable(qtbot) -> None:
         assert w.strip.light.text() == "STOP" and "Agent not answering" in w.strip.reason.text()
     finally:
         w.close()
+
+
+def test_block_the_agent_cannot_send_says_so_instead_of_loading(qtbot, agent) -> None:
+    agent.publish_result({k: v for k, v in block(0).items() if k != "spectrum"})
+    w = open_display(qtbot, agent)
+    try:
+        qtbot.waitUntil(lambda: len(w.model.rows) == 1, timeout=5000)
+        agent.results.clear()  # the agent no longer knows the block: its `block` op fails
+        w.model.select_block(0)
+        w.redraw()
+        qtbot.waitUntil(lambda: "no spectrum" in w.spectrum.message.toPlainText(), timeout=5000)
+        assert any("agent refused block" in msg for msg in w.status_messages)
+    finally:
+        w.close()
