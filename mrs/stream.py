@@ -86,6 +86,8 @@ class BlockProcessor:
         # the residual is taken after removing a low-order polynomial over the window.
         xw = np.linspace(-1, 1, self.aligner.win.size)
         self._smooth_q = np.linalg.qr(np.polynomial.legendre.legvander(xw, 4))[0]
+        xl = np.linspace(-1, 1, self._lipid_win.size)
+        self._lipid_q = np.linalg.qr(np.polynomial.legendre.legvander(xl, 2))[0]
         self.outliers = OutlierDetector(max_jump_hz=max(6.0, 2.0 * float(self.alarms.get("jump_hz", 3.0))))
         # session state
         self._noise: list[np.ndarray] = []
@@ -230,7 +232,10 @@ class BlockProcessor:
         # lipid region is outside the alignment window: compare full spectra there
         x_full = np.fft.fft(reg.fid)[self._lipid_win]
         r_full = np.fft.fft(ref)[self._lipid_win]
-        lip_ratio = float(np.mean(np.abs(x_full - reg.scale * r_full) ** 2) / max(expected, 1e-300))
+        d_lip = x_full - reg.scale * r_full
+        d_lip = d_lip - self._lipid_q @ (self._lipid_q.T @ d_lip)  # drop smooth tails (residual water)
+        lip_ratio = float(np.sum(np.abs(d_lip) ** 2)
+                          / (max(expected, 1e-300) * max(d_lip.size - self._lipid_q.shape[1], 1)))
         scale_snr = float(np.sqrt(np.mean(np.abs(ref_w) ** 2) / max(noise_var, 1e-300)) * np.sqrt(ref_w.size))
         reason = self.outliers.assess(TransientMetrics(reg.freq_hz, reg.scale, scale_snr, res_ratio, lip_ratio))
         rec = _Transient(seq, t_s, reg.fid, reg.freq_hz, float(np.degrees(reg.phase_rad)), reason, self._count)
