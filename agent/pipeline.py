@@ -1,9 +1,10 @@
-"""The processing pipeline: follows what ingest stored, in seq order, and fits blocks off the ingest thread.
+"""The processing pipeline: follows what ingest stored, in seq order, and fits blocks.
 
 Ingest hands over tiny notes (session, seq, offset); the pipeline reads the transient back from
 raw.log (page cache), feeds `mrs.stream.BlockProcessor`, appends results to the session folder and
-sends them to the service for publishing. Memory stays flat: nothing queued holds sample data. An
-exception in processing becomes a published alarm and never reaches ingest.
+hands them to `publish`. Memory stays flat: nothing queued holds sample data. An exception in
+processing becomes a published alarm. The agent runs this in its own process
+(`agent/pipeline_process.py`), so fitting never slows ingest.
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import queue
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,46 +43,28 @@ class _SessionState:
 class Pipeline:
     def __init__(self, publish: Callable[[str, dict], None], basis_spec: str = "auto",
                  block_transients: int | None = None, processor_factory: Callable[..., Any] | None = None):
-        self._publish = publish          # thread-safe callback provided by the service
+        self._publish = publish
         self.basis_spec = basis_spec
         self._factory = processor_factory or self._block_processor
         self.block_transients = block_transients
-        self._queue: queue.Queue = queue.Queue()
         self._sessions: dict[str, _SessionState] = {}
         self._basis = None
-        self._thread = threading.Thread(target=self._run, name="mrsmon-pipeline", daemon=True)
         self.blocks_published = 0
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout_s)
-
     def close(self) -> None:
-        """Close every open session's files (the thread does this itself on stop)."""
+        """Close every open session's files."""
         for st in self._sessions.values():
             self._close_state(st)
         self._sessions.clear()
 
-    def submit(self, note: dict) -> None:
-        """Called by ingest's thread: {'kind', 'session', 'seq', 'folder', ...}."""
-        self._queue.put(note)
-
-    # ------------------------------------------------------------------ thread
-    def _run(self) -> None:
-        while True:
-            note = self._queue.get()
-            if note is None:
-                break
-            try:
-                self._handle(note)
-            except Exception as exc:  # a stage failure is reported, never fatal
-                log.exception("pipeline failed on %s", note.get("kind"))
-                self._publish("alarm", {"session": note.get("session"), "level": "red", "code": "PIPELINE_ERROR",
-                                        "message": f"processing failed: {exc}"})
-        self.close()
+    def handle_safely(self, note: dict) -> None:
+        """Handle one note; a failure becomes a published alarm, never an exception."""
+        try:
+            self._handle(note)
+        except Exception as exc:
+            log.exception("pipeline failed on %s", note.get("kind"))
+            self._publish("alarm", {"session": note.get("session"), "level": "red", "code": "PIPELINE_ERROR",
+                                    "message": f"processing failed: {exc}"})
 
     def _handle(self, note: dict) -> None:
         sid = note["session"]

@@ -1,7 +1,7 @@
 """The agent process: owns the sockets and routes between ingest, the pipeline, displays and control.
 
-One thread polls the data ROUTER, the control ROUTER and the pipeline's inproc channel, and alone
-touches the PUB socket and the session writers. Fitting runs in the pipeline thread.
+One thread polls the data ROUTER, the control ROUTER and the pipeline's results, and alone touches
+the PUB socket and the session writers. Fitting runs in a separate pipeline process.
 """
 
 from __future__ import annotations
@@ -55,8 +55,8 @@ class Agent:
         self.last_transient: dict[str, float] = {}
         self.guard: CurveGuard | None = None
         self._stop = threading.Event()
-        self._pipe_addr = f"inproc://pipeline-{id(self)}"
         self.pipeline = None
+        self._unfinished: dict[str, bool] = {}  # sessions the pipeline has not ended: sid -> scanner ended
         self.ready = threading.Event()
 
     # ------------------------------------------------------------------ setup
@@ -79,16 +79,6 @@ class Agent:
         self.ctl = self.ctx.socket(zmq.ROUTER)
         self.ctl.linger = 0
         self.ctl.bind(c.control)
-        self.pipe_in = self.ctx.socket(zmq.PULL)
-        self.pipe_in.bind(self._pipe_addr)
-        self._pipe_lock = threading.Lock()
-        self._pipe_out = self.ctx.socket(zmq.PUSH)
-        self._pipe_out.connect(self._pipe_addr)
-
-    def _pipeline_publish(self, topic: str, obj: dict) -> None:
-        """Called from the pipeline thread: hand over to the poll loop, which owns PUB."""
-        with self._pipe_lock:
-            self._pipe_out.send_multipart([topic.encode(), json.dumps(obj, allow_nan=False).encode()])
 
     def stop(self) -> None:
         self._stop.set()
@@ -97,20 +87,23 @@ class Agent:
     def run(self) -> None:
         self._bind()
         if self.config.fit:
-            from agent.pipeline import Pipeline
+            from agent.pipeline_process import PipelineProcess
 
-            self.pipeline = Pipeline(self._pipeline_publish, self.config.basis, self.config.block)
-            self.pipeline.start()
+            self.pipeline = PipelineProcess(self.ctx, self.config.basis, self.config.block,
+                                            on_restart=self._resubmit_unfinished)
         for sid in self.ingest.open_unfinished():
             log.info("reopened unfinished session %s", sid)
             self._load_results(sid)
             self.current = sid
+            self._unfinished[sid] = False
             self._to_pipeline({"kind": "open", "session": sid, "seq": 0})
         log.info("agent %s listening on %s, publishing on %s, control on %s, sessions in %s", __version__,
                  self.config.listen, self.config.publish, self.config.control, self.config.sessions_dir)
         poller = zmq.Poller()
-        for s in (self.data, self.ctl, self.pipe_in):
-            poller.register(s, zmq.POLLIN)
+        results = self.pipeline.results_socket if self.pipeline else None
+        for s in (self.data, self.ctl, results):
+            if s is not None:
+                poller.register(s, zmq.POLLIN)
         next_status = time.monotonic()
         self.ready.set()
         try:
@@ -118,12 +111,14 @@ class Agent:
                 events = dict(poller.poll(100))
                 if self.data in events:
                     self._drain_data()
-                if self.pipe_in in events:
+                if results is not None and results in events:
                     self._drain_pipeline()
                 if self.ctl in events:
                     self._drain_control()
                 if time.monotonic() >= next_status:
                     self._publish_status()
+                    if self.pipeline:
+                        self.pipeline.check_alive()
                     next_status = time.monotonic() + STATUS_INTERVAL_S
         finally:
             self._shutdown()
@@ -132,10 +127,11 @@ class Agent:
         if self.pipeline is not None:
             self.pipeline.stop()
             self._drain_pipeline()
+            self.pipeline.close()
         self.ingest.close()
         if self.guard:
             self.guard.stop()
-        for s in (self.data, self.pub, self.ctl, self.pipe_in, self._pipe_out):
+        for s in (self.data, self.pub, self.ctl):
             s.close(linger=0)
         if self._own_ctx:
             self.ctx.term()
@@ -166,6 +162,7 @@ class Agent:
         if note.kind == "session":
             self.current = sid
             self.results[sid] = []
+            self._unfinished[sid] = False
             w = self.ingest.writers[sid]
             self._publish("session", {"session": sid, "header": w.header, "plan": self._plan(sid)})
         elif note.kind == "transient":
@@ -177,6 +174,7 @@ class Agent:
         elif note.kind == "event":
             self._publish("event", {"session": sid, **note.data})
         elif note.kind == "end":
+            self._unfinished[sid] = True
             if not self.pipeline:
                 self._publish("end", {"session": sid})
         self._to_pipeline({"kind": note.kind, "session": sid, "seq": note.seq, "folder": folder})
@@ -186,14 +184,26 @@ class Agent:
             note.setdefault("folder", str(self.config.sessions_dir / note["session"]))
             self.pipeline.submit(note)
 
+    def _resubmit_unfinished(self) -> None:
+        """A new pipeline process knows nothing: reopen every session it had not finished."""
+        for sid, ended in self._unfinished.items():
+            self._to_pipeline({"kind": "open", "session": sid, "seq": 0})
+            if ended:
+                self._to_pipeline({"kind": "end", "session": sid, "seq": -1})
+
     def _drain_pipeline(self) -> None:
+        assert self.pipeline is not None
         while True:
             try:
-                topic, body = self.pipe_in.recv_multipart(zmq.NOBLOCK)
+                topic, body = self.pipeline.results_socket.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
+            if topic.startswith(b"_"):
+                continue
             obj = json.loads(body)
             sid = obj.get("session")
+            if topic == b"end":
+                self._unfinished.pop(sid, None)
             if topic == b"result" and sid:
                 self.results.setdefault(sid, []).append({k: v for k, v in obj.items() if k != "spectrum"})
                 self.latest[sid] = obj

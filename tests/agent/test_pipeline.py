@@ -135,10 +135,9 @@ def test_a_failing_processor_becomes_an_alarm_not_a_crash(tmp_path):
 
     published = []
     pipe = Pipeline(lambda t, o: published.append((t, o)), processor_factory=Broken, block_transients=4)
-    pipe.start()
     for note in notes_for(reader, [1, 2]):
-        pipe.submit(note)
-    pipe.stop()
+        pipe.handle_safely(note)
+    pipe.close()
     alarms = [o for t, o in published if t == "alarm"]
     assert alarms and alarms[0]["code"] == "PIPELINE_ERROR" and "boom" in alarms[0]["message"]
 

@@ -1,0 +1,289 @@
+"""Offline fitting of a stored session: the agent's own processing path, run again with other settings.
+
+    refit(session_dir, block=16) -> Path            # SESSION/derivatives/refit-block16-001/
+    refit(session_dir, window=32, step=8)           # sliding windows
+    refit(session_dir, dynamic=True)                # block fits, then the dynamic fit (mrs.dynamic)
+    fit_session_primary(session_dir)                # fits.jsonl etc. in the session folder itself,
+                                                    # for sessions written without an agent
+
+Transients are fed in seq order to `mrs.stream.BlockProcessor`, exactly as the agent's pipeline does,
+so the same data and settings give the same numbers. A derivative set is never overwritten: each
+refit takes the next free name (`refit-<settings>-NNN`), created atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agent.export import software_version
+from agent.store import SessionReader, write_json_atomic
+
+TCR_REFERENCE_MM = 8.0
+Progress = Callable[[int, int], None]
+
+
+class RefitError(ValueError):
+    """A refit that cannot run (bad settings, nothing to fit)."""
+
+
+# ------------------------------------------------------------------------------ processor pieces
+class _RecordingFitter:
+    """Passes every call to the real fitter and keeps (averaged FID, result) of each block fit."""
+
+    def __init__(self, fitter, records: list) -> None:
+        self._fitter = fitter
+        self._records = records
+
+    def fit(self, fid, x0=None):
+        res = self._fitter.fit(fid, x0=x0)
+        self._records.append((np.array(fid, complex), res))
+        return res
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fitter, name)
+
+
+def make_processor(header: dict, plan: dict | None, basis, block: int | None = None, step: int | None = None,
+                   record: bool = False):
+    from mrs.stream import BlockProcessor
+
+    plan = plan or {}
+    n_block = int(block or plan.get("block_transients", 32))
+    window = tuple(plan.get("fit_window_ppm", (0.2, 4.2)))
+    if not record:
+        return BlockProcessor(header, basis, n_block, window_ppm=window, alarms=plan.get("alarms"), step=step)
+
+    class _Recording(BlockProcessor):
+        @property
+        def fitter(self):
+            real = BlockProcessor.fitter.fget(self)
+            if real is None:
+                return None
+            if getattr(self, "_recording", None) is None:
+                self._recording = _RecordingFitter(real, self.records)
+            return self._recording
+
+    proc = _Recording(header, basis, n_block, window_ppm=window, alarms=plan.get("alarms"), step=step)
+    proc.records = []
+    return proc
+
+
+def load_basis(spec: str | None):
+    if spec in (None, "", "auto"):
+        return None
+    from mrs.io import read_basis
+
+    return read_basis(spec)
+
+
+class OutputWriter:
+    """Writes block results and transient rows in the session-folder format (docs/session-format.md)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        (self.folder / "spectra").mkdir(parents=True, exist_ok=True)
+        self._fits = open(self.folder / "fits.jsonl", "a")
+        self._transients = open(self.folder / "transients.jsonl", "a")
+        self.results: list[dict] = []
+
+    def emit(self, outputs: list[dict]) -> list[dict]:
+        blocks = []
+        for out in outputs:
+            if out["kind"] == "transient":
+                self._transients.write(json.dumps({k: v for k, v in out.items() if k != "kind"}) + "\n")
+            elif out["kind"] == "block":
+                blocks.append(out["result"])
+                self.results.append(out["result"])
+        return blocks
+
+    def store_block(self, result: dict) -> None:
+        spec = result.get("spectrum") or {}
+        if spec:
+            arrays = {k: np.asarray(v, dtype=np.float32) for k, v in spec.items() if k != "components"}
+            arrays.update({f"comp_{n}": np.asarray(v, np.float32) for n, v in spec.get("components", {}).items()})
+            np.savez(self.folder / "spectra" / f"block-{result['block']:05d}.npz", **arrays)
+        self._fits.write(json.dumps({k: v for k, v in result.items() if k != "spectrum"}) + "\n")
+
+    def close(self) -> None:
+        for f in (self._fits, self._transients):
+            f.flush()
+            os.fsync(f.fileno())
+            f.close()
+
+
+def process_session(reader: SessionReader, processor, on_block: Callable[[dict, tuple | None], None],
+                    on_transient: Callable[[list[dict]], None] | None = None,
+                    progress: Progress | None = None) -> int:
+    """Feed every stored transient in seq order; `on_block(result, (fid, fit_result) or None)`."""
+    records = getattr(processor, "records", None)
+    seqs = reader.index["seq"]
+    total = len(seqs)
+    n_blocks = 0
+
+    def handle(outputs: list[dict], before: int) -> None:
+        nonlocal n_blocks
+        if on_transient:
+            on_transient(outputs)
+        blocks = [o["result"] for o in outputs if o["kind"] == "block"]
+        new = records[before:] if records is not None else []
+        # Each fitted block made exactly one fitter call, in order; failed blocks made none.
+        fitted = [b for b in blocks if (b.get("qc") or {}).get("fit_ms") is not None]
+        pairs = dict(zip([id(b) for b in fitted], new, strict=False)) if len(new) == len(fitted) else {}
+        for b in blocks:
+            on_block(b, pairs.get(id(b)))
+            n_blocks += 1
+
+    for i, seq in enumerate(seqs):
+        s = int(seq)
+        before = len(records) if records is not None else 0
+        handle(processor.add(s, reader.t_s(s), reader.flags(s), reader.transient(s)), before)
+        if progress and (i % 32 == 0 or i == total - 1):
+            progress(i + 1, total)
+    before = len(records) if records is not None else 0
+    handle(processor.flush(), before)
+    return n_blocks
+
+
+# ------------------------------------------------------------------------------ primary fits
+def fit_session_primary(session_dir: str | Path, basis=None, progress: Progress | None = None) -> int:
+    """Fit a session written without an agent into its own fits.jsonl / spectra / transients.jsonl."""
+    folder = Path(session_dir)
+    if (folder / "fits.jsonl").exists() and (folder / "fits.jsonl").stat().st_size:
+        raise RefitError(f"{folder} already holds fits.jsonl; use refit for a new derivative set")
+    reader = SessionReader(folder)
+    proc = make_processor(reader.header, reader.plan, basis)
+    out = OutputWriter(folder)
+    try:
+        return process_session(reader, proc, lambda r, _: out.store_block(r),
+                               lambda o: out.emit([x for x in o if x["kind"] == "transient"]), progress)
+    finally:
+        out.close()
+
+
+# ------------------------------------------------------------------------------ refit
+def derivative_name(block: int | None, window: int | None, step: int | None, dynamic: bool, basis: str) -> str:
+    parts = ["refit"]
+    if window:
+        parts += [f"window{window}", f"step{step or window}"]
+    elif block:
+        parts.append(f"block{block}")
+    if basis not in (None, "", "auto"):
+        parts.append("basis-" + "".join(ch if ch.isalnum() else "" for ch in Path(basis).stem)[:24])
+    if dynamic:
+        parts.append("dynamic")
+    return "-".join(parts)
+
+
+def new_derivative_dir(session_dir: Path, stem: str) -> Path:
+    base = Path(session_dir) / "derivatives"
+    base.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 10000):
+        path = base / f"{stem}-{n:03d}"
+        try:
+            path.mkdir()  # atomic: two refits never get the same folder
+            return path
+        except FileExistsError:
+            continue
+    raise RefitError(f"no free derivative name for {stem} in {base}")
+
+
+def refit(session_dir: str | Path, block: int | None = None, window: int | None = None, step: int | None = None,
+          basis: str = "auto", dynamic: bool = False, smooth_s: float = 300.0,
+          progress: Progress | None = None) -> Path:
+    """Refit a stored session into a new derivative folder; returns that folder."""
+    folder = Path(session_dir)
+    reader = SessionReader(folder)
+    if block is not None and window is not None:
+        raise RefitError("give either --block N or --window N --step M, not both")
+    if step is not None and window is None:
+        raise RefitError("--step needs --window")
+    for name, v in (("block", block), ("window", window), ("step", step)):
+        if v is not None and v < 1:
+            raise RefitError(f"--{name} must be at least 1, not {v}")
+    if len(reader.metabolite_seqs()) == 0:
+        raise RefitError(f"session {folder.name} holds no metabolite transients")
+    n_block = window or block
+    basis_obj = load_basis(basis)
+    t0 = time.perf_counter()
+    proc = make_processor(reader.header, reader.plan, basis_obj, n_block, step if window else None, record=dynamic)
+    blocks: list[tuple[dict, tuple | None]] = []
+    process_session(reader, proc, lambda r, rec: blocks.append((r, rec)), progress=progress)
+    t_blocks = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    if dynamic:
+        rows = _dynamic_rows(proc, blocks, smooth_s)
+    else:
+        rows = [r for r, _ in blocks]
+    t_dyn = time.perf_counter() - t1
+    out_dir = new_derivative_dir(folder, derivative_name(block, window, step, dynamic, basis))
+    writer = OutputWriter(out_dir)
+    for r in rows:
+        writer.store_block(r)
+    writer.close()
+    (out_dir / "transients.jsonl").unlink(missing_ok=True)  # unchanged by a refit: see the session's own
+    plan = reader.plan or {}
+    write_json_atomic(out_dir / "settings.json", {
+        "source_session": reader.header.get("session", folder.name), "kit_code": reader.header.get("kit_code"),
+        "block_transients": n_block or plan.get("block_transients", 32), "step": step if window else None,
+        "sliding": bool(window), "basis": basis or "auto", "dynamic": dynamic,
+        "smooth_s": smooth_s if dynamic else None, "fit_window_ppm": plan.get("fit_window_ppm", [0.2, 4.2]),
+        "software": f"mrsmon {software_version()}", "created_unix_s": round(time.time(), 3),
+        "blocks": len(rows), "elapsed_s": {"block_fits": round(t_blocks, 3), "dynamic": round(t_dyn, 3)},
+    })
+    return out_dir
+
+
+def _dynamic_rows(proc, blocks: list[tuple[dict, tuple | None]], smooth_s: float) -> list[dict]:
+    from mrs.dynamic import dynamic_fit, quantities
+
+    fitted = [(r, rec) for r, rec in blocks if rec is not None]
+    if len(fitted) < 2:
+        raise RefitError("the dynamic fit needs at least two fitted blocks")
+    fitter = proc.fitter._fitter  # the real LCFitter behind the recorder
+    fids = np.array([rec[0] for _, rec in fitted])
+    x_blocks = np.array([rec[1].x for _, rec in fitted])
+    ok = np.array([bool(rec[1].success) and (r.get("qc") or {}).get("fit_status") == "ok" for r, rec in fitted])
+    t_s = np.array([r["t_s"] for r, _ in fitted], float)
+    noise = np.array([rec[1].noise_var for _, rec in fitted], float)
+    dyn = dynamic_fit(fitter, fids, x_blocks, t_s, ok, smooth_s=smooth_s, noise_var=noise)
+    by_id = {id(r): i for i, (r, _) in enumerate(fitted)}
+    rows = []
+    for r, rec in blocks:
+        row = {k: v for k, v in r.items() if k != "spectrum"}
+        i = by_id.get(id(r))
+        if i is None:
+            rows.append(row)
+            continue
+        q, rat = quantities(dyn.names, dyn.conc[i], dyn.cov[i])
+        raw_q = rec[1].quantities()
+        if r.get("water_scaled") and raw_q.get("tCr", (0, 0))[0] > 0 and (r.get("conc") or {}).get("tCr"):
+            factor = float(r["conc"]["tCr"]) / raw_q["tCr"][0]
+        else:
+            tcr = q.get("tCr", (float("nan"), 0))[0]
+            factor = TCR_REFERENCE_MM / tcr if tcr > 0 else 1.0
+        row["conc"] = {k: _num(v * factor) for k, (v, _) in q.items()}
+        row["sd"] = {k: _num(e * factor) for k, (_, e) in q.items()}
+        row["crlb_pct"] = {k: _num(100 * e / v, 3) if v > 0 else None for k, (v, e) in q.items()}
+        row["ratios"] = {k: _num(v) for k, (v, _) in rat.items()}
+        row["ratios_sd"] = {k: _num(e) for k, (_, e) in rat.items()}
+        row["qc"] = {**(r.get("qc") or {}), "dynamic_n_eff": _num(dyn.n_eff[i], 3),
+                     "dynamic_residual_rel": _num(dyn.residual_rel[i], 4)}
+        rows.append(row)
+    return rows
+
+
+def _num(v: Any, digits: int | None = None) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    if not np.isfinite(f):
+        return None
+    return round(f, digits) if digits is not None else f
