@@ -138,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--step", type=int, default=None)
     s.add_argument("--basis", default="auto")
     s.add_argument("--dynamic", action="store_true", help="fit all blocks at once (shared lineshape)")
+    s.add_argument("--smooth-s", type=float, default=300.0,
+                   help="dynamic fit: time scale (s) over which lineshape and phases may change (default 300)")
 
     s = _sub(subs, "report", "Write a self-contained HTML report of a session.",
              "mrsmon report sessions/quick-0 --out report/")
@@ -157,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("--participants", type=int, default=26)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--coils", type=int, default=2, help="receive coils per session (default 2: small on disk)")
+    s.add_argument("--protocol", default="ketamine-placebo", help="plan for acquisition and timeline")
+    s.add_argument("--workers", type=int, default=None, help="parallel processes (default: all cores)")
     return p
 
 
