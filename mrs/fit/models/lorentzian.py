@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mrs.fit.models.base import LineshapeModel
+from mrs.fit.models.base import LineshapeModel, damped_phasor32
 
 
 class LorentzianModel(LineshapeModel):
@@ -14,6 +14,10 @@ class LorentzianModel(LineshapeModel):
     def lineshape(self, t_s: np.ndarray, p: np.ndarray) -> np.ndarray:
         shift, lor = p
         return np.exp((2j * np.pi * shift - np.pi * lor) * t_s)
+
+    def lineshape32(self, t32: np.ndarray, t2_32: np.ndarray, p: np.ndarray) -> np.ndarray:
+        shift, lor = p
+        return damped_phasor32(t32, t2_32, shift, np.pi * lor, 0.0)
 
     def log_derivatives(self, t_s: np.ndarray, p: np.ndarray) -> np.ndarray:
         return np.stack([2j * np.pi * t_s, -np.pi * t_s + 0j])

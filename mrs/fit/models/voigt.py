@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mrs.fit.models.base import LineshapeModel
+from mrs.fit.models.base import LineshapeModel, damped_phasor32
 
 # exp(-(pi * g * t)^2 / (4 ln 2)) is a Gaussian line of FWHM g Hz.
 _GAUSS_K = np.pi**2 / (4.0 * np.log(2.0))
@@ -17,6 +17,10 @@ class VoigtModel(LineshapeModel):
     def lineshape(self, t_s: np.ndarray, p: np.ndarray) -> np.ndarray:
         shift, lor, gauss = p
         return np.exp((2j * np.pi * shift - np.pi * lor) * t_s - _GAUSS_K * gauss * gauss * t_s * t_s)
+
+    def lineshape32(self, t32: np.ndarray, t2_32: np.ndarray, p: np.ndarray) -> np.ndarray:
+        shift, lor, gauss = p
+        return damped_phasor32(t32, t2_32, shift, np.pi * lor, _GAUSS_K * gauss * gauss)
 
     def log_derivatives(self, t_s: np.ndarray, p: np.ndarray) -> np.ndarray:
         gauss = p[2]
