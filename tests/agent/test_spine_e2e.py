@@ -214,3 +214,21 @@ def test_simulate_command_survives_an_agent_restart_and_exits_0_after_session_en
     sim_events = SessionSimulator(load_plan("quick"), seed=2).events()
     assert s["transients"] == 185 and s["events"] == len(sim_events)  # quick: 180 + 5 preparation scans
     assert reader.header["kit_code"] == "KIT-0000" and "condition" not in json.dumps(reader.header)
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_agent_shuts_down_cleanly_on_signal_with_its_pipeline_process(tmp_path, sig):
+    import signal
+    import subprocess
+
+    agent = AgentProcess(tmp_path / "s", extra=[]).start()  # fitting on: a pipeline process exists
+    stream(agent.listen, "sig", 10)
+    children = subprocess.run(["pgrep", "-P", str(agent.proc.pid), "-f", "spawn_main"], capture_output=True,
+                              text=True).stdout.split()
+    assert children, "no pipeline process: " + agent.log()[-3000:]
+    agent.proc.send_signal(getattr(signal, sig))
+    assert agent.proc.wait(60) == 0
+    agent.stop()
+    assert "agent stopped" in agent.log()
+    for pid in children:
+        assert subprocess.run(["kill", "-0", pid], capture_output=True).returncode != 0, "pipeline left running"

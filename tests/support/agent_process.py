@@ -26,7 +26,7 @@ class AgentProcess:
         self.sessions = Path(sessions)
         self.host = host
         self.ports = ports or (free_port(host), free_port(), free_port())
-        self.extra = extra or ["--no-fit"]
+        self.extra = ["--no-fit"] if extra is None else extra
         self.log_path = log_path or self.sessions.parent / f"agent-{self.ports[0]}.log"
         self.proc: subprocess.Popen | None = None
 
