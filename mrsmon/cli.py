@@ -145,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
              "mrsmon report sessions/quick-0 --out report/")
     s.add_argument("session_dir")
     s.add_argument("--out", required=True)
+    s.add_argument("--derivative", default=None, help="report a refit's fits (name under SESSION/derivatives)")
 
     s = _sub(subs, "study", "Analyse a set of sessions; with a key file, the crossover condition effect.",
              "mrsmon study ./study --key ./study/key.tsv --json")
