@@ -87,7 +87,7 @@ def nifti_source(path: Path, subject: str = "replay", session_code: str = "ses-0
     acq.setdefault("echo_time_s", 0.0)
     acq.setdefault("sequence", "unknown")
     own = ext.get("mrsmon_transients") or {}
-    times = (own.get("Value") or {}).get("t_s") if isinstance(own, dict) else None
+    times = own.get("t_s") if isinstance(own, dict) else None
     if not times or len(times) != len(transients):
         times = [k * tr_s for k in range(len(transients))]
     kit = ext.get("kit_code", {}).get("Value") if isinstance(ext.get("kit_code"), dict) else None

@@ -215,7 +215,7 @@ def write_report(session_dir: str | Path, out_dir: str | Path, derivative: str |
     measure = measure or plan.get("measure") or "Glu/tCr"
     window_s = _infusion_window_s(events, plan)
     h = r.header
-    summary = fig_timecourse(fits, events, window_s, measure, out / "timecourse.png")
+    fig_timecourse(fits, events, window_s, measure, out / "timecourse.png")
     fig_qc(fits, transients, events, out / "qc.png")
     shown = fig_spectra(folder, select_blocks(fits, window_s, measure), out / "spectra.png")
     other = {m: summarise_curve(np.array([f.get("t_s") or np.nan for f in fits], float),
@@ -237,7 +237,8 @@ def write_report(session_dir: str | Path, out_dir: str | Path, derivative: str |
            ("duration (min)", round(s["duration_s"] / 60.0, 2))]
     settings_rows = [("software", f"mrsmon {software_version()}"),
                      ("fits", f"derivatives/{derivative}" if derivative else "as fitted by the agent"),
-                     ("block transients", plan.get("block_transients")), ("fit window (ppm)", plan.get("fit_window_ppm")),
+                     ("block transients", plan.get("block_transients")),
+                     ("fit window (ppm)", plan.get("fit_window_ppm")),
                      ("alarm thresholds", plan.get("alarms")), ("primary measure", measure),
                      ("report written", time.strftime("%Y-%m-%d %H:%M:%S"))]
     if derivative and (folder / "derivatives" / derivative / "settings.json").exists():
@@ -259,7 +260,8 @@ def write_report(session_dir: str | Path, out_dir: str | Path, derivative: str |
                       f"<td>{html.escape(_fmt(e.get('value') or ''))}</td><td>{html.escape(e.get('note') or '')}</td>"
                       f"<td>{html.escape(e.get('source', ''))}</td></tr>" for e in events)
     doc = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>mrsmon report {html.escape(str(h.get('session', folder.name)))}</title>
+<html lang="en"><head><meta charset="utf-8">
+<title>mrsmon report {html.escape(str(h.get('session', folder.name)))}</title>
 <style>{CSS}</style></head><body>
 <h1>Session {html.escape(str(h.get('session', folder.name)))}</h1>
 {_table([("kit code", h.get("kit_code")), ("session code", h.get("session_code")), ("protocol", h.get("protocol")),

@@ -30,5 +30,6 @@ def run(args) -> int:
               f"d_z = {_fmt(ce['dz'])}, n = {ce['n_pairs']} pairs")
         mm = result.get("mixed_model") or {}
         for name, c in (mm.get("coefficients") or {}).items():
-            print(f"  LMM {name:<40} {c['estimate']:+.3f} [{c['ci95_low']:+.3f}, {c['ci95_high']:+.3f}] p = {c['p']:.3g}")
+            print(f"  LMM {name:<40} {c['estimate']:+.3f} [{c['ci95_low']:+.3f}, {c['ci95_high']:+.3f}] "
+                  f"p = {c['p']:.3g}")
     return 0
