@@ -99,9 +99,12 @@ def part_a(args, basis, lines: list[str]) -> None:
         if fitter is None:
             fitter = LCFitter(basis, sim.dwell_s, sim.points, sim.cf_mhz, settings=FitSettings())
         n = sim.points
-        height = float(np.fft.fftshift(np.fft.fft(clean)).real.max())
+        ppm = 4.65 + np.fft.fftfreq(n, sim.dwell_s) / sim.cf_mhz
+        naa_band = (ppm > 1.95) & (ppm < 2.07)
+        height = float(np.abs(np.fft.fft(clean))[naa_band].max())  # NAA peak height (block SNR definition)
         for snr in snrs:
-            noise_sd = height / snr / np.sqrt(n / 2.0)  # per real/imag component, time domain
+            noise_sd = height / snr / np.sqrt(n)  # per real/imag component, time domain: the real
+            # spectrum's noise SD is then height / snr (the simulator's and qc's SNR definition)
             est = {k: [] for k in RATIOS}
             glu_ratio_sd, glu_conc, glu_conc_sd, ms = [], [], [], []
             x_prev = None

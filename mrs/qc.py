@@ -10,7 +10,8 @@ NOISE_REGIONS_PPM = ((-4.0, -1.0), (9.5, 12.5))
 
 
 def noise_sd(fid: np.ndarray, dwell_s: float, cf_mhz: float, centre_ppm: float = WATER_PPM) -> float:
-    """SD of the real spectrum in signal-free regions (linear trend removed per region)."""
+    """SD of the real spectrum in signal-free regions, from point-to-point differences (SD of the
+    difference / sqrt 2): immune to smooth signal there, such as a residual-water dispersion tail."""
     x = np.asarray(fid, complex)
     n = x.size
     spec = np.fft.fftshift(np.fft.fft(x)).real
@@ -19,13 +20,12 @@ def noise_sd(fid: np.ndarray, dwell_s: float, cf_mhz: float, centre_ppm: float =
     for lo, hi in NOISE_REGIONS_PPM:
         sel = (ppm >= lo) & (ppm <= hi)
         if sel.sum() >= 16:
-            y = spec[sel]
-            i = np.arange(y.size)
-            parts.append(y - np.polyval(np.polyfit(i, y, 1), i))
+            parts.append(np.diff(spec[sel]))
     if not parts:  # narrow bandwidth: use the outer 10% on both sides
         k = max(8, n // 10)
-        parts = [spec[:k] - spec[:k].mean(), spec[-k:] - spec[-k:].mean()]
-    return float(np.std(np.concatenate(parts)))
+        parts = [np.diff(spec[:k]), np.diff(spec[-k:])]
+    d = np.concatenate(parts)
+    return float(np.sqrt(np.mean((d - d.mean()) ** 2) / 2.0))
 
 
 def fwhm_hz(fid: np.ndarray, dwell_s: float, cf_mhz: float, ppm_range: tuple[float, float],

@@ -350,13 +350,14 @@ class BlockProcessor:
         noise = _qc.noise_sd(avg, self.dwell_s, self.cf_mhz, self.centre_ppm)
         naa_name = next((n for n in res.names if n == "NAA"), None) or next(
             (n for n in res.names if n.lower() == "naa"), None)
+        # SNR: height of the fitted spectrum (baseline removed) at NAA, as the peak appears (NAA with
+        # what lies under it), over the noise SD of the real spectrum.
+        sel = (res.ppm > 1.9) & (res.ppm < 2.1)
+        naa_height = float((res.prediction - res.baseline).real[sel].max(initial=0.0))
         if naa_name and naa_name in res.components:
-            naa_height = float(res.components[naa_name].real.max())
             naa_fid = fitter.component_fid(naa_name, res.x)
             naa_fwhm = _qc.fwhm_hz(naa_fid, self.dwell_s, self.cf_mhz, (1.9, 2.1), self.centre_ppm)
         else:
-            sel = (res.ppm > 1.9) & (res.ppm < 2.1)
-            naa_height = float((res.data - res.baseline).real[sel].max(initial=0.0))
             naa_fwhm = float("nan")
         snr = naa_height / noise if noise > 0 else float("nan")
         water_fwhm = (_qc.fwhm_hz(water, self.dwell_s, self.cf_mhz, (4.0, 5.3), self.centre_ppm)
