@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from gui.model import SessionModel  # noqa: E402
+from gui.screenshot import app as gui_app  # noqa: E402  (QApplication with quiet offscreen warnings)
 from protocols.plan import load_plan  # noqa: E402
 
 TR_S = 2.0
@@ -84,11 +85,10 @@ def paint_changed(w) -> None:
 
 
 def bench_redraw(name: str, results: list[dict], n_new: int, n_idle: int) -> list[str]:
-    from PySide6 import QtWidgets
 
     from gui.window import MainWindow
 
-    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
+    app = gui_app()
     model = SessionModel(live=True)
     model.set_link("live")
     model.set_session(HEADER, PLAN)
