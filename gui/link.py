@@ -32,6 +32,8 @@ REQUEST_TIMEOUT_S = 2.0
 BACKOFF_MIN_S = 0.25
 BACKOFF_MAX_S = 4.0
 POLL_MS = 50
+MAX_BUFFERED = 100_000  # published messages held while a snapshot is awaited
+SNAPSHOT_RETRY_S = 1.0  # after a refused snapshot
 
 
 class AgentLink(QtCore.QObject):
@@ -121,6 +123,7 @@ class _Worker(QtCore.QThread):
         last_rx = time.monotonic()
         backoff_s = BACKOFF_MIN_S
         next_try = 0.0
+        retry_snapshot_at: float | None = None
 
         def set_state(new: str, detail: str = "") -> None:
             nonlocal state
@@ -208,6 +211,7 @@ class _Worker(QtCore.QThread):
                         if req.get("op") == "snapshot":
                             if not reply.get("ok", False):
                                 self._post("error", f"snapshot refused: {reply.get('error', '')}")
+                                retry_snapshot_at = now + SNAPSHOT_RETRY_S  # ask again; keep buffering
                                 continue
                             link.counts["snapshots"] += 1
                             awaiting_snapshot = any(r[0].get("op") == "snapshot" for r in inflight)
@@ -224,6 +228,12 @@ class _Worker(QtCore.QThread):
                                     break
                         else:
                             self._post("reply", reply, req)
+                if (retry_snapshot_at is not None and now >= retry_snapshot_at
+                        and not any(r[0].get("op") == "snapshot" for r in inflight)):
+                    retry_snapshot_at = None
+                    ask_snapshot()
+                if len(buffered) > MAX_BUFFERED:  # a snapshot that never comes: start over
+                    buffered.clear()
                 # silence: agent gone or restarted; take a new snapshot when it answers
                 if state == "live" and now - last_rx > link.silence_s:
                     set_state("lost", f"silent {now - last_rx:.0f} s")

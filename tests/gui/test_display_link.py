@@ -146,3 +146,24 @@ def test_block_the_agent_cannot_send_says_so_instead_of_loading(qtbot, agent) ->
         assert any("agent refused block" in msg for msg in w.status_messages)
     finally:
         w.close()
+
+
+def test_refused_snapshot_is_asked_again(qtbot, agent) -> None:
+    refusals = [2]
+    original = agent._control
+
+    def flaky(req: dict, pub) -> dict:
+        if req.get("op") == "snapshot" and refusals[0] > 0:
+            refusals[0] -= 1
+            return {"ok": False, "error": "session folder busy"}
+        return original(req, pub)
+
+    agent._control = flaky
+    agent.publish_result(block(0))
+    w = open_display(qtbot, agent)
+    try:
+        qtbot.waitUntil(lambda: w.model.link == "live" and len(w.model.rows) == 1, timeout=15_000)
+        assert refusals[0] == 0
+        assert any("snapshot refused: session folder busy" in msg for msg in w.status_messages)
+    finally:
+        w.close()
