@@ -91,7 +91,8 @@ AUX_MM_LINES: tuple[tuple[float, float], ...] = (
 
 
 def complete_macromolecules(basis: Basis) -> Basis:
-    """The basis plus a Gaussian line at each AUX_MM_LINES position no MM/lipid entry covers."""
+    """The basis plus a Gaussian line at each AUX_MM_LINES position that no single-line MM/lipid
+    entry covers (composite entries tie their lines together and cannot stand in for one)."""
     t = np.arange(basis.n_points) * basis.dwell_s
     freq = np.fft.fftfreq(basis.n_points, basis.dwell_s)
     ppm = basis.centre_ppm + freq / basis.cf_mhz
@@ -103,7 +104,8 @@ def complete_macromolecules(basis: Basis) -> Basis:
             spec = np.abs(np.fft.fft(fid))[order]
             top = spec.max()
             is_peak = (spec[1:-1] > spec[:-2]) & (spec[1:-1] >= spec[2:]) & (spec[1:-1] > 0.3 * top)
-            peaks.append(ppm[order][1:-1][is_peak])
+            if is_peak.sum() == 1:  # a composite entry (several lines, fixed ratios) covers nothing
+                peaks.append(ppm[order][1:-1][is_peak])
     have = np.concatenate(peaks) if peaks else np.zeros(0)
     names, fids = list(basis.names), [basis.fids]
     for pos, width in AUX_MM_LINES:
