@@ -376,8 +376,10 @@ def plot_study(result: dict, path: Path, measure: str = PRIMARY) -> None:
         if curves:
             c = np.array(curves)
             n = np.sum(np.isfinite(c), axis=0)
-            mean = np.nanmean(c, axis=0)
-            sem = np.nanstd(c, axis=0, ddof=1) / np.sqrt(np.maximum(n, 1)) if len(curves) > 1 else 0 * mean
+            with warnings.catch_warnings():  # grid points no session covers are NaN, on purpose
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mean = np.nanmean(c, axis=0)
+                sem = np.nanstd(c, axis=0, ddof=1) / np.sqrt(np.maximum(n, 1)) if len(curves) > 1 else 0 * mean
             ax.plot(grid, mean, color=colours[g], lw=2, label=f"{g} (n = {len(curves)})")
             ax.fill_between(grid, mean - sem, mean + sem, color=colours[g], alpha=0.25)
     win = next((s["window_s"] for s in summaries if s["window_s"]), None)
