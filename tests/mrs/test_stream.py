@@ -131,3 +131,11 @@ def test_unusable_basis_gives_failed_blocks_with_a_message():
         out += proc.add(i, 2.0 * i, frozenset(), toy_coil_transients(np.ones(N, complex), 4, 0.1, rng))
     res = [o["result"] for o in out if o["kind"] == "block"][0]
     assert res["qc"]["fit_status"] == "failed" and "basis" in res["qc"]["message"]
+
+
+def test_basis_none_simulates_one_for_the_acquisition():
+    proc = BlockProcessor(ACQ, None, 2)
+    fitter = proc.fitter
+    assert fitter is not None, proc._fitter_error
+    assert {"NAA", "Glu", "Gln", "Cr", "PCr"} <= set(fitter.names)
+    assert any(n.startswith("MM") for n in fitter.names)
