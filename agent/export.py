@@ -27,6 +27,7 @@ import json
 import os
 import re
 import shutil
+import threading
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -65,8 +66,13 @@ def labels(header: dict) -> tuple[str, str]:
 
 
 # ---------------------------------------------------------------------------------------- writers
+def _tmp(path: Path, tag: str = "tmp") -> Path:
+    """A temporary name unique to this process and thread: concurrent exports never share one."""
+    return path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.{tag}")
+
+
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = _tmp(path)
     tmp.write_bytes(data)
     os.replace(tmp, path)
 
@@ -145,9 +151,9 @@ def _save_nifti_gz(img, path: Path) -> None:
     from nifti_mrs import validator
 
     validator.validate_nifti_mrs(img.image)
-    raw_tmp = path.with_name(path.name + ".raw.nii")
+    raw_tmp = _tmp(path, "raw.nii")
     img.image.save(str(raw_tmp))
-    gz_tmp = path.with_name(path.name + ".tmp")
+    gz_tmp = _tmp(path)
     with open(raw_tmp, "rb") as src, open(gz_tmp, "wb") as dst_file:
         with gzip.GzipFile(filename="", mode="wb", fileobj=dst_file, compresslevel=1, mtime=0) as dst:
             shutil.copyfileobj(src, dst, 16 << 20)
