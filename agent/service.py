@@ -284,9 +284,18 @@ class Agent:
         note = str(req.get("note", ""))[:500]
         if not isinstance(value, dict):
             raise ValueError("event value must be a JSON object")
+        event_id = req.get("id")
+        if event_id is not None and not (isinstance(event_id, str) and 0 < len(event_id) <= 64):
+            raise ValueError("event id must be a string of 1 to 64 characters")
+        w = self.ingest.writers[sid]
+        if event_id is not None:  # idempotent: a resend after a lost reply returns the stored event
+            stored = next((e for e in read_jsonl(w.folder / "events.jsonl") if e.get("id") == event_id), None)
+            if stored is not None:
+                return {"ok": True, "event": stored, "duplicate": True}
         t_ns = int(req.get("t_ns") or time.time_ns())
-        row = self.ingest.writers[sid].append_event({"seq": None, "source": "display", "kind": kind,
-                                                     "t_ns": t_ns, "value": value, "note": note})
+        row = w.append_event({"seq": None, "source": "display", "kind": kind, "t_ns": t_ns, "value": value,
+                              "note": note, "id": event_id})
+        w.commit()
         self._publish("event", {"session": sid, **row})
         return {"ok": True, "event": row}
 

@@ -207,6 +207,8 @@ class SessionWriter:
         row = {"seq": event.get("seq"), "source": event.get("source", "scanner"), "kind": event["kind"],
                "t_ns": int(event["t_ns"]), "t_s": (int(event["t_ns"]) - self.start_ns) / 1e9,
                "value": event.get("value") or {}, "note": event.get("note", "")}
+        if event.get("id"):
+            row["id"] = str(event["id"])
         self._events.write(json.dumps(row) + "\n")
         self._sync(self._events)
         if row["seq"] is not None:

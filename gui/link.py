@@ -18,13 +18,12 @@ from __future__ import annotations
 import json
 import queue
 import time
+import uuid
 from collections import deque
 from typing import Any
 
 import zmq
 from PySide6 import QtCore
-
-import gui.qt_compat  # noqa: F401  (must precede any Qt drawing; see module doc)
 
 TOPICS = ("session", "result", "status", "event", "alarm", "end")
 SILENCE_S = 3.0
@@ -77,7 +76,10 @@ class AgentLink(QtCore.QObject):
         """Queue a control request (`event`, `block`, `ping`); the reply comes on `reply`."""
         if "op" not in req:
             raise ValueError("a control request needs an 'op'")
-        self._requests.put(dict(req))
+        req = dict(req)
+        if req["op"] == "event":  # idempotency key: a resend after a lost reply must not store it twice
+            req.setdefault("id", uuid.uuid4().hex)
+        self._requests.put(req)
 
     @property
     def running(self) -> bool:

@@ -14,7 +14,6 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-import gui.qt_compat  # noqa: F401  (must precede any Qt drawing; see module doc)
 from gui.drawing import cache_text_items, set_y_sticky
 from gui.model import SessionModel, percent_change
 from gui.theme import AXIS_PT, TITLE_PT, Theme

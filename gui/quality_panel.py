@@ -11,7 +11,6 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui
 
-import gui.qt_compat  # noqa: F401  (must precede any Qt drawing; see module doc)
 from gui.drawing import cache_text_items, set_y_sticky
 from gui.main_curve import DENSE_POINTS
 from gui.model import SessionModel

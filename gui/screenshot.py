@@ -6,7 +6,6 @@ import os
 import sys
 from pathlib import Path
 
-import gui.qt_compat  # noqa: F401  (must precede any Qt drawing; see module doc)
 
 
 def ensure_qt_platform() -> None:

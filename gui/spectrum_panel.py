@@ -13,7 +13,6 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-import gui.qt_compat  # noqa: F401  (must precede any Qt drawing; see module doc)
 from gui.drawing import cache_text_items
 from gui.model import SessionModel
 from gui.theme import AXIS_PT, COMPONENT_CYCLE, TITLE_PT, Theme

@@ -12,7 +12,6 @@ from typing import Any
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-import gui.qt_compat  # noqa: F401  (must precede any Qt drawing; see module doc)
 from gui.event_bar import EventBar
 from gui.main_curve import MainCurvePanel
 from gui.model import SessionModel

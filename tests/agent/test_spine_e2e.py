@@ -222,13 +222,32 @@ def test_agent_shuts_down_cleanly_on_signal_with_its_pipeline_process(tmp_path, 
     import subprocess
 
     agent = AgentProcess(tmp_path / "s", extra=[]).start()  # fitting on: a pipeline process exists
-    stream(agent.listen, "sig", 10)
-    children = subprocess.run(["pgrep", "-P", str(agent.proc.pid), "-f", "spawn_main"], capture_output=True,
-                              text=True).stdout.split()
-    assert children, "no pipeline process: " + agent.log()[-3000:]
-    agent.proc.send_signal(getattr(signal, sig))
-    assert agent.proc.wait(60) == 0
-    agent.stop()
+    try:
+        stream(agent.listen, "sig", 10)
+        children = subprocess.run(["pgrep", "-P", str(agent.proc.pid), "-f", "spawn_main"], capture_output=True,
+                                  text=True).stdout.split()
+        assert children, "no pipeline process: " + agent.log()[-3000:]
+        agent.proc.send_signal(getattr(signal, sig))
+        assert agent.proc.wait(60) == 0
+    finally:
+        agent.stop()
     assert "agent stopped" in agent.log()
     for pid in children:
         assert subprocess.run(["kill", "-0", pid], capture_output=True).returncode != 0, "pipeline left running"
+
+
+def test_display_event_is_durable_and_idempotent_by_id(tmp_path, monkeypatch):
+    with AgentProcess(tmp_path / "s") as agent:
+        with Sender(agent.listen, "ev") as s:
+            s.send(0, encode("SESSION_START", "ev", 0, **START))
+            assert s.flush(10)
+        req = {"op": "event", "kind": "vitals", "value": {"sys_mmhg": 120}, "id": "a1b2"}
+        first = agent.request(req)
+        again = agent.request(req)  # a resend after a lost reply
+        other = agent.request({**req, "id": "c3d4"})
+        bad = agent.request({**req, "id": 7})
+        agent.kill()  # no clean shutdown: what was acknowledged was written before the reply
+    assert first["ok"] and again["ok"] and again.get("duplicate") and again["event"] == first["event"]
+    assert other["ok"] and not bad["ok"] and "id" in bad["error"]
+    stored = [e for e in SessionReader(tmp_path / "s" / "ev").events() if e["source"] == "display"]
+    assert [e["id"] for e in stored] == ["a1b2", "c3d4"]

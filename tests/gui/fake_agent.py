@@ -126,10 +126,15 @@ class FakeAgent:
             return {"ok": True, "session": self.header, "plan": self.plan, "results": list(self.results),
                     "events": list(self.events), "status": self._status(), "last_pub_seq": self.pub_seq}
         if op == "event":
+            stored = next((e for e in self.events if req.get("id") and e.get("id") == req["id"]), None)
+            if stored is not None:  # as the real agent: an id is stored once
+                return {"ok": True, "event": stored, "duplicate": True}
             t_ns = int(req.get("t_ns") or time.time_ns())
             row = {"seq": None, "source": "display", "kind": req["kind"], "t_ns": t_ns,
                    "t_s": (t_ns - self.header["start_time_ns"]) / 1e9, "value": req.get("value") or {},
                    "note": req.get("note", "")}
+            if req.get("id"):
+                row["id"] = req["id"]
             self.events.append(row)
             self._pub(pub, "event", row)
             return {"ok": True, "event": row}
