@@ -7,14 +7,12 @@ seconds on a shared 2-core machine. Every process started here is stopped in a `
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-import zmq
+from agent_process import AgentProcess
 
 from gui.link import AgentLink
 from gui.model import SessionModel
@@ -24,61 +22,9 @@ pytestmark = pytest.mark.slow
 BLOCK_WAIT_MS = 180_000
 
 
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-class AgentProcess:
-    def __init__(self, sessions: Path) -> None:
-        self.sessions = sessions
-        self.listen, self.publish, self.control = (f"tcp://127.0.0.1:{p}" for p in free_ports(3))
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> AgentProcess:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mrsmon", "agent", "--sessions", str(self.sessions), "--listen", self.listen,
-             "--publish", self.publish, "--control", self.control, "--log-level", "WARNING"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self._wait_ping()
-        return self
-
-    def _wait_ping(self, timeout_s: float = 30.0) -> None:
-        ctx = zmq.Context.instance()
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"agent exited: {self.proc.stderr.read().decode()[-500:]}")
-            s = ctx.socket(zmq.DEALER)
-            s.setsockopt(zmq.LINGER, 0)
-            s.connect(self.control)
-            s.send(json.dumps({"op": "ping"}).encode())
-            ok = s.poll(500)
-            s.close()
-            if ok:
-                return
-        raise RuntimeError("agent did not answer ping")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.proc = None
-
-
 @pytest.fixture
 def agent(tmp_path: Path):
-    a = AgentProcess(tmp_path / "sessions")
+    a = AgentProcess(tmp_path / "sessions", extra=["--log-level", "WARNING"])  # fitting on
     try:
         yield a.start()
     finally:
