@@ -193,9 +193,8 @@ class BlockProcessor:
         fid = _coils.combine(x, self._weights)
         if self._eddy is not None:
             fid = _eddy.apply_eddy(fid, self._eddy)
-        # A residual-water burst would capture the registration (its tail reaches 4.2 ppm).
-        if water_dominates(fid, self.dwell_s, self.cf_mhz, self.centre_ppm):
-            fid = remove_water(fid, self.dwell_s, self.cf_mhz, self.centre_ppm, n_points=256)[0]
+        # (Residual water is not removed per transient: the registration ignores smooth tails when
+        # the water dominates, the outlier metrics always do; HLSVD runs once per block if needed.)
         return fid
 
     def _start_from_pending(self) -> list[dict]:
@@ -220,7 +219,8 @@ class BlockProcessor:
 
     def _process(self, seq: int, t_s: float, fid: np.ndarray) -> list[dict]:
         ref = self._reference()
-        reg = self.aligner.register(fid, ref)
+        wet = water_dominates(fid, self.dwell_s, self.cf_mhz, self.centre_ppm)
+        reg = self.aligner.register(fid, ref, remove_smooth=wet)
         ref_w = self.aligner.window_spectrum(ref)
         x_w = self.aligner.window_spectrum(reg.fid)
         noise_var = self._noise_var(fid)
@@ -323,7 +323,7 @@ class BlockProcessor:
         # Residual water: remove by HLSVD only when it dominates the metabolites.
         water_removed = 0
         if water_dominates(avg, self.dwell_s, self.cf_mhz, self.centre_ppm, factor=3.0):
-            avg, water_removed = remove_water(avg, self.dwell_s, self.cf_mhz, self.centre_ppm)
+            avg, water_removed = remove_water(avg, self.dwell_s, self.cf_mhz, self.centre_ppm, n_points=256)
         t_fit = time.perf_counter()
         res = fitter.fit(avg, x0=self._x_prev)
         fit_ms = (time.perf_counter() - t_fit) * 1e3
