@@ -224,12 +224,12 @@ def main() -> int:
                                    "echo_time_s": acq.echo_time_ms * 1e-3, "te1_s": (acq.te1_ms or 0) * 1e-3
                                    or None, "sequence": acq.sequence})
     lines = [f"bench_fit_accuracy: simulator.forward spectra, fitter {FitSettings()}", ""]
-    t0 = time.perf_counter()
+    t_start = time.perf_counter()
     part_a(args, basis, lines)
     if not args.skip_pipeline:
         part_b(args, basis, lines)
     lines.append("")
-    lines.append(f"total {time.perf_counter() - t0:.0f} s")
+    lines.append(f"total {time.perf_counter() - t_start:.0f} s")
     text = "\n".join(lines)
     out = Path(__file__).parent / "results" / "fit_accuracy.txt"
     out.parent.mkdir(exist_ok=True)
