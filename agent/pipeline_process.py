@@ -33,6 +33,8 @@ def _note_from_json(raw: bytes) -> dict:
 
 def _child_main(notes_addr: str, results_addr: str, basis_spec: str, block: int | None, log_level: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the agent decides when we stop
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # before numpy loads
+        os.environ.setdefault(var, "1")  # small matrices: one thread is faster and steadier under load
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
     from agent.pipeline import Pipeline

@@ -50,3 +50,14 @@ def test_keygen_writes_server_and_client_keys(tmp_path):
     assert out.returncode == 0
     for f in ("server.key", "server.key_secret", "scanner.key", "scanner.key_secret", "clients/scanner.key"):
         assert (tmp_path / "keys" / f).exists(), f
+
+
+def test_commands_run_numpy_with_one_blas_thread_unless_told_otherwise(tmp_path):
+    code = ("import os, sys; from mrsmon import cli; sys.argv = ['mrsmon', 'inspect', '/nonexistent'];\n"
+            "rc = cli.main(sys.argv[1:]); print(os.environ['OPENBLAS_NUM_THREADS'])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env={k: v for k, v in __import__("os").environ.items() if k != "OPENBLAS_NUM_THREADS"})
+    assert out.stdout.strip() == "1"
+    env = {**__import__("os").environ, "OPENBLAS_NUM_THREADS": "2"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert out.stdout.strip() == "2"
