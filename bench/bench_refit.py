@@ -149,7 +149,7 @@ def main() -> None:
     ap.add_argument("--session", default=None, help="time the refit of this stored session instead")
     a = ap.parse_args()
     if not a.skip_timing:
-        write_table("refit", "Refit of a 60-minute session (profiled first run, then warm runs)",
+        write_table("refit", "Refit of a stored session (60 min simulated unless --session; profiled, then warm)",
                     ["session", "transients", "blocks", "simulate_s", "read_all_s", "refit_s", "basis_s",
                      "block_fits_s", "hlsvd_s", "per_transient_s", "refit_warm_s", "refit_dynamic_s"],
                     timing(a.coils, a.session),
