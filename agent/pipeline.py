@@ -143,7 +143,14 @@ class Pipeline:
     def _block_processor(self, header: dict, block: int, window: tuple, alarms: dict | None):
         from mrs.stream import BlockProcessor  # lazy: heavy imports only when fitting
 
-        return BlockProcessor(header, self._load_basis(), block, window_ppm=window, alarms=alarms)
+        processor = BlockProcessor(header, self._load_basis(), block, window_ppm=window, alarms=alarms)
+        _ = processor.fitter  # build the basis and fitter at session start, not when the first block is due
+        return processor
+
+    @staticmethod
+    def warm_up() -> None:
+        """Import the fitting stack before any session, so the first block pays no import time."""
+        import mrs.stream  # noqa: F401
 
     def _load_basis(self):
         if self.basis_spec in (None, "auto"):
@@ -184,13 +191,13 @@ class Pipeline:
                     continue
                 if arrived is not None:
                     result["latency_ms"] = round((time.monotonic() - arrived) * 1000, 3)
-                self._store_block(st, result)
                 published = dict(result)
                 spec = result.get("spectrum") or {}
                 published["spectrum"] = {k: v for k, v in spec.items() if k != "components"}
                 published["session"] = sid
-                self._publish("result", published)
+                self._publish("result", published)  # first: the technician waits on this, not on the files
                 self.blocks_published += 1
+                self._store_block(st, result)
 
     def _store_block(self, st: _SessionState, result: dict) -> None:
         spec = result.get("spectrum") or {}

@@ -49,6 +49,7 @@ def _child_main(notes_addr: str, results_addr: str, basis_spec: str, block: int 
         results.send_multipart([topic.encode(), json.dumps(obj, allow_nan=False).encode()])
 
     pipe = Pipeline(publish, basis_spec, block)
+    pipe.warm_up()
     try:
         while True:
             raw = notes.recv()
