@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -40,6 +42,7 @@ class AgentConfig:
     fit: bool = True
     credit: int = 64
     fsync: bool = True
+    bids: Path | None = None  # MRS-BIDS root for the automatic export at session end; None = no export
 
 
 class Agent:
@@ -57,6 +60,8 @@ class Agent:
         self._stop = threading.Event()
         self.pipeline = None
         self._unfinished: dict[str, bool] = {}  # sessions the pipeline has not ended: sid -> scanner ended
+        self._exports: dict[str, subprocess.Popen] = {}
+        self.export_state: dict[str, str] = {}
         self.ready = threading.Event()
 
     # ------------------------------------------------------------------ setup
@@ -119,11 +124,17 @@ class Agent:
                     self._publish_status()
                     if self.pipeline:
                         self.pipeline.check_alive()
+                    self._reap_exports()
                     next_status = time.monotonic() + STATUS_INTERVAL_S
         finally:
             self._shutdown()
 
     def _shutdown(self) -> None:
+        for sid, proc in self._exports.items():
+            log.warning("export of session %s interrupted by shutdown; repeat it with `mrsmon export %s --bids %s`",
+                        sid, self.config.sessions_dir / sid, self.config.bids)
+            proc.terminate()
+            proc.wait(10)
         if self.pipeline is not None:
             self.pipeline.stop()
             self._drain_pipeline()
@@ -177,6 +188,7 @@ class Agent:
             self._unfinished[sid] = True
             if not self.pipeline:
                 self._publish("end", {"session": sid})
+                self._start_export(sid)
         self._to_pipeline({"kind": note.kind, "session": sid, "seq": note.seq, "folder": folder})
 
     def _to_pipeline(self, note: dict) -> None:
@@ -204,10 +216,37 @@ class Agent:
             sid = obj.get("session")
             if topic == b"end":
                 self._unfinished.pop(sid, None)
+                self._start_export(sid)  # after the last fit, so the derivatives are complete
             if topic == b"result" and sid:
                 self.results.setdefault(sid, []).append({k: v for k, v in obj.items() if k != "spectrum"})
                 self.latest[sid] = obj
             self._publish(topic.decode(), obj)
+
+    # ------------------------------------------------------------------ export
+    def _start_export(self, sid: str) -> None:
+        """Export an ended session to MRS-BIDS in a child process: never in the way of ingest or fitting."""
+        if self.config.bids is None or sid in self._exports:
+            return
+        cmd = [sys.executable, "-m", "mrsmon", "export", str(self.config.sessions_dir / sid), "--bids",
+               str(self.config.bids)]
+        self._exports[sid] = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.export_state[sid] = "running"
+        log.info("session %s ended: exporting to %s", sid, self.config.bids)
+
+    def _reap_exports(self) -> None:
+        for sid, proc in list(self._exports.items()):
+            if proc.poll() is None:
+                continue
+            del self._exports[sid]
+            err = (proc.stderr.read() if proc.stderr else "").strip()
+            if proc.returncode == 0:
+                self.export_state[sid] = "done"
+                log.info("session %s exported to %s", sid, self.config.bids)
+            else:
+                self.export_state[sid] = "failed"
+                log.error("export of session %s failed: %s", sid, err.splitlines()[0] if err else proc.returncode)
+                self._publish("alarm", {"session": sid, "level": "amber", "code": "EXPORT_FAILED",
+                                        "message": f"export failed: {err[:200]}"})
 
     # ------------------------------------------------------------------ publishing
     def _publish(self, topic: str, obj: dict) -> None:
@@ -217,7 +256,8 @@ class Agent:
 
     def status(self) -> dict[str, Any]:
         sid = self.current
-        st: dict[str, Any] = {"session": sid, "link": "no_session", **self.ingest.status()}
+        st: dict[str, Any] = {"session": sid, "link": "no_session", **self.ingest.status(),
+                              "export": self.export_state.get(sid) if sid else None}
         if sid and sid in self.ingest.writers:
             w = self.ingest.writers[sid]
             tr = float(w.header.get("repetition_time_s", 2.0))

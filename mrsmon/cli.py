@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--basis", default="auto", help="basis for block fits: .BASIS file, FSL-MRS folder, or auto")
     s.add_argument("--block", type=int, default=None, help="transients per block (default: from the plan)")
     s.add_argument("--no-fit", action="store_true", help="store only; do not fit blocks")
+    s.add_argument("--bids", default=None, help="MRS-BIDS root for the automatic export at session end "
+                                                "(default SESSIONS/bids)")
+    s.add_argument("--no-export", action="store_true", help="do not export sessions when they end")
     s.add_argument("--credit", type=int, default=64, help="sender window granted (default 64)")
     s.add_argument("--log-level", default="INFO")
 

@@ -10,7 +10,8 @@ def run(args) -> int:
     setup_logging(args.log_level)
     config = AgentConfig(sessions_dir=Path(args.sessions), listen=args.listen, publish=args.publish,
                          control=args.control, keys=Path(args.keys) if args.keys else None, basis=args.basis,
-                         block=args.block, fit=not args.no_fit, credit=args.credit)
+                         block=args.block, fit=not args.no_fit, credit=args.credit,
+                         bids=None if args.no_export else Path(args.bids or Path(args.sessions) / "bids"))
     agent = Agent(config)
     on_stop_signals(agent.stop)
     agent.run()

@@ -251,3 +251,17 @@ def test_display_event_is_durable_and_idempotent_by_id(tmp_path, monkeypatch):
     assert other["ok"] and not bad["ok"] and "id" in bad["error"]
     stored = [e for e in SessionReader(tmp_path / "s" / "ev").events() if e["source"] == "display"]
     assert [e["id"] for e in stored] == ["a1b2", "c3d4"]
+
+
+def test_an_ended_session_is_exported_to_mrs_bids_automatically(tmp_path):
+    with AgentProcess(tmp_path / "s", extra=["--bids", str(tmp_path / "bids")]) as agent:
+        assert stream(agent.listen, "auto", 40) == []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if agent.request({"op": "snapshot", "session": "auto"})["status"].get("export") in ("done", "failed"):
+                break
+            time.sleep(0.5)
+        status = agent.request({"op": "snapshot", "session": "auto"})["status"]
+    assert status["export"] == "done", agent.log()[-2000:]
+    svs = list((tmp_path / "bids").rglob("*_svs.nii.gz"))
+    assert len(svs) == 1 and svs[0].stat().st_size > 0
