@@ -92,7 +92,13 @@ def run(args) -> int:
             if len(snap.get("results") or []) >= expected:
                 break
             time.sleep(0.5)
+        while time.monotonic() < deadline:  # the agent exports the ended session to MRS-BIDS by itself
+            status = (_request(control, {"op": "snapshot", "session": sid}) or {}).get("status") or {}
+            if status.get("export") in ("done", "failed"):
+                break
+            time.sleep(0.5)
         summary = _summarise(sessions / sid, out / "truth" / f"{sid}.json")
+        summary["bids_export"] = str(sessions / "bids") if status.get("export") == "done" else None
         (out / "summary.json").write_text(json.dumps(summary, indent=1))
         pictures = _pictures(sessions / sid, out)
         _print_summary(summary, pictures, out)
@@ -137,24 +143,32 @@ def _summarise(folder: Path, truth_path: Path) -> dict:
     t = np.array([f["t_s"] for f in ok])
     base = ratio[t < t_inf_s]
     crlb = np.array([f["crlb_pct"].get("Glu", np.nan) for f in ok])
+    t_end_s = infusion["end_min"] * 60 if infusion else float(t.max()) + 1
+    plateau = (t >= (t_inf_s + t_end_s) / 2) & (t <= t_end_s)  # second half of the infusion
+
+    def change_pct(values: np.ndarray) -> float | None:
+        if not len(base) or not plateau.any():
+            return None
+        return float(100 * (np.nanmean(values[plateau]) / np.nanmean(values[t < t_inf_s]) - 1))
+
     summary["glu_tcr"] = {
         "baseline_mean": float(np.nanmean(base)) if len(base) else None,
-        "last_block": float(ratio[-1]),
-        "peak_change_pct": float(100 * (np.nanmax(ratio[t >= t_inf_s]) / np.nanmean(base) - 1))
-        if len(base) and (t >= t_inf_s).any() else None,
+        "plateau_change_pct": change_pct(ratio),
         "median_glu_crlb_pct": float(np.nanmedian(crlb)),
         "median_fit_ms": float(np.median([f["qc"].get("fit_ms", np.nan) for f in ok])),
     }
-    if truth_path.exists():  # the simulator's ground truth: how close are the fitted ratios?
+    if truth_path.exists():  # the simulator's ground truth: the same numbers computed from it
         truth = json.loads(truth_path.read_text())
         tt = np.array([r["t_s"] for r in truth["transients"]])
-        tr = np.array([r["ratios"]["Glu/tCr"] for r in truth["transients"]])
+        key = "apparent_ratios" if "apparent_ratios" in truth["transients"][0] else "ratios"
+        tr = np.array([r[key]["Glu/tCr"] for r in truth["transients"]])
         true_blocks = np.array([tr[(tt >= f["t_start_s"]) & (tt <= f["t_end_s"])].mean() for f in ok])
         rel = ratio / true_blocks
         summary["vs_truth"] = {
+            "truth": "T2-weighted (apparent) ratios" if key == "apparent_ratios" else "tissue ratios",
             "glu_tcr_bias_pct": float(100 * (np.nanmean(rel) - 1)),
-            "glu_tcr_rmse_pct_after_bias": float(100 * np.sqrt(np.nanmean((rel / np.nanmean(rel) - 1) ** 2))),
-            "true_response_pct": truth.get("effective_response_pct"),
+            "glu_tcr_block_scatter_pct": float(100 * np.nanstd(rel / np.nanmean(rel))),
+            "true_plateau_change_pct": change_pct(true_blocks),
         }
     return summary
 
@@ -187,13 +201,19 @@ def _print_summary(summary: dict, pictures: list[Path], out: Path) -> None:
         f"  blocks fitted  {summary['blocks']} ({summary['blocks_ok']} ok)",
     ]
     g = summary.get("glu_tcr")
+    v = summary.get("vs_truth") or {}
     if g:
-        lines.append(f"  Glu/tCr        baseline {g['baseline_mean']:.3f}, peak change {g['peak_change_pct']:+.1f}%, "
-                     f"median Glu CRLB {g['median_glu_crlb_pct']:.1f}%, median fit {g['median_fit_ms']:.1f} ms")
-    v = summary.get("vs_truth")
+        change = g["plateau_change_pct"]
+        true = v.get("true_plateau_change_pct")
+        lines.append(f"  Glu/tCr        baseline {g['baseline_mean']:.3f}; late-infusion change "
+                     + (f"{change:+.1f}%" if change is not None else "n/a")
+                     + (f" (truth {true:+.1f}%)" if true is not None else "")
+                     + f"; median Glu CRLB {g['median_glu_crlb_pct']:.1f}%, median fit {g['median_fit_ms']:.1f} ms")
     if v:
-        lines.append(f"  vs truth       Glu/tCr bias {v['glu_tcr_bias_pct']:+.1f}%, block scatter "
-                     f"{v['glu_tcr_rmse_pct_after_bias']:.1f}% (simulated response {v['true_response_pct']:+.1f}%)")
+        lines.append(f"  vs truth       Glu/tCr bias {v['glu_tcr_bias_pct']:+.1f}% against the {v['truth']}, "
+                     f"block scatter {v['glu_tcr_block_scatter_pct']:.1f}%")
+    if summary.get("bids_export"):
+        lines.append(f"  MRS-BIDS       {summary['bids_export']} (NIfTI-MRS, events, fit derivatives)")
     lines += [f"  picture        {p}" for p in pictures]
     lines.append(f"  written        {out / 'summary.json'}, {out / 'sessions'}")
     text = "\n".join(lines)
