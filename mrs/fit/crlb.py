@@ -13,10 +13,12 @@ import numpy as np
 
 def covariance(jac: np.ndarray, sigma2: float, prior_precision: np.ndarray | None = None) -> np.ndarray:
     """Inverse Fisher information for complex Jacobian `jac` (n_points, n_params), plus the
-    precision (1 / SD^2) of Gaussian priors on some parameters (zero where there is none)."""
+    precision of Gaussian priors: a vector (1 / SD^2 per parameter, zero where there is none) or a
+    full matrix (priors on combinations of parameters)."""
     fisher = (jac.conj().T @ jac).real / sigma2
     if prior_precision is not None:
-        fisher = fisher + np.diag(prior_precision)
+        pp = np.asarray(prior_precision, float)
+        fisher = fisher + (np.diag(pp) if pp.ndim == 1 else pp)
     # Normalise before inverting: parameters span many orders of magnitude.
     d = np.sqrt(np.clip(np.diag(fisher), 1e-300, None))
     scaled = fisher / np.outer(d, d)

@@ -25,6 +25,7 @@ from mrs.basis import WATER_PPM, Basis
 from mrs.fit import crlb as _crlb
 from mrs.fit.models import get_model
 from mrs.fit.result import FitResult
+from mrs.macromolecules import area_prior_rows
 from mrs.names import canonical, is_macromolecule
 
 
@@ -59,17 +60,21 @@ class FitSettings:
     # Singlet-dominated metabolites relax at different T2 (NAA ~226 ms, tCr ~137 ms, tCho ~207 ms
     # at 3T): one shared linewidth would bias NAA/tCr and tCho/tCr by 10-20 %, and their singlets
     # make the difference measurable. Each set (canonical names) gets one offset, Gaussian prior.
-    t2_sets: tuple[tuple[str, ...], ...] = ()  # e.g. (("NAA", "NAAG"), ("Cr", "PCr"), ("GPC", "PCh"))
-    t2_set_sd_hz: float = 2.0
+    t2_sets: tuple[tuple[str, ...], ...] = (("NAA", "NAAG"), ("Cr", "PCr"), ("GPC", "PCh"))
+    # SD 1 Hz: 1/(pi T2) differs by < 1 Hz between singlets at 3T (T2 130-300 ms)
+    t2_set_sd_hz: float = 1.0
     t2_set_bounds_hz: tuple[float, float] = (-5.0, 8.0)
     # Macromolecule components differ in width from any parametrised MM basis: one offset each.
     mm_each: bool = False
     mm_each_sd_hz: float = 6.0
     mm_each_bounds_hz: tuple[float, float] = (-12.0, 20.0)
     # ... and a frequency offset each (parametrised MM positions are only known to ~0.05 ppm).
-    mm_shift_each: bool = False
-    mm_shift_sd_hz: float = 4.0
-    mm_shift_bounds_hz: tuple[float, float] = (-10.0, 10.0)
+    # On by default: consensus MM positions carry ~0.02 ppm uncertainty (2.5 Hz at 3T), and a
+    # misplaced MM line under Glu/NAA moves Glu/tCr by ~10 %.
+    mm_shift_each: bool = True
+    mm_shift_sd_hz: float = 2.5
+    mm_shift_bounds_hz: tuple[float, float] = (-8.0, 8.0)
+    mm_each_lipids: bool = False          # also give lipid entries their own offsets
     # Broad background dictionary: non-negative Gaussian lines of `background_fwhm_ppm` every
     # `background_spacing_ppm` from `background_start_ppm` to the window's top. Any broad positive
     # signal (macromolecules of whatever shape, lipid) is then representable, while the narrow
@@ -78,6 +83,13 @@ class FitSettings:
     background_fwhm_ppm: float = 0.15
     background_start_ppm: float = 0.6
     background_lorentz_hz: float = 0.0      # Lorentzian part of each background line (short T2)
+    # Soft priors tying each MM/lipid component's area to the 0.9 ppm MM (lipids: to 1.3 ppm) with
+    # literature ratios (mrs.macromolecules.MM_AREA_PRIORS): augmented rows of the linear solve,
+    # included in the Fisher information. `mm_prior_sd_scale` multiplies every prior SD.
+    mm_priors: bool = True
+    mm_prior_sd_scale: float = 1.0
+    # Gaussian prior (mean, SD) on the macromolecules' extra Lorentzian, Hz (MM T2 20-40 ms), or None.
+    mm_lorentz_prior_hz: tuple[float, float] | None = None
 
 
 # Macromolecule resonances of brain at 3T (consensus of Cudalbu et al., NMR Biomed 2021): ppm and
@@ -218,6 +230,7 @@ class LCFitter:
             if m.any():
                 self.groups.append((g, np.nonzero(m)[0], mm))
 
+        self._setup_area_priors(fids[keep], is_mm)
         # Row selectors per group: a slice when the group is contiguous (no copies), else indices.
         self._group_rows = [slice(int(idx[0]), int(idx[-1]) + 1) if np.all(np.diff(idx) == 1) else idx
                             for _, idx, _ in self.groups]
@@ -241,11 +254,13 @@ class LCFitter:
             idx = np.array([i for i, c in enumerate(canon) if c in members and not is_mm[i]], int)
             if idx.size:
                 lsets.append(("+".join(members), idx, s.t2_set_sd_hz, s.t2_set_bounds_hz, "l"))
+        each_mm = [i for i in np.nonzero(is_mm)[0]
+                   if s.mm_each_lipids or not self.names[i].strip().lower().startswith("lip")]
         if s.mm_each:
-            for i in np.nonzero(is_mm)[0]:
+            for i in each_mm:
                 lsets.append((self.names[i], np.array([i]), s.mm_each_sd_hz, s.mm_each_bounds_hz, "l"))
         if s.mm_shift_each:
-            for i in np.nonzero(is_mm)[0]:
+            for i in each_mm:
                 lsets.append((self.names[i], np.array([i]), s.mm_shift_sd_hz, s.mm_shift_bounds_hz, "s"))
         self.lsets = lsets
         self.each_sd = np.array([ls[2] for ls in lsets], float)
@@ -257,6 +272,7 @@ class LCFitter:
             self._lset_mat[k, ls[1]] = 1.0
         # exponent factor per set: -pi t (Lorentzian) or i 2 pi t (shift)
         self._lset_kind = np.array([-np.pi + 0j if ls[4] == "l" else 2j * np.pi for ls in lsets])
+        self._lset_kt32 = np.outer(self._lset_kind, self.t).astype(np.complex64)
         names += [f"{'dlorentz_hz' if ls[4] == 'l' else 'dshift_hz'}_{ls[0]}" for ls in lsets]
         lo_b += [ls[3][0] for ls in lsets]
         hi_b += [ls[3][1] for ls in lsets]
@@ -267,6 +283,9 @@ class LCFitter:
         if s.lorentz_prior_hz is not None and "lorentz_hz_met" in names:
             k = names.index("lorentz_hz_met")
             self.prior_mu[k], self.prior_sd[k] = s.lorentz_prior_hz
+        if s.mm_lorentz_prior_hz is not None and "lorentz_hz_mm" in names:
+            k = names.index("lorentz_hz_mm")
+            self.prior_mu[k], self.prior_sd[k] = s.mm_lorentz_prior_hz
         self.lo = np.array(lo_b, float)
         self.hi = np.array(hi_b, float)
         self.free = self.hi > self.lo
@@ -277,6 +296,57 @@ class LCFitter:
         tmpl = sfft.fft((self.fids[met] * self.scale[met, None]).sum(0) * self.model.lineshape(self.t, p_met))
         self._template_sh = np.fft.fftshift(tmpl)
         self._win_sh = np.sort((self.win + self.n // 2) % self.n)  # contiguous in fftshift order
+
+    def _setup_area_priors(self, fids_raw: np.ndarray, is_mm: np.ndarray) -> None:
+        """Prior rows on MM/lipid areas: D (n_rows, M) in the fitter's normalised amplitudes, so
+        that (D c)_k = area_i - ratio * area_anchor, with its SD factor and anchor index."""
+        m = len(self.names)
+        self.area_unit = np.abs(self.fids[:, 0])  # area per unit normalised amplitude
+        self.prior_d = np.zeros((0, m))
+        self.prior_sd_rel = np.zeros(0)
+        self.prior_anchor = np.zeros(0, int)
+        self.mm_anchor: int | None = None
+        if not self.settings.mm_priors or not is_mm.any():
+            return
+        freq = np.fft.fftfreq(self.n, self.dwell_s)
+        ppm_all = self.centre_ppm + freq / self.cf_mhz
+        peak = np.full(m, np.nan)
+        for i in np.nonzero(is_mm)[0]:
+            peak[i] = ppm_all[int(np.argmax(np.abs(np.fft.fft(fids_raw[i]))))]
+        is_lip = np.array([n.strip().lower().startswith("lip") for n in self.names])
+        rows = area_prior_rows(self.names, peak, is_lip)
+        if not rows:
+            return
+        d = np.zeros((len(rows), m))
+        for k, (i, j, ratio, _) in enumerate(rows):
+            d[k, i] += self.area_unit[i]
+            d[k, j] -= ratio * self.area_unit[j]
+        self.prior_d = d
+        self.prior_sd_rel = np.array([r[3] for r in rows]) * self.settings.mm_prior_sd_scale
+        self.prior_anchor = np.array([r[1] for r in rows], int)
+        self.mm_anchor = min((i for i in range(m) if is_mm[i] and not is_lip[i]),
+                             key=lambda i: abs(peak[i] - 0.91), default=None)
+
+    def _prior_rows(self, c_free: np.ndarray, noise_var: float) -> np.ndarray | None:
+        """Weighted prior rows sqrt(noise_var) * D / (SD * reference area) (n_rows, M + n_bg).
+
+        The SDs are relative to a reference area: the MM anchor's area from an unconstrained
+        solve (at least 2 % of the metabolite area), or the row's own anchor's if larger
+        (lipid contamination). Fixed for one fit so the cost stays one function."""
+        if not self.prior_d.shape[0]:
+            return None
+        m = len(self.names)
+        areas = c_free[:m] * self.area_unit
+        is_met = np.ones(m, bool)
+        is_met[[i for _, idx, mm in self.groups if mm for i in idx]] = False
+        floor = 0.02 * float(areas[is_met].sum())
+        ref_mm = float(areas[self.mm_anchor]) if self.mm_anchor is not None else 0.0
+        ref = np.maximum(np.maximum(areas[self.prior_anchor], ref_mm), max(floor, 1e-300))
+        w = np.sqrt(max(noise_var, 1e-300)) / (self.prior_sd_rel * ref)
+        rows = self.prior_d * w[:, None]
+        if self.bg.shape[1]:
+            rows = np.hstack([rows, np.zeros((rows.shape[0], self.bg.shape[1]))])
+        return rows
 
     def _background_columns(self, n: int) -> np.ndarray:
         s = self.settings
@@ -308,22 +378,34 @@ class LCFitter:
             rate = (x[self.each_slice] * self._lset_kind) @ self._lset_mat  # per-entry exponent rate
             hit = np.nonzero(rate)[0]
             if hit.size:
-                fl[hit] *= np.exp(np.outer(rate[hit], self.t)).astype(fl.dtype)
+                if fl.dtype == np.complex64:
+                    # real exp and cos/sin in float32: 3-4x cheaper than a complex128 exp
+                    env = np.exp(np.outer(rate[hit].real.astype(np.float32), self._t32))
+                    ph = np.outer(rate[hit].imag.astype(np.float32), self._t32)
+                    fac = np.empty(env.shape, np.complex64)
+                    fac.real = env * np.cos(ph)
+                    fac.imag = env * np.sin(ph)
+                    fl[hit] *= fac
+                else:
+                    fl[hit] *= np.exp(np.outer(rate[hit], self.t))
         a = sfft.fft(fl, axis=1, workers=1)[:, self.win].T.astype(complex)
         return fl, a
 
     def _each_jac(self, fl: np.ndarray, c: np.ndarray) -> np.ndarray:
         """d(A c)/d dlorentz_k for each set k (Nw, n_sets)."""
         m = len(self.names)
-        sums = (self._lset_mat * c[None, :m]) @ fl  # (n_sets, N): sum of c_m fl_m over members
-        return sfft.fft(sums * np.outer(self._lset_kind, self.t), axis=1, workers=1)[:, self.win].T
+        w = (self._lset_mat * c[None, :m]).astype(fl.real.dtype)
+        sums = w @ fl  # (n_sets, N): sum of c_m fl_m over members
+        kt = self._lset_kt32 if fl.dtype == np.complex64 else np.outer(self._lset_kind, self.t)
+        return sfft.fft(sums * kt, axis=1, workers=1)[:, self.win].T.astype(complex)
 
     def _project_baseline(self, v: np.ndarray) -> np.ndarray:
         if self.q.shape[1] == 0:
             return v
         return v - self.q @ (self.q.T @ v)
 
-    def _state(self, x: np.ndarray, yw: np.ndarray) -> tuple:
+    def _state(self, x: np.ndarray, yw: np.ndarray, prior: np.ndarray | None = None) -> tuple:
+        """Residual (data rows, then prior rows), amplitudes and intermediates at x."""
         rot = np.exp(-1j * (x[0] + x[1] * self.dnu))
         z = yw * rot
         fl, a = self._spectra(x)
@@ -332,10 +414,14 @@ class LCFitter:
         at = self._project_baseline(a)
         zt = self._project_baseline(z)
         gram = (at.conj().T @ at).real
+        if prior is not None:
+            gram = gram + prior.T @ prior
         rhs = (at.conj().T @ zt).real
         c = _nnls_gram(gram, rhs)
         r = zt - at @ c
-        return r, c, a, z, fl, at, gram
+        if prior is not None:
+            r = np.concatenate([r, -(prior @ c)])
+        return r, c, a, z, fl, at, gram, prior
 
     def _group_derivatives(self, x: np.ndarray, c: np.ndarray, fl: np.ndarray) -> np.ndarray:
         """d(A c)/d(group lineshape parameters), window only (Nw, n_group_params): one FFT call."""
@@ -346,7 +432,7 @@ class LCFitter:
         return sfft.fft(np.vstack(sigs), axis=1, workers=1)[:, self.win].T.astype(complex)
 
     def _jacobian(self, x: np.ndarray, state: tuple) -> np.ndarray:
-        _, c, _, z, fl, at, gram = state
+        _, c, _, z, fl, at, gram, prior = state
         parts = [(-1j * z)[:, None], (-1j * self.dnu * z)[:, None], -self._group_derivatives(x, c, fl)]
         if self.each_idx.size:
             parts.append(-self._each_jac(fl, c))
@@ -360,7 +446,13 @@ class LCFitter:
                 coef = cho_solve(cho_factor(ga), (aa.conj().T @ jac).real)
                 jac = jac - aa @ coef
             except np.linalg.LinAlgError:
-                pass
+                coef = None
+            if prior is not None:
+                # rows of the augmented problem: the prior residual moves with c(theta)
+                extra = -(prior[:, active] @ coef) if coef is not None else np.zeros((prior.shape[0], jac.shape[1]))
+                jac = np.vstack([jac, extra.astype(jac.dtype)])
+        elif prior is not None:
+            jac = np.vstack([jac, np.zeros((prior.shape[0], jac.shape[1]), jac.dtype)])
         return jac
 
     # ------------------------------------------------------------------ starting values
@@ -404,9 +496,14 @@ class LCFitter:
         best = None
         dof = max(2 * yw.size - len(self.names) - 2 * self.q.shape[1] - len(self.param_names), 1)
 
+        prior = None
+
         def consider(xs: np.ndarray) -> None:
-            nonlocal best, nfev
-            state = self._state(xs, yw)
+            nonlocal best, nfev, prior
+            if prior is None and self.prior_d.shape[0]:
+                prior = self._prior_rows(self._state(xs, yw)[1], noise_var)
+                nfev += 1
+            state = self._state(xs, yw, prior)
             nfev += 1
             cost = float(np.vdot(state[0], state[0]).real) + float(np.sum((prior_w * (xs - self.prior_mu)) ** 2))
             if best is None or cost < best[1]:
@@ -418,12 +515,13 @@ class LCFitter:
         # (reduced chi-square below 2: the previous block's lineshape is still right).
         if best is None or best[1] / dof > 2.0 * noise_var:
             consider(self.initial_guess(np.fft.fftshift(spec)))
-        x, status, message, n_lm, state = self._levenberg_marquardt(best[0], yw, prior_w, best[2])
+        x, status, message, n_lm, state = self._levenberg_marquardt(best[0], yw, prior_w, best[2], prior)
         nfev += n_lm
         return self._finish(x, state, status, message, nfev, t0, prior_w, noise_var)
 
     def _levenberg_marquardt(self, x: np.ndarray, yw: np.ndarray, prior_w: np.ndarray,
-                             state: tuple) -> tuple[np.ndarray, int, str, int, tuple]:
+                             state: tuple, prior: np.ndarray | None = None
+                             ) -> tuple[np.ndarray, int, str, int, tuple]:
         """Box-constrained LM on the variable-projection residual plus prior rows w * (x - mu)."""
         s = self.settings
         free = self.free
@@ -435,7 +533,7 @@ class LCFitter:
         r, jac = state[0], self._jacobian(x, state)
         nfev = 0
         cost = total_cost(r, x)
-        dof = max(2 * r.size - len(self.names) - 2 * self.q.shape[1] - int(free.sum()), 1)
+        dof = max(2 * yw.size - len(self.names) - 2 * self.q.shape[1] - int(free.sum()), 1)
         lam = 1e-3
         for _ in range(s.max_iter):
             jf = jac[:, free]
@@ -452,7 +550,7 @@ class LCFitter:
                 x_new = x.copy()
                 x_new[free] = x[free] + step
                 x_new = np.clip(x_new, self.lo, self.hi)
-                state_new = self._state(x_new, yw)  # Jacobian only once the step is accepted
+                state_new = self._state(x_new, yw, prior)  # Jacobian only once the step is accepted
                 r_new = state_new[0]
                 nfev += 1
                 cost_new = total_cost(r_new, x_new)
@@ -500,10 +598,16 @@ class LCFitter:
         n_par = jac.shape[1]
         sigma2 = _crlb.noise_variance(resid, n_par)
         # Prior information (per-metabolite Lorentzians) adds to the Fisher information.
-        prior_prec = np.zeros(n_par)
-        prior_prec[:jac_nl.shape[1]] = (prior_w[nl_keep] ** 2) / max(noise_var, 1e-300)
-        cov_all = _crlb.covariance(jac, sigma2, prior_prec)
         n_nl = jac_nl.shape[1]
+        prior_prec = np.zeros((n_par, n_par))
+        prior_prec[np.arange(n_nl), np.arange(n_nl)] = (prior_w[nl_keep] ** 2) / max(noise_var, 1e-300)
+        prior = state[7]
+        if prior is not None:
+            # the MM area priors: precision D^T W^2 D on the amplitudes (same units as the rows)
+            p = prior[:, lin_keep]
+            k = p.shape[1]
+            prior_prec[n_nl:n_nl + k, n_nl:n_nl + k] += (p.T @ p) / max(noise_var, 1e-300)
+        cov_all = _crlb.covariance(jac, sigma2, prior_prec)
         m = len(self.names)
         cov_c = cov_all[n_nl:n_nl + m, n_nl:n_nl + m] / np.outer(self.scale, self.scale)
         conc_raw = c[:m] / self.scale
