@@ -11,23 +11,33 @@ from __future__ import annotations
 import numpy as np
 
 
-def covariance(jac: np.ndarray, sigma2: float, prior_precision: np.ndarray | None = None) -> np.ndarray:
+def covariance(jac: np.ndarray, sigma2: float, prior_precision: np.ndarray | None = None,
+               sandwich: bool = False) -> np.ndarray:
     """Inverse Fisher information for complex Jacobian `jac` (n_points, n_params), plus the
     precision of Gaussian priors: a vector (1 / SD^2 per parameter, zero where there is none) or a
-    full matrix (priors on combinations of parameters)."""
+    full matrix (priors on combinations of parameters).
+
+    `sandwich`: (F + P)^-1 F (F + P)^-1 instead of (F + P)^-1, the covariance of the penalised
+    (MAP) estimate under the noise alone: what its scatter over noise draws is. The plain inverse
+    is the posterior covariance, which also holds the prior's own spread (the uncertainty about
+    what the priors constrain, e.g. the MM shape), a systematic part that does not scatter.
+    """
     fisher = (jac.conj().T @ jac).real / sigma2
+    post = fisher
     if prior_precision is not None:
         pp = np.asarray(prior_precision, float)
-        fisher = fisher + (np.diag(pp) if pp.ndim == 1 else pp)
+        post = fisher + (np.diag(pp) if pp.ndim == 1 else pp)
     # Normalise before inverting: parameters span many orders of magnitude.
-    d = np.sqrt(np.clip(np.diag(fisher), 1e-300, None))
-    scaled = fisher / np.outer(d, d)
+    d = np.sqrt(np.clip(np.diag(post), 1e-300, None))
+    scaled = post / np.outer(d, d)
     try:
         inv = np.linalg.inv(scaled)
         if not np.all(np.isfinite(inv)):
             raise np.linalg.LinAlgError
     except np.linalg.LinAlgError:
         inv = np.linalg.pinv(scaled, rcond=1e-12)
+    if sandwich and post is not fisher:
+        inv = inv @ (fisher / np.outer(d, d)) @ inv
     return inv / np.outer(d, d)
 
 

@@ -90,6 +90,9 @@ class FitSettings:
     mm_prior_sd_scale: float = 1.0
     # Gaussian prior (mean, SD) on the macromolecules' extra Lorentzian, Hz (MM T2 20-40 ms), or None.
     mm_lorentz_prior_hz: tuple[float, float] | None = None
+    # CRLB as the noise covariance of the penalised estimate, (F+P)^-1 F (F+P)^-1, rather than the
+    # posterior (F+P)^-1: the SD a block-to-block change has (see mrs.fit.crlb.covariance).
+    crlb_sandwich: bool = True
 
 
 # Macromolecule resonances of brain at 3T (consensus of Cudalbu et al., NMR Biomed 2021): ppm and
@@ -607,7 +610,7 @@ class LCFitter:
             p = prior[:, lin_keep]
             k = p.shape[1]
             prior_prec[n_nl:n_nl + k, n_nl:n_nl + k] += (p.T @ p) / max(noise_var, 1e-300)
-        cov_all = _crlb.covariance(jac, sigma2, prior_prec)
+        cov_all = _crlb.covariance(jac, sigma2, prior_prec, sandwich=self.settings.crlb_sandwich)
         m = len(self.names)
         cov_c = cov_all[n_nl:n_nl + m, n_nl:n_nl + m] / np.outer(self.scale, self.scale)
         conc_raw = c[:m] / self.scale
