@@ -49,9 +49,9 @@ def main() -> int:
     basis, source = load_basis()
     rng = np.random.default_rng(args.seed)
     rows = []
-    for label, settings in [("default (Voigt, spline baseline)", FitSettings()),
-                            ("+ T2 sets (NAA, tCr, tCho)", FitSettings(t2_sets=(("NAA", "NAAG"), ("Cr", "PCr"),
-                                                                                 ("GPC", "PCh")))),
+    for label, settings in [("default (T2 sets, MM priors+shifts)", FitSettings()),
+                            ("no T2 sets, no MM shifts/priors", FitSettings(t2_sets=(), mm_shift_each=False,
+                                                                             mm_priors=False)),
                             ("cold start every block", FitSettings())]:
         t_build = time.perf_counter()
         fitter = LCFitter(basis, ACQ["dwell_time_s"], ACQ["points"], ACQ["spectrometer_frequency_mhz"],
