@@ -167,3 +167,19 @@ def test_missing_macromolecules_are_completed():
     assert any(n.startswith("MMaux") for n in f.names)
     assert not any(n.startswith("MMaux") for n in LCFitter(basis, DWELL, N, CF,
                                                             settings=FitSettings(complete_mm=False)).names)
+
+
+def test_mm_area_priors_enter_the_fisher_information():
+    """The MM priors are rows of the linear solve; the posterior CRLB must shrink with them, and
+    the sandwich (noise-only) covariance must not exceed the posterior one."""
+    basis = toy_basis(CF, DWELL, N)
+    fid = synth_fid(basis, TYPICAL_MM, lorentz_hz=3.0, gauss_hz=4.0, noise_sd=3.0,
+                    rng=np.random.default_rng(5), mm_lorentz_hz=6.0)
+    common = dict(complete_mm=False, mm_shift_each=False)
+    post = LCFitter(basis, DWELL, N, CF, settings=FitSettings(crlb_sandwich=False, **common)).fit(fid)
+    free = LCFitter(basis, DWELL, N, CF, settings=FitSettings(crlb_sandwich=False, mm_priors=False,
+                                                             **common)).fit(fid)
+    sand = LCFitter(basis, DWELL, N, CF, settings=FitSettings(**common)).fit(fid)
+    assert post.sd["MM30"] < 0.9 * free.sd["MM30"]
+    assert sand.sd["MM30"] <= post.sd["MM30"] * (1 + 1e-6)
+    assert sand.conc["MM30"] == pytest.approx(post.conc["MM30"])

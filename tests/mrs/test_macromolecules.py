@@ -54,3 +54,29 @@ def test_load_measured_mm_refuses_a_whole_basis_set(tmp_path):
     with pytest.raises(BasisError, match="must hold one"):
         load_measured_mm(tmp_path / "set")
     assert load_measured_mm(tmp_path / "set", select="MM12").names == ("MM",)
+
+
+def test_area_priors_tie_mm_to_the_09_component_and_lipids_to_13():
+    from mrs.macromolecules import area_prior_rows
+
+    names = ["NAA", "MM09", "MM30", "MMx", "Lip13", "Lip09", "MM50"]
+    peak = np.array([np.nan, 0.92, 3.01, 1.9, 1.28, 0.89, 5.0])
+    lip = np.array([False, False, False, False, True, True, False])
+    rows = {(names[i], names[j]): (r, sd) for i, j, r, sd in area_prior_rows(names, peak, lip)}
+    assert set(rows) == {("MM30", "MM09"), ("Lip09", "Lip13")}  # 1.9 and 5.0 ppm: no table position
+    assert 0 < rows[("MM30", "MM09")][0] < 1 and rows[("MM30", "MM09")][1] > 0
+    # no anchor near 0.9 ppm: no MM priors at all
+    assert area_prior_rows(["MM30"], np.array([3.0]), np.array([False])) == []
+
+
+def test_fitter_builds_prior_rows_from_the_basis_peaks():
+    from mrs.fit import FitSettings, LCFitter
+    from mrs.fit.toy import toy_basis
+
+    basis = toy_basis(CF, DWELL, N)
+    f = LCFitter(basis, DWELL, N, CF, settings=FitSettings(complete_mm=False))
+    i09, i30 = f.names.index("MM09"), f.names.index("MM30")
+    row = next(r for r in f.prior_d if r[i30] > 0)
+    assert row[i09] < 0 and np.count_nonzero(row) == 2  # area30 - ratio * area09
+    off = LCFitter(basis, DWELL, N, CF, settings=FitSettings(complete_mm=False, mm_priors=False))
+    assert off.prior_d.shape[0] == 0
