@@ -17,6 +17,7 @@ import argparse
 import cProfile
 import dataclasses
 import json
+import os
 import pstats
 import sys
 import tempfile
@@ -105,7 +106,7 @@ def timing(coils: int, session: str | None = None) -> list[list]:
         t0 = time.perf_counter()
         write_session(folder, plan, 7, coils, "bench", "ses-01", 1_000_000_000, fit=False)
         sim_s = time.perf_counter() - t0
-        rows.append(_time_refit(folder, f"60 min, {coils} coils", sim_s))
+        rows.append(_time_refit(folder, "60 min", sim_s))
     return rows
 
 
@@ -136,7 +137,7 @@ def _time_refit(folder: Path, label: str, sim_s: float) -> list:
     dyn_s = time.perf_counter() - t0
     return [f"{label}, {r.coils} coils", len(r.index), settings["blocks"], round(sim_s, 1), round(read_s, 2),
             round(total_s, 2), round(basis_s, 2), round(fit_s, 2), round(water_s, 2),
-            round(total_s - fit_s - basis_s, 2), round(warm_s, 2), round(dyn_s, 2)]
+            round(total_s - fit_s - basis_s, 2), round(warm_s, 2), round(dyn_s, 2), round(os.getloadavg()[0], 1)]
 
 
 def main() -> None:
@@ -151,7 +152,8 @@ def main() -> None:
     if not a.skip_timing:
         write_table("refit", "Refit of a stored session (60 min simulated unless --session; profiled, then warm)",
                     ["session", "transients", "blocks", "simulate_s", "read_all_s", "refit_s", "basis_s",
-                     "block_fits_s", "hlsvd_s", "per_transient_s", "refit_warm_s", "refit_dynamic_s"],
+                     "block_fits_s", "hlsvd_s", "per_transient_s", "refit_warm_s", "refit_dynamic_s",
+                     "load_1min"],
                     timing(a.coils, a.session),
                     notes="refit_s: first refit in a fresh process (profiled; includes building the basis); "
                           "hlsvd_s: residual-water removal (per transient when water dominates, and per block); "
