@@ -248,11 +248,9 @@ def _dynamic_rows(proc, blocks: list[tuple[dict, tuple | None]], smooth_s: float
         raise RefitError("the dynamic fit needs at least two fitted blocks")
     fitter = proc.fitter._fitter  # the real LCFitter behind the recorder
     fids = np.array([rec[0] for _, rec in fitted])
-    x_blocks = np.array([rec[1].x for _, rec in fitted])
     ok = np.array([bool(rec[1].success) and (r.get("qc") or {}).get("fit_status") == "ok" for r, rec in fitted])
     t_s = np.array([r["t_s"] for r, _ in fitted], float)
-    noise = np.array([rec[1].noise_var for _, rec in fitted], float)
-    dyn = dynamic_fit(fitter, fids, x_blocks, t_s, ok, smooth_s=smooth_s, noise_var=noise)
+    dyn = dynamic_fit(fitter, fids, [rec[1] for _, rec in fitted], t_s, ok, smooth_s=smooth_s)
     by_id = {id(r): i for i, (r, _) in enumerate(fitted)}
     rows = []
     for r, rec in blocks:
@@ -274,7 +272,8 @@ def _dynamic_rows(proc, blocks: list[tuple[dict, tuple | None]], smooth_s: float
         row["ratios"] = {k: _num(v) for k, (v, _) in rat.items()}
         row["ratios_sd"] = {k: _num(e) for k, (_, e) in rat.items()}
         row["qc"] = {**(r.get("qc") or {}), "dynamic_n_eff": _num(dyn.n_eff[i], 3),
-                     "dynamic_residual_rel": _num(dyn.residual_rel[i], 4)}
+                     "dynamic_fit_ok": bool(dyn.results[i].success),
+                     "dynamic_own_lineshape": bool(dyn.own_lineshape[i])}
         rows.append(row)
     return rows
 

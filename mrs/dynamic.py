@@ -1,25 +1,30 @@
-"""Dynamic fit: all blocks of a session at once, nonlinear parameters smooth in time, concentrations per block.
+"""Dynamic fit: all blocks of a session at once, lineshape smooth in time, concentrations per block.
 
-    res = dynamic_fit(fitter, fids, x_blocks, t_s, smooth_s=300.0)
+    res = dynamic_fit(fitter, fids, block_fits, t_s, smooth_s=300.0)
     res.conc[b], res.cov[b]     # per-block concentrations (fitter's basis order) and covariance
 
-Block-by-block fitting estimates lineshape, shift and phases again for every block, and their noise
-leaks into the concentrations (a broader fitted line takes more Glu area). Those parameters change
-slowly (drift is corrected per transient; BOLD narrowing is ~0.2 Hz over minutes), so here they are
-taken from a smooth trajectory: a Gaussian-kernel average over time of the block fits' nonlinear
-parameters (`smooth_s`, the kernel SD in seconds; `smooth_s = inf` shares one set for the session).
-With the nonlinear parameters fixed, each block's concentrations (non-negative) and baseline are a
-linear least-squares problem, solved exactly.
+Block-by-block fitting re-estimates the linewidths for every block, and their noise leaks into the
+concentrations (a broader fitted line takes more Glu area). Linewidths change slowly (BOLD narrowing
+is ~0.2 Hz over minutes), so here they come from a smooth trajectory: a Gaussian-kernel average over
+time of the block fits' width parameters (`smooth_s`, the kernel SD in seconds; `inf` shares one
+lineshape for the session). Phases and frequency shifts stay per block: they do change between
+blocks, and the singlets pin them down in each block. Every block is then fitted again by the same
+`LCFitter` with the widths held at their smooth values (phases and shifts re-optimised,
+concentrations and baseline solved by the fitter itself, priors and all), so the model is exactly
+the block fitter's.
 
-Uncertainty (CRLB) from the joint Fisher information of the smooth model: the block's own Fisher
-information for (concentrations, baseline, nonlinear parameters), where the nonlinear block is
-informed by all blocks inside the kernel. With S_b the Schur complement of block b's nonlinear
-parameters and n_eff = 1 / sum(w^2) the kernel's effective number of blocks, the nonlinear
-information is n_eff * S_b (blocks inside the kernel are alike), which gives
-cov(c_b) = F_cc^-1 + G S^-1 G^T with G = F_cc^-1 F_c,theta. n_eff = 1 recovers the block-by-block CRLB.
+Uncertainty from the joint Fisher information. For one block, with c the concentrations and w the
+widths, the full CRLB (widths free: the block fit's covariance) and the conditional CRLB (widths
+known: the refit's covariance) differ by the Schur-complement term G S^-1 G^T carried by the widths.
+In the dynamic model the widths are informed by all blocks inside the kernel, n_eff = 1 / sum(w^2)
+of them (treated as alike), so that term shrinks by n_eff:
 
-Uses the fitter's public attributes (names, fids, scale, groups, slices, model, win, dnu, q, t, bg,
-lsets, each_slice): the same basis, window, baseline and lineshape model as the block fits.
+    cov_dynamic = cov_conditional + (cov_block - cov_conditional) / n_eff
+
+n_eff = 1 gives back the block-by-block CRLB. A block whose lines really differ (motion) raises the
+fit's cost by more than fixing k widths can by chance (chi2(k) + 4 SD): it keeps its own block fit
+and is left out of the smoothing. Only the fitter's public interface is used (`fit`,
+`param_names`, `lo`, `hi`, `free`; FitResult `conc`, `cov`, `x`).
 """
 
 from __future__ import annotations
@@ -28,20 +33,24 @@ import copy
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.fft as sfft
-from scipy.optimize import nnls
 
 from mrs.fit import crlb as _crlb
 
 
 @dataclass(frozen=True)
 class DynamicResult:
-    names: tuple[str, ...]        # fitter.all_names (basis order)
-    conc: np.ndarray              # (B, M) basis units, zeros for names outside the window
+    names: tuple[str, ...]        # basis order (FitResult.names)
+    conc: np.ndarray              # (B, M) basis units
     cov: np.ndarray               # (B, M, M)
-    x: np.ndarray                 # (B, P) nonlinear parameters used for each block
-    n_eff: np.ndarray             # (B,) effective number of blocks informing the nonlinear parameters
-    residual_rel: np.ndarray      # (B,) residual power over the block-by-block fit's noise estimate
+    x: np.ndarray                 # (B, P) nonlinear parameters of each block's final fit
+    n_eff: np.ndarray             # (B,) effective number of blocks informing the widths
+    results: tuple                # the per-block FitResults with widths held (their cov is conditional)
+    own_lineshape: np.ndarray     # (B,) blocks that kept their own fit (lines differ from the smooth model)
+
+
+def shared_mask(param_names: tuple[str, ...]) -> np.ndarray:
+    """The parameters smoothed across blocks: every linewidth (Lorentzian, Gaussian, per-set extras)."""
+    return np.array([("lorentz" in n or "gauss" in n) for n in param_names])
 
 
 def smooth_parameters(x_blocks: np.ndarray, t_s: np.ndarray, ok: np.ndarray, smooth_s: float
@@ -63,154 +72,70 @@ def smooth_parameters(x_blocks: np.ndarray, t_s: np.ndarray, ok: np.ndarray, smo
     return xs, n_eff
 
 
-def shared_mask(param_names: tuple[str, ...]) -> np.ndarray:
-    """Parameters smoothed across blocks: the lineshape widths. Phases and shifts stay per block
-    (phase and frequency do change between blocks, and the singlets pin them down in every block)."""
-    return np.array([("lorentz" in n or "gauss" in n) for n in param_names])
-
-
-class _Model:
-    """Basis spectra at fixed nonlinear parameters, and their derivatives, on the fitter's window."""
-
-    def __init__(self, fitter) -> None:
-        self.f = fitter
-        self.n_met = len(fitter.names)
-
-    def fids(self, x: np.ndarray) -> np.ndarray:
-        f = self.f
-        fl = np.empty_like(f.fids)
-        for (_, idx, _), sl in zip(f.groups, f.slices, strict=True):
-            fl[idx] = f.fids[idx] * f.model.lineshape(f.t, x[sl])
-        for k, ls in enumerate(getattr(f, "lsets", ())):
-            members, kind = ls[1], ls[4]
-            d = x[f.each_slice][k]
-            rate = -np.pi * d if kind == "l" else 2j * np.pi * d
-            fl[members] *= np.exp(rate * f.t)
-        return fl
-
-    def columns(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(Nw, M + n_bg) basis spectra in the de-phased frame, and the time-domain FIDs (M, N)."""
-        fl = self.fids(x)
-        a = sfft.fft(fl, axis=1)[:, self.f.win].T
-        bg = getattr(self.f, "bg", np.zeros((a.shape[0], 0)))
-        if bg.shape[1]:
-            a = np.hstack([a, bg])
-        return a, fl
-
-    def nonlinear_jacobian(self, x: np.ndarray, c: np.ndarray, fl: np.ndarray, pred: np.ndarray) -> np.ndarray:
-        """d model / d theta (Nw, P_free) at x for concentrations c (de-phased frame)."""
-        f = self.f
-        cols = [1j * pred, 1j * f.dnu * pred]
-        for (_, idx, _), sl in zip(f.groups, f.slices, strict=True):
-            s_g = c[idx] @ fl[idx]
-            d = sfft.fft(s_g[None, :] * f.model.log_derivatives(f.t, x[sl]), axis=1)
-            cols.extend(d[:, f.win])
-        for ls in getattr(f, "lsets", ()):
-            members, kind = ls[1], ls[4]
-            fac = -np.pi * f.t if kind == "l" else 2j * np.pi * f.t
-            cols.append(sfft.fft((c[members] @ fl[members]) * fac)[f.win])
-        jac = np.column_stack(cols)
-        return jac[:, f.free]
-
-
-def _refine_local(fitter, fid: np.ndarray, x: np.ndarray, shared: np.ndarray) -> np.ndarray:
-    """Re-optimise the per-block parameters (phases, shifts) with the shared ones held at `x`: the
-    block fit chose its phase and shift together with its own (noisy) widths."""
+def _held_fitter(fitter, shared: np.ndarray, values: np.ndarray):
+    """A shallow copy of the fitter whose shared parameters are fixed (lo = hi) at `values`."""
     f = copy.copy(fitter)
-    f.lo = fitter.lo.copy()
-    f.hi = fitter.hi.copy()
-    held = np.clip(x[shared], fitter.lo[shared], fitter.hi[shared])
+    f.lo = np.array(fitter.lo, float).copy()
+    f.hi = np.array(fitter.hi, float).copy()
+    held = np.clip(values[shared], fitter.lo[shared], fitter.hi[shared])
     f.lo[shared] = held
     f.hi[shared] = held
     f.free = f.hi > f.lo
-    res = f.fit(fid, x0=np.clip(x, f.lo, f.hi))
-    if not res.success or not np.all(np.isfinite(res.x)):
-        return x
-    out = np.asarray(res.x, float).copy()
-    out[shared] = held
-    return out
+    return f
 
 
-def _solve_linear(a: np.ndarray, q: np.ndarray, z: np.ndarray, n_met: int) -> np.ndarray:
-    """Non-negative amplitudes with the (complex) baseline projected out."""
-    at = a - q @ (q.T @ a) if q.shape[1] else a
-    zt = z - q @ (q.T @ z) if q.shape[1] else z
-    big = np.vstack([at.real, at.imag])
-    rhs = np.concatenate([zt.real, zt.imag])
-    c, _ = nnls(big, rhs, maxiter=20 * a.shape[1])
-    return c
-
-
-def dynamic_fit(fitter, fids: np.ndarray, x_blocks: np.ndarray, t_s: np.ndarray, ok: np.ndarray | None = None,
-                smooth_s: float = 300.0, noise_var: np.ndarray | None = None, refine: bool = True
-                ) -> DynamicResult:
-    """Fit B block-averaged FIDs (B, N) with nonlinear parameters smoothed over the block fits' `x_blocks`.
-
-    `noise_var` (B,), per real component of the window spectrum: from the block fits when given,
-    else from each block's residual.
-    """
+def dynamic_fit(fitter, fids: np.ndarray, block_fits: list, t_s: np.ndarray, ok: np.ndarray | None = None,
+                smooth_s: float = 300.0) -> DynamicResult:
+    """Refit B block-averaged FIDs (B, N) with linewidths smoothed over their block fits (FitResults)."""
     fids = np.asarray(fids, complex)
     b_n = fids.shape[0]
-    ok = np.ones(b_n, bool) if ok is None else np.asarray(ok, bool)
-    x_blocks = np.asarray(x_blocks, float)
+    if len(block_fits) != b_n:
+        raise ValueError(f"{b_n} FIDs but {len(block_fits)} block fits")
+    ok = np.array([bool(f.success) for f in block_fits]) if ok is None else np.asarray(ok, bool)
+    x_blocks = np.array([f.x for f in block_fits], float)
     shared = shared_mask(tuple(fitter.param_names))
-    xs_smooth, n_eff = smooth_parameters(x_blocks, t_s, ok, smooth_s)
-    xs = np.where(shared[None, :], xs_smooth, x_blocks)
-    bad = ~np.all(np.isfinite(x_blocks), axis=1)
-    xs[bad] = xs_smooth[bad]  # a failed block takes the smooth trajectory for its phases and shifts too
-    model = _Model(fitter)
-    m = model.n_met
-    q = fitter.q.astype(complex) if fitter.q.shape[1] else np.zeros((fitter.win.size, 0), complex)
-    all_names = tuple(fitter.all_names)
-    sel = np.array([all_names.index(n) for n in fitter.names])
-    conc = np.zeros((b_n, len(all_names)))
-    cov = np.zeros((b_n, len(all_names), len(all_names)))
-    resid_rel = np.zeros(b_n)
-    spectra = sfft.fft(fids, axis=1)[:, fitter.win]
+    k_shared = int(np.sum(shared & np.asarray(fitter.free, bool)))
+    # A block whose lines really differ (motion broadens them for a block or two) does not fit the
+    # smooth lineshape: its cost rises by far more than the chi2(k) that fixing k widths costs by
+    # chance. Such blocks keep their own fit and are left out of the smoothing (second pass).
+    limit = k_shared + 4.0 * np.sqrt(2.0 * max(k_shared, 1))
+    own = np.zeros(b_n, bool)
+    for _ in range(2):
+        xs_smooth, n_eff = smooth_parameters(x_blocks, t_s, ok & ~own, smooth_s)
+        results = [_held_fit(fitter, shared, fids[b], x_blocks[b], xs_smooth[b]) for b in range(b_n)]
+        delta = np.array([(r.cost - f.cost) / max(f.noise_var, 1e-300) if ok[b] else 0.0
+                          for b, (r, f) in enumerate(zip(results, block_fits, strict=True))])
+        mismatch = ok & ~own & ~(delta <= limit)
+        if not mismatch.any():
+            break
+        own |= mismatch
+    names = tuple(block_fits[0].names)
+    conc = np.zeros((b_n, len(names)))
+    cov = np.zeros((b_n, len(names), len(names)))
+    x_out = np.zeros_like(x_blocks)
+    final = []
     for b in range(b_n):
-        x = xs[b]
-        if refine:
-            x = _refine_local(fitter, fids[b], x, shared)
-            xs[b] = x
-        z = spectra[b] * np.exp(-1j * (x[0] + x[1] * fitter.dnu))
-        a, fl = model.columns(x)
-        c = _solve_linear(a, q, z, m)
-        metab = a @ c
-        beta = q.T @ (z - metab) if q.shape[1] else np.zeros(0, complex)
-        pred = metab + (q @ beta if q.shape[1] else 0)
-        resid = z - pred
-        # Fisher information: linear part (active amplitudes + baseline) and nonlinear part.
-        active = np.ones(a.shape[1], bool)
-        active[m:] = c[m:] > 0  # background lines held at zero are not free
-        j_lin = np.column_stack([a[:, active], q, 1j * q])
-        j_nl = model.nonlinear_jacobian(x, c, fl, pred)
-        n_par_block = j_lin.shape[1] + j_nl.shape[1] / max(n_eff[b], 1.0)
-        sigma2 = float(noise_var[b]) if noise_var is not None else _crlb.noise_variance(resid, int(n_par_block))
-        f_ll = (j_lin.conj().T @ j_lin).real / sigma2
-        f_ln = (j_lin.conj().T @ j_nl).real / sigma2
-        f_nn = (j_nl.conj().T @ j_nl).real / sigma2
-        cov_ll = _inv(f_ll)
-        g = cov_ll @ f_ln
-        schur = f_nn - f_ln.T @ g
-        cov_lin = cov_ll + g @ _inv(n_eff[b] * schur) @ g.T
-        cov_c = cov_lin[:m, :m]  # metabolite amplitudes come first (all kept, like the block fit)
-        scale = fitter.scale
-        conc[b, sel] = c[:m] / scale
-        cov[b][np.ix_(sel, sel)] = cov_c / np.outer(scale, scale)
-        resid_rel[b] = float(np.vdot(resid, resid).real / (2 * resid.size) / sigma2)
-    return DynamicResult(all_names, conc, cov, xs, n_eff, resid_rel)
+        full = np.asarray(block_fits[b].cov, float)
+        res = block_fits[b] if own[b] else results[b]
+        final.append(res)
+        x_out[b] = res.x
+        conc[b] = [res.conc[n] for n in names]
+        if own[b]:
+            cov[b] = full
+            n_eff[b] = 1.0
+            continue
+        cond = np.nan_to_num(np.asarray(res.cov, float))
+        if ok[b] and np.all(np.isfinite(full)):
+            cov[b] = cond + (full - cond) / max(float(n_eff[b]), 1.0)
+        else:  # no usable block CRLB: the conditional one (widths treated as known)
+            cov[b] = cond
+    return DynamicResult(names, conc, cov, x_out, n_eff, tuple(final), own)
 
 
-def _inv(mat: np.ndarray) -> np.ndarray:
-    d = np.sqrt(np.clip(np.diag(mat), 1e-300, None))
-    scaled = mat / np.outer(d, d)
-    try:
-        inv = np.linalg.inv(scaled)
-        if not np.all(np.isfinite(inv)):
-            raise np.linalg.LinAlgError
-    except np.linalg.LinAlgError:
-        inv = np.linalg.pinv(scaled, rcond=1e-12)
-    return inv / np.outer(d, d)
+def _held_fit(fitter, shared: np.ndarray, fid: np.ndarray, x_block: np.ndarray, x_smooth: np.ndarray):
+    start = np.where(shared, x_smooth, x_block) if np.all(np.isfinite(x_block)) else x_smooth
+    held = _held_fitter(fitter, shared, start)
+    return held.fit(fid, x0=np.clip(start, held.lo, held.hi))
 
 
 def quantities(names: tuple[str, ...], conc: np.ndarray, cov: np.ndarray) -> tuple[dict, dict]:

@@ -29,19 +29,18 @@ def _glu_tcr(names, conc, cov):
 
 def test_without_smoothing_the_dynamic_fit_is_the_block_fit(blocks):
     fitter, fids, fits, _ = blocks
-    x = np.array([f.x for f in fits])
-    res = dynamic_fit(fitter, fids, x, np.arange(len(fits)) * 64.0, smooth_s=1e-3, refine=False,
-                      noise_var=np.array([f.noise_var for f in fits]))
+    res = dynamic_fit(fitter, fids, fits, np.arange(len(fits)) * 64.0, smooth_s=1e-3)
     for b, f in enumerate(fits[:6]):
-        assert _glu_tcr(res.names, res.conc[b], res.cov[b])[0] == pytest.approx(f.ratios()["Glu/tCr"][0], rel=1e-4)
-        assert _glu_tcr(res.names, res.conc[b], res.cov[b])[1] == pytest.approx(f.ratios()["Glu/tCr"][1], rel=0.05)
+        value, sd = _glu_tcr(res.names, res.conc[b], res.cov[b])
+        # the fitter's soft priors depend a little on its starting point: agreement to well below noise
+        assert value == pytest.approx(f.ratios()["Glu/tCr"][0], rel=1e-2)
+        assert sd == pytest.approx(f.ratios()["Glu/tCr"][1], rel=0.02)  # n_eff = 1: the block CRLB
     assert np.allclose(res.n_eff, 1.0)
 
 
 def test_shared_lineshape_is_more_precise_than_block_fits(blocks):
     fitter, fids, fits, conc = blocks
-    x = np.array([f.x for f in fits])
-    res = dynamic_fit(fitter, fids, x, np.arange(len(fits)) * 64.0, smooth_s=np.inf)
+    res = dynamic_fit(fitter, fids, fits, np.arange(len(fits)) * 64.0, smooth_s=np.inf)
     truth = conc["Glu"] / (conc["Cr"] + conc["PCr"])
     block = np.array([f.ratios()["Glu/tCr"][0] for f in fits])
     dyn = np.array([_glu_tcr(res.names, res.conc[b], res.cov[b])[0] for b in range(len(fits))])
@@ -51,6 +50,7 @@ def test_shared_lineshape_is_more_precise_than_block_fits(blocks):
     assert np.sqrt(np.mean((dyn - truth) ** 2)) < np.sqrt(np.mean((block - truth) ** 2))
     assert np.mean(sd_dyn) < np.mean(sd_block)              # joint CRLB below the per-block one
     assert np.mean(sd_dyn) == pytest.approx(np.std(dyn), rel=0.5)  # and it describes the scatter
+    assert np.allclose(res.n_eff, len(fits))
 
 
 def test_smoothing_kernel_weights():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from agent.refit import RefitError, refit
@@ -60,7 +61,13 @@ def test_dynamic_refit_writes_per_block_results_with_joint_crlb(session_copy):
     dyn, blk = r.fits(out.name), r.fits()
     assert len(dyn) == len(blk)
     ok = [i for i, f in enumerate(blk) if f["qc"]["fit_status"] == "ok"]
+    median = float(np.median([blk[i]["ratios"]["Glu/tCr"] for i in ok]))
+    shared = [i for i in ok if not dyn[i]["qc"]["dynamic_own_lineshape"]]
+    assert len(shared) >= len(ok) - 3  # only blocks hit by the simulated motion keep their own lines
     for i in ok:
-        assert dyn[i]["qc"]["dynamic_n_eff"] > 1.0
-        assert 0 < dyn[i]["ratios_sd"]["Glu/tCr"] < blk[i]["ratios_sd"]["Glu/tCr"]
-        assert dyn[i]["ratios"]["Glu/tCr"] == pytest.approx(blk[i]["ratios"]["Glu/tCr"], rel=0.2)
+        if i in shared:
+            assert dyn[i]["qc"]["dynamic_n_eff"] > 1.0
+            assert 0 < dyn[i]["ratios_sd"]["Glu/tCr"] < blk[i]["ratios_sd"]["Glu/tCr"]
+            assert dyn[i]["ratios"]["Glu/tCr"] == pytest.approx(median, rel=0.2)  # same scale as block fits
+        else:
+            assert dyn[i]["ratios"]["Glu/tCr"] == blk[i]["ratios"]["Glu/tCr"]
