@@ -90,7 +90,13 @@ class Agent:
 
     # ------------------------------------------------------------------ loop
     def run(self) -> None:
-        self._bind()
+        try:
+            self._bind()
+            self._serve()
+        finally:
+            self._shutdown()
+
+    def _serve(self) -> None:
         if self.config.fit:
             from agent.pipeline_process import PipelineProcess
 
@@ -111,23 +117,20 @@ class Agent:
                 poller.register(s, zmq.POLLIN)
         next_status = time.monotonic()
         self.ready.set()
-        try:
-            while not self._stop.is_set():
-                events = dict(poller.poll(100))
-                if self.data in events:
-                    self._drain_data()
-                if results is not None and results in events:
-                    self._drain_pipeline()
-                if self.ctl in events:
-                    self._drain_control()
-                if time.monotonic() >= next_status:
-                    self._publish_status()
-                    if self.pipeline:
-                        self.pipeline.check_alive()
-                    self._reap_exports()
-                    next_status = time.monotonic() + STATUS_INTERVAL_S
-        finally:
-            self._shutdown()
+        while not self._stop.is_set():
+            events = dict(poller.poll(100))
+            if self.data in events:
+                self._drain_data()
+            if results is not None and results in events:
+                self._drain_pipeline()
+            if self.ctl in events:
+                self._drain_control()
+            if time.monotonic() >= next_status:
+                self._publish_status()
+                if self.pipeline:
+                    self.pipeline.check_alive()
+                self._reap_exports()
+                next_status = time.monotonic() + STATUS_INTERVAL_S
 
     def _shutdown(self) -> None:
         for sid, proc in self._exports.items():
@@ -142,8 +145,10 @@ class Agent:
         self.ingest.close()
         if self.guard:
             self.guard.stop()
-        for s in (self.data, self.pub, self.ctl):
-            s.close(linger=0)
+        for name in ("data", "pub", "ctl"):  # some may not exist if binding failed
+            sock = getattr(self, name, None)
+            if sock is not None:
+                sock.close(linger=0)
         if self._own_ctx:
             self.ctx.term()
         log.info("agent stopped: %s", self.ingest.status())

@@ -72,3 +72,14 @@ def test_allowed_client_delivers_and_unknown_client_is_refused_and_logged(tmp_pa
     assert_exactly_once(tmp_path / "sessions" / "curve", 20)
     assert not (tmp_path / "sessions" / "intrusion").exists()
     assert "refused a client with an unknown CURVE key" in log
+
+
+def test_a_busy_port_is_one_line_and_the_agent_exits_even_with_curve_on(tmp_path):
+    keys = tmp_path / "keys"
+    keygen(keys)
+    with AgentProcess(tmp_path / "a", host=HOST, extra=["--no-fit", "--keys", str(keys)]) as first:
+        out = subprocess.run([sys.executable, "-m", "mrsmon", "agent", "--listen", first.listen, "--publish",
+                              f"tcp://127.0.0.1:{free_port()}", "--control", f"tcp://127.0.0.1:{free_port()}",
+                              "--sessions", str(tmp_path / "b"), "--keys", str(keys), "--no-fit"],
+                             capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "Address already in use" in out.stderr and "Traceback" not in out.stderr
