@@ -88,37 +88,58 @@ ALT_MM = ((0.89, 14.0, 16.0, 1.0), (1.19, 18.0, 16.0, 0.9), (1.38, 16.0, 16.0, 0
           (3.18, 16.0, 16.0, 0.35), (3.84, 26.0, 16.0, 0.6), (3.95, 22.0, 16.0, 0.5))
 
 
-def alt_mm_fid(sim, height_naa: float) -> np.ndarray:
-    """ALT_MM on the simulator's grid, with its B0 lineshape and acquisition delay; the 0.9 ppm
-    line's peak at a quarter of the NAA height."""
-    from simulator.lineshape import delay_acquisition
+CONSENSUS_PPM = (0.91, 1.21, 1.43, 1.67, 2.04, 2.26, 2.56, 3.00, 3.21, 3.79, 3.98)
+
+
+def alt_lines(variant: str) -> tuple:
+    if variant == "consensus":  # ALT_MM's widths and areas, at the consensus positions
+        return tuple((c, g, lz, a) for (_, g, lz, a), c in zip(ALT_MM, CONSENSUS_PPM, strict=True))
+    return ALT_MM
+
+
+def alt_mm_bare(n: int, dwell_s: float, cf_mhz: float, variant: str = "alt") -> np.ndarray:
+    """ALT_MM lines alone (what a metabolite-nulled measurement would give, before B0)."""
+    t = np.arange(n) * dwell_s
+    fid = np.zeros(n, complex)
+    for ppm, g_hz, l_hz, area in alt_lines(variant):
+        f_hz = (ppm - 4.65) * cf_mhz
+        fid += area * np.exp(2j * np.pi * f_hz * t - np.pi * l_hz * t - (np.pi * g_hz * t) ** 2 / (4 * np.log(2)))
+    return fid
+
+
+def alt_mm_fid(sim, height_naa: float, variant: str = "alt", scans: list[int] | None = None) -> np.ndarray:
+    """ALT_MM on the simulator's grid as the block average of `scans` would hold it: its B0
+    lineshape, eddy currents, acquisition delay and each transient's frequency, phase, extra
+    width and gain; the 0.9 ppm line's peak at a quarter of the NAA height."""
+    from simulator.lineshape import delay_acquisition, eddy_current_factor
 
     t = np.arange(sim.points) * sim.dwell_s
-    fid = np.zeros(sim.points, complex)
-    for ppm, g_hz, l_hz, area in ALT_MM:
-        f_hz = (ppm - 4.65) * sim.cf_mhz
-        fid += area * np.exp(2j * np.pi * f_hz * t - np.pi * l_hz * t - (np.pi * g_hz * t) ** 2 / (4 * np.log(2)))
+    fid = alt_mm_bare(sim.points, sim.dwell_s, sim.cf_mhz, variant)
+    # the same voxel: B0 lineshape and eddy currents as the simulator's own components
     fid *= sim.field_distribution.envelope(t) * np.exp(-np.pi * sim.lorentzian_hz * t)
+    fid *= eddy_current_factor(t, sim.eddy_phase_rad, sim.eddy_tau_s)
+    if scans:  # what SessionSimulator.voxel_signal applies to every component, per transient
+        fid *= np.mean([sim.gain * sim.amp[i] * np.exp((2j * np.pi * sim.freq_hz[i] - np.pi * sim.extra_lw_hz[i]) * t
+                                                       + 1j * np.deg2rad(sim.phase_deg[i])) for i in scans], axis=0)
     ppm_ax = 4.65 + np.fft.fftfreq(sim.points, sim.dwell_s) / sim.cf_mhz
     band = (ppm_ax > 0.8) & (ppm_ax < 1.0)
     fid *= 0.25 * height_naa / float(np.abs(np.fft.fft(fid))[band].max())
     return delay_acquisition(fid[None, :], sim.dwell_s, sim.acq_delay_s)[0]
 
 
-def clean_block(overrides: dict, seed: int, basis, block: int, alt_mm: bool = False):
+def clean_block(overrides: dict, seed: int, basis, block: int, alt_mm: str | None = None):
     """Noise-free, eddy-corrected block average of a quiet session, its NAA height and truth."""
     sim = make_sim(overrides, seed, basis)
     met = [i for i, k in enumerate(sim.kinds) if k == "metabolite"][:block]
     water_i = next(i for i, k in enumerate(sim.kinds) if k == "water_ref")
     clean = np.mean([sim.voxel_signal(i) for i in met], axis=0)
     ecc = eddy.eddy_phase(sim.voxel_signal(water_i))
-    clean = eddy.apply_eddy(clean, ecc)
     ppm = 4.65 + np.fft.fftfreq(sim.points, sim.dwell_s) / sim.cf_mhz
     naa_band = (ppm > 1.95) & (ppm < 2.07)
-    height = float(np.abs(np.fft.fft(clean))[naa_band].max())  # NAA peak height (block SNR definition)
-    if alt_mm:
-        clean = clean + alt_mm_fid(sim, height)
-    return sim, clean, height
+    height = float(np.abs(np.fft.fft(eddy.apply_eddy(clean, ecc)))[naa_band].max())  # block SNR definition
+    if alt_mm:  # before the eddy-current correction, like every component of the voxel
+        clean = clean + alt_mm_fid(sim, height, alt_mm, met)
+    return sim, eddy.apply_eddy(clean, ecc), height
 
 
 def fit_cell(fitter, clean: np.ndarray, height: float, snr: float, reps: int, rng, tr_app: dict,
@@ -213,30 +234,48 @@ def part_c(args, basis, lines: list[str], summary: list) -> None:
     snrs = (40.0, 80.0)
     lines.append("")
     lines.append("C. robustness (lw 6 Hz unless stated, seeds 1-2): other MM backgrounds, other lineshapes")
-    lines.append("   altMM = the simulator's MM off (mm_scale 0) and ALT_MM (this file) added instead;")
+    lines.append("   altMM = the simulator's MM off (mm_scale 0) and ALT_MM (this file) added instead; @cons = ALT_MM")
+    lines.append("   moved to the consensus positions; measMM = ALT_MM given to the fitter as a measured MM spectrum;")
     lines.append("   skew = the simulator's lineshape_skew (default 1); lorentz = its lorentzian_hz (default 0.25 lw)")
     lines.append(header("case SNR"))
-    cases = [("altMM lw5", {"mm_scale": 0.0, "linewidth_hz": 5.0}, True),
-             ("altMM lw8", {"mm_scale": 0.0, "linewidth_hz": 8.0}, True),
-             ("MM x1.6", {"mm_scale": 1.6}, False), ("MM x0.5", {"mm_scale": 0.5}, False),
-             ("no MM", {"mm_scale": 0.0}, False),
-             ("skew 0", {"lineshape_skew": 0.0}, False), ("skew 2", {"lineshape_skew": 2.0}, False),
-             ("lorentz 0.5", {"lorentzian_hz": 0.5}, False), ("lorentz 3", {"lorentzian_hz": 3.0}, False)]
-    fitter = None
-    for label, ov, alt in cases:
+    cases = [("altMM lw5", {"mm_scale": 0.0, "linewidth_hz": 5.0}, "alt", False),
+             ("altMM lw8", {"mm_scale": 0.0, "linewidth_hz": 8.0}, "alt", False),
+             ("altMM@cons", {"mm_scale": 0.0}, "consensus", False),
+             ("altMM measMM", {"mm_scale": 0.0}, "alt", True),
+             ("MM x1.6", {"mm_scale": 1.6}, None, False), ("MM x0.5", {"mm_scale": 0.5}, None, False),
+             ("no MM", {"mm_scale": 0.0}, None, False),
+             ("skew 0", {"lineshape_skew": 0.0}, None, False), ("skew 2", {"lineshape_skew": 2.0}, None, False),
+             ("lorentz 0.5", {"lorentzian_hz": 0.5}, None, False),
+             ("lorentz 3", {"lorentzian_hz": 3.0}, None, False)]
+    fitters: dict = {}
+    for label, ov, alt, measured in cases:
         for snr in snrs:
             parts = []
             for seed in (args.seed, args.seed + 1):
                 sim, clean, height = clean_block({**quiet(6.0), **ov}, seed, basis, args.block, alt)
                 conc = sim.truth()["baseline_concentrations_mm"]
-                if fitter is None:
-                    fitter = LCFitter(basis, sim.dwell_s, sim.points, sim.cf_mhz, settings=FitSettings())
+                if measured not in fitters:
+                    fitters[measured] = LCFitter(measured_mm_basis(basis, alt) if measured else basis,
+                                                 sim.dwell_s, sim.points, sim.cf_mhz, settings=FitSettings())
+                fitter = fitters[measured]
                 parts.append(fit_cell(fitter, clean, height, snr, max(args.reps // 2, 4), rng,
                                       true_ratios(conc, True, sim.te_s), true_ratios(conc, False, sim.te_s)))
             st = average_stats(parts)
             summary.append(("C", label, snr, st))
             lines.append(cell_line(f"{label} {snr:g}", st))
             print(lines[-1], flush=True)
+
+
+def measured_mm_basis(basis, variant: str):
+    """The metabolites plus the exact ALT_MM spectrum as one measured-MM entry (the remedy the
+    docs give for an unknown MM background: mrs.macromolecules.load_measured_mm)."""
+    from mrs.basis import Basis
+    from mrs.names import is_macromolecule
+
+    met = [i for i, n in enumerate(basis.names) if not is_macromolecule(n)]
+    mm = alt_mm_bare(basis.n_points, basis.dwell_s, basis.cf_mhz, variant)
+    return Basis(tuple(basis.names[i] for i in met) + ("MM",), np.vstack([basis.fids[met], mm[None, :]]),
+                 basis.dwell_s, basis.cf_mhz, basis.centre_ppm, dict(basis.meta))
 
 
 def average_stats(parts: list[dict]) -> dict:
