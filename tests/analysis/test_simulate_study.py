@@ -33,6 +33,7 @@ def _assert_blinded(out: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_small_simulated_study_runs_end_to_end(tmp_path):
     """Two participants of 3-minute sessions: stored, fitted, blinded; the study runs on them."""
     from conftest import MINI
@@ -71,6 +72,7 @@ def _toml(d: dict, prefix: str = "") -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_simulated_crossover_of_26_recovers_the_condition_effect(tmp_path):
     """26 participants x 2 short sessions (16 min, 2 coils): the CI covers the simulated effect and
     excludes zero. About 20 min on 2 busy cores."""
