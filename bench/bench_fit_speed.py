@@ -49,9 +49,9 @@ def main() -> int:
     basis, source = load_basis()
     rng = np.random.default_rng(args.seed)
     rows = []
-    for label, settings in [("default (T2 sets, MM priors+shifts)", FitSettings()),
-                            ("no T2 sets, no MM shifts/priors", FitSettings(t2_sets=(), mm_shift_each=False,
-                                                                             mm_priors=False)),
+    for label, settings in [("default (T2 sets, MM priors, per-MM L+shift)", FitSettings()),
+                            ("previous defaults (no T2 sets, no MM terms)", FitSettings(
+                                t2_sets=(), mm_shift_each=False, mm_each=False, mm_priors=False)),
                             ("cold start every block", FitSettings())]:
         t_build = time.perf_counter()
         fitter = LCFitter(basis, ACQ["dwell_time_s"], ACQ["points"], ACQ["spectrometer_frequency_mhz"],
@@ -77,10 +77,10 @@ def main() -> int:
     lines = [f"bench_fit_speed: one block fit incl. CRLB, single thread ({platform.processor() or platform.machine()}, "
              f"numpy {np.__version__})", f"basis: {source}; {ACQ['points']} points, window 0.2-4.2 ppm; "
              f"{args.blocks} blocks, warm start unless stated", "",
-             f"{'configuration':36s} {'spectra':>7s} {'window':>6s} {'nonlin':>6s} {'build ms':>8s} "
+             f"{'configuration':44s} {'spectra':>7s} {'window':>6s} {'nonlin':>6s} {'build ms':>8s} "
              f"{'wall med':>8s} {'wall p99':>8s} {'cpu med':>7s} {'cpu p99':>7s} {'nfev':>5s}"]
     for r in rows:
-        lines.append(f"{r[0]:36s} {r[1]:7d} {r[2]:6d} {r[3]:6d} {r[4]:8.1f} {r[5]:8.2f} {r[6]:8.2f} {r[7]:7.2f} "
+        lines.append(f"{r[0]:44s} {r[1]:7d} {r[2]:6d} {r[3]:6d} {r[4]:8.1f} {r[5]:8.2f} {r[6]:8.2f} {r[7]:7.2f} "
                      f"{r[8]:7.2f} {r[9]:5.0f}")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     lines.append("")
