@@ -682,5 +682,9 @@ class LCFitter:
         i = self.names.index(name)
         for (_, idx, _), sl in zip(self.groups, self.slices, strict=True):
             if i in idx:
-                return self.fids[i] * self.scale[i] * self.model.lineshape(self.t, x[sl])
+                fid = self.fids[i] * self.scale[i] * self.model.lineshape(self.t, x[sl])
+                if self.each_idx.size:  # its own T2-set / MM offsets
+                    rate = (x[self.each_slice] * self._lset_kind) @ self._lset_mat[:, i]
+                    fid = fid * np.exp(rate * self.t)
+                return fid
         return None

@@ -183,3 +183,13 @@ def test_mm_area_priors_enter_the_fisher_information():
     assert post.sd["MM30"] < 0.9 * free.sd["MM30"]
     assert sand.sd["MM30"] <= post.sd["MM30"] * (1 + 1e-6)
     assert sand.conc["MM30"] == pytest.approx(post.conc["MM30"])
+
+
+def test_component_fid_includes_the_t2_set_offset(small_basis):
+    """QC's NAA linewidth comes from component_fid: it must carry NAA's own Lorentzian offset."""
+    f = LCFitter(small_basis, DWELL, N, CF, settings=FitSettings(complete_mm=False))
+    x = np.zeros(len(f.param_names))
+    base = f.component_fid("NAA", x)
+    x[f.param_names.index("dlorentz_hz_NAA+NAAG")] = 2.0
+    np.testing.assert_allclose(f.component_fid("NAA", x), base * np.exp(-np.pi * 2.0 * f.t), atol=1e-9)
+    np.testing.assert_allclose(f.component_fid("Glu", x), f.component_fid("Glu", np.zeros_like(x)))
