@@ -289,6 +289,12 @@ class LCFitter:
                                 if len(lsets) else (np.zeros((0, len(self.names))), np.zeros(0, int)))
         self._lset_pats = pats
         self._lset_pat = np.asarray(self._lset_pat).ravel()
+        # members of each pattern by rank, for sums without a (mostly zero) matrix product:
+        # ranks[r] = (patterns with an r-th member, that member's row)
+        members = [np.nonzero(row)[0] for row in pats]
+        self._pat_ranks = [(np.array([k for k, mm in enumerate(members) if mm.size > r], int),
+                            np.array([mm[r] for mm in members if mm.size > r], int))
+                           for r in range(max((mm.size for mm in members), default=0))]
         self._t64 = self.t.astype(np.complex64)
         member = self._lset_mat.any(axis=0)
         edges = np.diff(np.concatenate([[0], member.astype(int), [0]]))
@@ -410,9 +416,12 @@ class LCFitter:
 
     def _each_jac(self, fl: np.ndarray, c: np.ndarray) -> np.ndarray:
         """d(A c)/d dlorentz_k for each set k (Nw, n_sets)."""
-        m = len(self.names)
-        w = (self._lset_pats * c[None, :m]).astype(fl.real.dtype)
-        sums = (w @ fl) * (self._t64 if fl.dtype == np.complex64 else self.t)  # (n_patterns, N)
+        cf = c.astype(fl.real.dtype)
+        pk, rows = self._pat_ranks[0]  # every pattern has a first member, in pattern order
+        sums = fl[rows] * cf[rows, None]
+        for pk, rows in self._pat_ranks[1:]:
+            sums[pk] += fl[rows] * cf[rows, None]
+        sums *= self._t64 if fl.dtype == np.complex64 else self.t  # (n_patterns, N)
         ft = sfft.fft(sums, axis=1, workers=1)[:, self.win]
         return (ft[self._lset_pat] * self._lset_kind[:, None]).T.astype(complex)
 
