@@ -220,7 +220,9 @@ class BlockProcessor:
     def _process(self, seq: int, t_s: float, fid: np.ndarray) -> list[dict]:
         ref = self._reference()
         wet = water_dominates(fid, self.dwell_s, self.cf_mhz, self.centre_ppm)
-        reg = self.aligner.register(fid, ref, remove_smooth=wet)
+        recent = [f for _, f in self._freq_t[-8:] if f is not None and np.isfinite(f)]
+        reg = self.aligner.register(fid, ref, remove_smooth=wet,
+                                    center_hz=float(np.median(recent)) if recent else 0.0)
         ref_w = self.aligner.window_spectrum(ref)
         x_w = self.aligner.window_spectrum(reg.fid)
         noise_var = self._noise_var(fid)

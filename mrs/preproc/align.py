@@ -69,15 +69,19 @@ class Aligner:
         x = sfft.fft(fid * np.exp(-2j * np.pi * shift_hz * self.t), workers=1)[self.win]
         return complex(np.vdot(self._rough(x), ref_w))
 
-    def register(self, fid: np.ndarray, ref_fid: np.ndarray, remove_smooth: bool = False) -> Registration:
+    def register(self, fid: np.ndarray, ref_fid: np.ndarray, remove_smooth: bool = False,
+                 center_hz: float = 0.0) -> Registration:
         """Shift and phase of `fid` against `ref_fid`; `remove_smooth` ignores smooth spectral
-        components (use it when residual water dominates the transient)."""
+        components (use it when residual water dominates the transient). The shift is searched within
+        max_shift_hz of `center_hz`: pass the recent shifts' trend so a steady drift is followed however
+        far it goes (the reference is built from aligned transients, so it never moves itself)."""
         self._smooth = bool(remove_smooth)
         fid = np.asarray(fid, complex)
         ref_w = self._rough(sfft.fft(np.asarray(ref_fid, complex), workers=1)[self.win])
         spec = sfft.fft(fid, workers=1)
+        kc = int(round(center_hz / self.df_hz)) if np.isfinite(center_hz) else 0
         # x(t) at +f: X(nu + f) matches R(nu); corr(k) = sum conj(X[win + k]) R[win]
-        xs = self._rough(spec[self._shifted_idx])
+        xs = self._rough(spec[(self._shifted_idx + kc) % self.n])
         corr = np.abs(xs.conj() @ ref_w) ** 2 / np.maximum(np.sum(np.abs(xs) ** 2, axis=1), 1e-300)
         kb = int(np.argmax(corr))
         # Sub-bin: the zero-padded FFT samples X(nu + f) exactly (it is the DTFT of the FID) on a
@@ -85,7 +89,7 @@ class Aligner:
         # then a parabola through its neighbours.
         up = UPSAMPLE
         fine = sfft.fft(fid, up * self.n, workers=1)
-        offs = np.arange(-up, up + 1) + up * int(self._ks[kb])
+        offs = np.arange(-up, up + 1) + up * (int(self._ks[kb]) + kc)
         idx = (up * self.win[None, :] + offs[:, None]) % (up * self.n)
         xf = self._rough(fine[idx])
         # least squares with a free complex scale: maximise |<X_f, R>|^2 / |X_f|^2 over the window
