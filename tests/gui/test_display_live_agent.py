@@ -86,3 +86,37 @@ def test_agent_restart_leaves_display_reconnected_with_full_history(qtbot, agent
                         timeout=BLOCK_WAIT_MS)
     finally:
         w.close()
+
+
+def _simulate_in_background(agent: AgentProcess, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "mrsmon", "simulate", "--connect", agent.listen, *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def test_light_turns_red_when_the_stream_stops(qtbot, agent: AgentProcess) -> None:
+    w = display(qtbot, agent)
+    sim = _simulate_in_background(agent, "--protocol", "quick", "--speed", "4", "--seed", "5")
+    try:
+        qtbot.waitUntil(lambda: w.model.status.get("transients", 0) >= 10, timeout=60_000)
+        sim.kill()  # the scanner stops mid-session: no SESSION_END
+        sim.wait(10)
+        # quick: TR 2 s, alarm after 3 TR without a transient
+        qtbot.waitUntil(lambda: w.model.light().level == "red" and "No data" in w.model.light().reason, timeout=30_000)
+    finally:
+        if sim.poll() is None:
+            sim.kill()
+        w.close()
+
+
+def test_light_turns_amber_when_drift_exceeds_its_threshold(qtbot, agent: AgentProcess) -> None:
+    w = display(qtbot, agent)
+    # gradient-heated scenario: 4 Hz/min against the plan's 2 Hz/min limit; paced so the session stays open
+    sim = _simulate_in_background(agent, "--protocol", "drift", "--coils", "4", "--speed", "20", "--seed", "5")
+    try:
+        qtbot.waitUntil(lambda: w.model.light().level == "amber" and "drifting" in w.model.light().reason,
+                        timeout=BLOCK_WAIT_MS)
+        assert not w.model.ended
+    finally:
+        sim.kill()
+        sim.wait(10)
+        w.close()
