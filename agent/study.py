@@ -24,6 +24,7 @@ infusion blocks; its coefficients are reported as well.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
 import warnings
@@ -110,11 +111,13 @@ def summarise_curve(t_s: np.ndarray, values: np.ndarray, ok: np.ndarray,
     return out
 
 
-def _load_session_folder(path: Path) -> dict[str, Any]:
+def _load_session_folder(path: Path, derivative: str | None = None) -> dict[str, Any]:
     from agent.store import SessionReader
 
     r = SessionReader(path)
-    fits = r.fits()
+    if derivative and not (path / "derivatives" / derivative / "fits.jsonl").exists():
+        raise StudyError(f"session {path.name} has no derivative set {derivative!r}")
+    fits = r.fits(derivative)
     events = r.events()
     return {"id": r.header.get("session", path.name), "kit_code": r.header.get("kit_code"),
             "subject": r.header.get("subject"), "session_code": r.header.get("session_code"),
@@ -152,10 +155,11 @@ def _load_bids_fits(path: Path) -> dict[str, Any]:
             "session_code": parts.get("ses"), "fits": fits, "window_s": _infusion_window_s(events, None)}
 
 
-def summarise_session(path: str) -> dict[str, Any]:
-    """One session's summary (runs in a worker process or on a Dask worker: a plain function of a path)."""
+def summarise_session(path: str, derivative: str | None = None) -> dict[str, Any]:
+    """One session's summary (runs in a worker process or on a Dask worker: a plain function of a path).
+    `derivative`: the fits of SESSION/derivatives/<name> (e.g. a dynamic refit) instead of the agent's."""
     p = Path(path)
-    data = _load_bids_fits(p) if p.is_file() else _load_session_folder(p)
+    data = _load_bids_fits(p) if p.is_file() else _load_session_folder(p, derivative)
     t = np.array([f["t_s"] if f["t_s"] is not None else np.nan for f in data["fits"]], float)
     ok = np.array([f["ok"] for f in data["fits"]], bool)
     out = {k: data[k] for k in ("id", "kit_code", "subject", "session_code")}
@@ -172,13 +176,17 @@ def summarise_session(path: str) -> dict[str, Any]:
 
 
 def summarise_all(paths: list[str], scheduler: str | None = None, workers: int | None = None,
-                  progress: Callable[[int, int], None] | None = None) -> list[dict]:
+                  progress: Callable[[int, int], None] | None = None, derivative: str | None = None) -> list[dict]:
     """Per-session summaries in parallel: local processes, or the Dask cluster at `scheduler`."""
+    if derivative:
+        func = functools.partial(summarise_session, derivative=derivative)
+    else:
+        func = summarise_session
     if scheduler:
         from dask.distributed import Client
 
         with Client(scheduler, timeout=30) as client:
-            futures = client.map(summarise_session, paths, pure=False)
+            futures = client.map(func, paths, pure=False)
             results = client.gather(futures)
         if progress:
             progress(len(results), len(paths))
@@ -188,13 +196,13 @@ def summarise_all(paths: list[str], scheduler: str | None = None, workers: int |
     if workers == 1 or len(paths) == 1:
         results = []
         for p in paths:
-            results.append(summarise_session(p))
+            results.append(func(p))
             if progress:
                 progress(len(results), len(paths))
         return results
     results = []
     with ProcessPoolExecutor(workers) as ex:
-        for r in ex.map(summarise_session, paths):
+        for r in ex.map(func, paths):
             results.append(r)
             if progress:
                 progress(len(results), len(paths))
@@ -420,11 +428,12 @@ def plot_study(result: dict, path: Path, measure: str = PRIMARY) -> None:
 
 def run_study(root: str | Path, key_path: str | Path | None = None, scheduler: str | None = None,
               out_dir: str | Path | None = None, workers: int | None = None,
-              progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+              progress: Callable[[int, int], None] | None = None, derivative: str | None = None) -> dict[str, Any]:
     paths = find_sessions(root)
     key = read_key(key_path) if key_path else None
-    summaries = summarise_all(paths, scheduler=scheduler, workers=workers, progress=progress)
+    summaries = summarise_all(paths, scheduler=scheduler, workers=workers, progress=progress, derivative=derivative)
     result = analyse(summaries, key)
+    result["derivative"] = derivative
     out = Path(out_dir) if out_dir else Path(root) / "study-results"
     out.mkdir(parents=True, exist_ok=True)
     write_table(result["summaries"], out / "sessions.tsv")

@@ -157,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--key", default=None)
     s.add_argument("--scheduler", default=None, help="Dask scheduler address (default: local processes)")
     s.add_argument("--out", default=None)
+    s.add_argument("--derivative", default=None,
+                   help="analyse each session's derivatives/<NAME> fits (e.g. a dynamic refit)")
     s.add_argument("--json", action="store_true")
 
     s = _sub(subs, "simulate-study", "Simulate a crossover study: stored sessions, key file, truth.",

@@ -13,14 +13,14 @@ def run(args) -> int:
     from agent.study import _json_default, run_study
 
     if args.json:
-        result = run_study(args.root, args.key, args.scheduler, args.out)
+        result = run_study(args.root, args.key, args.scheduler, args.out, derivative=args.derivative)
         print(json.dumps(result, default=_json_default))
         return 0
     from rich.progress import Progress
 
     with Progress(transient=True) as bar:
         task = bar.add_task("summarising sessions", total=None)
-        result = run_study(args.root, args.key, args.scheduler, args.out,
+        result = run_study(args.root, args.key, args.scheduler, args.out, derivative=args.derivative,
                            progress=lambda done, total: bar.update(task, completed=done, total=total))
     print(f"{result['sessions']} sessions; table {result['outputs']['table']}, figure {result['outputs']['figure']}")
     ce = result.get("condition_effect")

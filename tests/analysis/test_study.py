@@ -147,3 +147,26 @@ def test_blinded_study_without_key_has_no_condition_effect(study):
     root, _ = study
     result = analyse(summarise_all(find_sessions(root / "sessions")[:4], workers=1))
     assert result["condition_effect"] is None and "condition" not in result["summaries"][0]
+
+
+def test_study_can_analyse_a_derivative_set(study, tmp_path):
+    import shutil
+
+    from agent.study import StudyError, summarise_session
+
+    root, _ = study
+    src = Path(find_sessions(root / "sessions")[0])
+    folder = tmp_path / src.name
+    shutil.copytree(src, folder)
+    with pytest.raises(StudyError, match="no derivative set"):
+        summarise_session(str(folder), derivative="refit-dynamic-001")
+    deriv = folder / "derivatives" / "refit-dynamic-001"
+    deriv.mkdir(parents=True)
+    rows = [json.loads(line) for line in (folder / "fits.jsonl").read_text().splitlines()]
+    for r in rows:  # a derivative with every ratio 10 % higher: the percent changes are unchanged
+        r["ratios"] = {k: 1.1 * v for k, v in r["ratios"].items()}
+    (deriv / "fits.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    a = summarise_session(str(folder))["measures"]["Glu/tCr"]
+    b = summarise_session(str(folder), derivative="refit-dynamic-001")["measures"]["Glu/tCr"]
+    assert b["baseline"] == pytest.approx(1.1 * a["baseline"])
+    assert b["mean_infusion_pct"] == pytest.approx(a["mean_infusion_pct"])
