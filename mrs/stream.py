@@ -219,13 +219,16 @@ class BlockProcessor:
 
     def _process(self, seq: int, t_s: float, fid: np.ndarray) -> list[dict]:
         ref = self._reference()
-        wet = water_dominates(fid, self.dwell_s, self.cf_mhz, self.centre_ppm)
-        if wet:  # a residual-water burst: its tail would corrupt the shift, scale and the reference
-            fid, _ = remove_water(fid, self.dwell_s, self.cf_mhz, self.centre_ppm, n_points=256)
-            wet = water_dominates(fid, self.dwell_s, self.cf_mhz, self.centre_ppm)
         recent = [f for _, f in self._freq_t[-8:] if f is not None and np.isfinite(f)]
-        reg = self.aligner.register(fid, ref, remove_smooth=wet,
-                                    center_hz=float(np.median(recent)) if recent else 0.0)
+        drift_hz = float(np.median(recent)) if recent else 0.0
+        # Where water sits now: the drift moves it with the metabolites (a fixed band would, after a
+        # large drift, take a metabolite line for water).
+        centre_now = self.centre_ppm - drift_hz / self.cf_mhz
+        wet = water_dominates(fid, self.dwell_s, self.cf_mhz, centre_now)
+        if wet:  # a residual-water burst: its tail would corrupt the shift, scale and the reference
+            fid, _ = remove_water(fid, self.dwell_s, self.cf_mhz, centre_now, n_points=256)
+            wet = water_dominates(fid, self.dwell_s, self.cf_mhz, centre_now)
+        reg = self.aligner.register(fid, ref, remove_smooth=wet, center_hz=drift_hz)
         ref_w = self.aligner.window_spectrum(ref)
         x_w = self.aligner.window_spectrum(reg.fid)
         noise_var = self._noise_var(fid)

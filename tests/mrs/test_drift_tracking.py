@@ -35,12 +35,13 @@ def run(n_metabolite: int, centre_tracking: bool, monkeypatch) -> tuple[np.ndarr
     return e, t, n_metabolite - len(seqs)
 
 
-def test_alignment_follows_a_40_hz_drift(monkeypatch):
-    e, t, rejected = run(360, True, monkeypatch)
-    assert np.ptp(t) > 40  # the drift really leaves the +-30 Hz search window
+def test_alignment_follows_a_70_hz_drift(monkeypatch):
+    # 560 transients: 70+ Hz, so metabolite lines also cross where water sat (the water band moves too)
+    e, t, rejected = run(560, True, monkeypatch)
+    assert np.ptp(t) > 70  # the drift really leaves the +-30 Hz search window
     err = e - t
     err -= np.median(err)
-    assert np.sqrt(np.mean(err**2)) < 1.5 and rejected < 0.05 * 360
+    assert np.sqrt(np.mean(err**2)) < 1.5 and rejected < 0.05 * 560
 
 
 def test_without_tracking_the_same_drift_is_lost(monkeypatch):
