@@ -241,7 +241,7 @@ def refit(session_dir: str | Path, block: int | None = None, window: int | None 
 
 
 def _dynamic_rows(proc, blocks: list[tuple[dict, tuple | None]], smooth_s: float) -> list[dict]:
-    from mrs.dynamic import dynamic_fit, quantities
+    from mrs.dynamic import abrupt_outliers, dynamic_fit, quantities
 
     fitted = [(r, rec) for r, rec in blocks if rec is not None]
     if len(fitted) < 2:
@@ -250,7 +250,10 @@ def _dynamic_rows(proc, blocks: list[tuple[dict, tuple | None]], smooth_s: float
     fids = np.array([rec[0] for _, rec in fitted])
     ok = np.array([bool(rec[1].success) and (r.get("qc") or {}).get("fit_status") == "ok" for r, rec in fitted])
     t_s = np.array([r["t_s"] for r, _ in fitted], float)
-    dyn = dynamic_fit(fitter, fids, [rec[1] for _, rec in fitted], t_s, ok, smooth_s=smooth_s)
+    # Motion broadens the lines of a block or two: those blocks keep their own lineshape.
+    fwhm = np.array([(r.get("qc") or {}).get("naa_fwhm_hz") for r, _ in fitted], dtype=float)
+    dyn = dynamic_fit(fitter, fids, [rec[1] for _, rec in fitted], t_s, ok, smooth_s=smooth_s,
+                      keep_own=abrupt_outliers(fwhm, t_s, smooth_s))
     by_id = {id(r): i for i, (r, _) in enumerate(fitted)}
     rows = []
     for r, rec in blocks:

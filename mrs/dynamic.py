@@ -21,9 +21,10 @@ of them (treated as alike), so that term shrinks by n_eff:
 
     cov_dynamic = cov_conditional + (cov_block - cov_conditional) / n_eff
 
-n_eff = 1 gives back the block-by-block CRLB. A block whose lines really differ (motion) raises the
-fit's cost by more than fixing k widths can by chance (chi2(k) + 4 SD): it keeps its own block fit
-and is left out of the smoothing. Only the fitter's public interface is used (`fit`,
+n_eff = 1 gives back the block-by-block CRLB. A block whose lines really differ (motion) keeps its
+own block fit and is left out of the smoothing: the caller names such blocks (`keep_own`, e.g. from
+`abrupt_outliers` of the NAA linewidth), and any block whose cost rises by more than fixing k widths
+can by chance (chi2(k) + 4 SD) is added. Only the fitter's public interface is used (`fit`,
 `param_names`, `lo`, `hi`, `free`; FitResult `conc`, `cov`, `x`).
 """
 
@@ -84,8 +85,23 @@ def _held_fitter(fitter, shared: np.ndarray, values: np.ndarray):
     return f
 
 
+def abrupt_outliers(values: np.ndarray, t_s: np.ndarray, smooth_s: float, floor: float = 0.5,
+                    n_sd: float = 3.0) -> np.ndarray:
+    """Blocks whose value (e.g. NAA FWHM, Hz) departs from its kernel-smoothed trajectory (the same
+    smoothing as the widths) by more than max(floor, n_sd x the block-to-block noise); the noise is
+    taken from successive differences (robust to trends and steps). Slow trends pass."""
+    v = np.asarray(values, float)
+    good = np.isfinite(v)
+    if good.sum() < 3:
+        return np.zeros(v.size, bool)
+    smooth, _ = smooth_parameters(np.where(good, v, 0.0)[:, None], t_s, good, smooth_s)
+    dev = np.abs(v - smooth[:, 0])
+    noise = 1.4826 * float(np.median(np.abs(np.diff(v[good])))) / np.sqrt(2.0)
+    return good & (dev > max(floor, n_sd * noise))
+
+
 def dynamic_fit(fitter, fids: np.ndarray, block_fits: list, t_s: np.ndarray, ok: np.ndarray | None = None,
-                smooth_s: float = 300.0) -> DynamicResult:
+                smooth_s: float = 300.0, keep_own: np.ndarray | None = None) -> DynamicResult:
     """Refit B block-averaged FIDs (B, N) with linewidths smoothed over their block fits (FitResults)."""
     fids = np.asarray(fids, complex)
     b_n = fids.shape[0]
@@ -99,7 +115,7 @@ def dynamic_fit(fitter, fids: np.ndarray, block_fits: list, t_s: np.ndarray, ok:
     # smooth lineshape: its cost rises by far more than the chi2(k) that fixing k widths costs by
     # chance. Such blocks keep their own fit and are left out of the smoothing (second pass).
     limit = k_shared + 4.0 * np.sqrt(2.0 * max(k_shared, 1))
-    own = np.zeros(b_n, bool)
+    own = np.zeros(b_n, bool) if keep_own is None else np.asarray(keep_own, bool) & ok
     for _ in range(2):
         xs_smooth, n_eff = smooth_parameters(x_blocks, t_s, ok & ~own, smooth_s)
         results = [_held_fit(fitter, shared, fids[b], x_blocks[b], xs_smooth[b]) for b in range(b_n)]

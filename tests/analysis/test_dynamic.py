@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mrs.dynamic import dynamic_fit, quantities, smooth_parameters
+from mrs.dynamic import abrupt_outliers, dynamic_fit, quantities, smooth_parameters
 from mrs.fit import LCFitter
 from mrs.fit.toy import TYPICAL_MM, synth_fid, toy_basis
 
@@ -57,3 +57,9 @@ def test_smoothing_kernel_weights():
     x = np.array([[0.0, 1.0], [0.0, 3.0], [0.0, np.nan]])
     xs, n_eff = smooth_parameters(x, np.array([0.0, 1.0, 2.0]), np.array([True, True, True]), np.inf)
     assert np.allclose(xs[:, 1], 2.0) and np.allclose(n_eff, 2.0)  # the failed block is ignored
+
+
+def test_abrupt_linewidth_changes_are_flagged_slow_trends_are_not():
+    fwhm = 6.0 + 0.02 * np.arange(30) + np.random.default_rng(1).normal(0, 0.05, 30)  # slow drift
+    fwhm[12:14] += 1.2                                                                  # motion
+    assert list(np.nonzero(abrupt_outliers(fwhm, np.arange(30) * 64.0, 300.0))[0]) == [12, 13]

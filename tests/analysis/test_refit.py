@@ -68,6 +68,9 @@ def test_dynamic_refit_writes_per_block_results_with_joint_crlb(session_copy):
         if i in shared:
             assert dyn[i]["qc"]["dynamic_n_eff"] > 1.0
             assert 0 < dyn[i]["ratios_sd"]["Glu/tCr"] < blk[i]["ratios_sd"]["Glu/tCr"]
-            assert dyn[i]["ratios"]["Glu/tCr"] == pytest.approx(median, rel=0.2)  # same scale as block fits
         else:
             assert dyn[i]["ratios"]["Glu/tCr"] == blk[i]["ratios"]["Glu/tCr"]
+    # Same scale as the block fits. (Not per block: a block hit by the simulated motion that neither
+    # criterion flags can move by ~15 %, a known limitation, see docs/analysis.md.)
+    dyn_median = float(np.median([dyn[i]["ratios"]["Glu/tCr"] for i in shared]))
+    assert dyn_median == pytest.approx(median, rel=0.08)
