@@ -38,13 +38,16 @@ def test_replayed_session_is_stored_bit_exact_and_refits_to_the_same_numbers(sto
         assert copy.flags(int(b["seq"])) == original.flags(int(a["seq"]))
         assert np.array_equal(copy.transient(int(b["seq"])), original.transient(int(a["seq"])))
     assert [e["kind"] for e in copy.events()] == [e["kind"] for e in original.events()]
+    # The fitter works in float32 (model FFTs): another process may differ in the last digits, which
+    # ill-determined components (lipids) amplify. Same numbers = equal to within 1 % of their CRLB.
     for fa, fb in zip(original.fits(), copy.fits(), strict=True):
         assert fb["block"] == fa["block"] and fb["n_transients"] == fa["n_transients"]
         assert fb["qc"]["fit_status"] == fa["qc"]["fit_status"]
-        for name, value in fa["ratios"].items():
-            assert fb["ratios"][name] == pytest.approx(value, rel=1e-6, abs=1e-9), (fa["block"], name)
-        for name, value in fa["conc"].items():
-            assert fb["conc"][name] == pytest.approx(value, rel=1e-6, abs=1e-9), (fa["block"], name)
+        for key, sd_key in (("ratios", "ratios_sd"), ("conc", "sd")):
+            for name, value in fa[key].items():
+                tol = max(0.01 * (fa[sd_key].get(name) or 0.0), 1e-6 * abs(value), 1e-9)
+                assert fb[key][name] == pytest.approx(value, abs=tol), (fa["block"], name)
+        assert fb["ratios"]["Glu/tCr"] == pytest.approx(fa["ratios"]["Glu/tCr"], rel=1e-4)
 
 
 def test_nifti_mrs_file_replays_as_metabolite_transients(stored_session, tmp_path):
