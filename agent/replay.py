@@ -24,7 +24,7 @@ import numpy as np
 
 from agent.export import load_nifti_mrs
 from agent.store import SessionReader
-from protocols.sender import Sender
+from protocols.sender import Sender, StreamReport
 from protocols.wire import encode, encode_transient
 
 START_FIELDS = ("spectrometer_frequency_mhz", "nucleus", "dwell_time_s", "points", "coils", "echo_time_s",
@@ -35,16 +35,6 @@ START_FIELDS = ("spectrometer_frequency_mhz", "nucleus", "dwell_time_s", "points
 class ReplayError(ValueError):
     """The source cannot be replayed."""
 
-
-@dataclass
-class ReplayReport:
-    session: str
-    transients: int = 0
-    events: int = 0
-    last_seq: int = -1
-    acknowledged: bool = False
-    refused: list | None = None
-    wall_s: float = 0.0
 
 
 @dataclass
@@ -118,11 +108,11 @@ def _paced(items: list[_Item], speed: float, sender: Sender, wall0: float) -> It
 
 
 def replay(source: str | Path, address: str, speed: float = float("inf"), session_id: str | None = None,
-           progress: Callable[[int, int], None] | None = None, flush_timeout_s: float = 600.0) -> ReplayReport:
+           progress: Callable[[int, int], None] | None = None, flush_timeout_s: float = 600.0) -> StreamReport:
     header, items, end_s, name = load_source(source)
     sid = session_id or f"{name}-replay"
     start_ns = time.time_ns()
-    report = ReplayReport(sid)
+    report = StreamReport(sid)
     wall0 = time.monotonic()
     n_tr = sum(1 for it in items if it.kind == "transient")
     seq = 0
@@ -146,6 +136,7 @@ def replay(source: str | Path, address: str, speed: float = float("inf"), sessio
         report.last_seq = seq
         report.acknowledged = sender.flush(flush_timeout_s)
         report.refused = list(sender.refused)
+        report.reconnects, report.resends = sender.reconnects, sender.resends
     if progress:
         progress(report.transients, n_tr)
     report.wall_s = time.monotonic() - wall0

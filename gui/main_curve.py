@@ -15,7 +15,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from gui.drawing import cache_text_items, set_y_sticky
-from gui.model import SessionModel, percent_change
+from gui.model import DrawnVersions, SessionModel, percent_change
 from gui.theme import AXIS_PT, TITLE_PT, Theme
 
 DENSE_POINTS = 400   # above this many blocks the measure draws as a line, not as spots
@@ -98,7 +98,7 @@ class MainCurvePanel(QtWidgets.QWidget):
     def __init__(self, model: SessionModel, theme: Theme, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
         self.model, self.t = model, theme
-        self._drawn: dict[str, int] = {}
+        self._versions = DrawnVersions(model)
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(2)
@@ -204,27 +204,18 @@ class MainCurvePanel(QtWidgets.QWidget):
         return int(self.model.col("block")[i]) if abs(t[i] - t_min) <= max_dx else None
 
     # ---- redraw ----
-    def _changed(self, *aspects: str) -> bool:
-        changed = False
-        for a in aspects:
-            v = self.model.version(a)
-            if self._drawn.get(a) != v:
-                self._drawn[a] = v
-                changed = True
-        return changed
-
     def refresh(self) -> None:
-        if self._changed("session"):
+        if self._versions.changed("session"):
             self._draw_plan()
-        measures_changed = self._changed("results", "measure")
+        measures_changed = self._versions.changed("results", "measure")
         if measures_changed:
             self._fill_combo()
-        events_changed = self._changed("events")
+        events_changed = self._versions.changed("events")
         if events_changed:
             self._draw_events()
         if measures_changed or events_changed:
             self._draw_data()
-        if self._changed("selection"):
+        if self._versions.changed("selection"):
             self._draw_selection()
 
     def _fill_combo(self) -> None:

@@ -635,3 +635,21 @@ class SessionModel:
         if block != self.selected_block:
             self.selected_block = None if block is None else int(block)
             self._emit("selection")
+
+
+class DrawnVersions:
+    """What a view has drawn: `changed(*aspects)` is True once for each new version of any aspect,
+    so a timer-driven view redraws only what the model really changed."""
+
+    def __init__(self, model: SessionModel) -> None:
+        self.model = model
+        self._drawn: dict[str, int] = {}
+
+    def changed(self, *aspects: str) -> bool:
+        changed = False
+        for a in aspects:
+            v = self.model.version(a)
+            if self._drawn.get(a) != v:
+                self._drawn[a] = v
+                changed = True
+        return changed

@@ -13,7 +13,7 @@ from PySide6 import QtCore, QtGui
 
 from gui.drawing import cache_text_items, set_y_sticky
 from gui.main_curve import DENSE_POINTS
-from gui.model import SessionModel
+from gui.model import DrawnVersions, SessionModel
 from gui.theme import AXIS_PT, COMPONENT_CYCLE, Theme
 
 # (column, title, unit, threshold key, symmetric threshold)
@@ -32,7 +32,7 @@ class QualityPanel(pg.GraphicsLayoutWidget):
         super().__init__()
         self.setBackground(theme.background)
         self.model, self.t = model, theme
-        self._drawn: dict[str, int] = {}
+        self._versions = DrawnVersions(model)
         self.plots: dict[str, pg.PlotItem] = {}
         self.curves: dict[str, pg.PlotDataItem] = {}
         self.over: dict[str, pg.PlotDataItem] = {}
@@ -91,19 +91,10 @@ class QualityPanel(pg.GraphicsLayoutWidget):
         for p in self.plots.values():
             p.setXRange(float(x_range[0]), float(x_range[1]), padding=0)
 
-    def _changed(self, *aspects: str) -> bool:
-        changed = False
-        for a in aspects:
-            v = self.model.version(a)
-            if self._drawn.get(a) != v:
-                self._drawn[a] = v
-                changed = True
-        return changed
-
     def refresh(self) -> None:
-        if self._changed("session"):
+        if self._versions.changed("session"):
             self._draw_thresholds()
-        if self._changed("results", "measure"):
+        if self._versions.changed("results", "measure"):
             self._draw_traces()
 
     def _title(self, col: str, text: str) -> None:

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 
-
 def ensure_qt_platform() -> None:
     """Use the offscreen platform when there is no display (a server, CI, an ssh session)."""
     if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):

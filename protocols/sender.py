@@ -12,7 +12,7 @@ import logging
 import random
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import zmq
@@ -33,6 +33,21 @@ RETRY_CODES = {"STORE_FAILED", "UNKNOWN_SESSION", "GAP"}
 
 class SenderError(RuntimeError):
     pass
+
+
+@dataclass
+class StreamReport:
+    """What one sending run achieved: a simulated session, a replay, a scanner's session."""
+
+    session: str
+    transients: int = 0
+    events: int = 0
+    last_seq: int = -1
+    reconnects: int = 0
+    resends: int = 0
+    refused: list[dict] = field(default_factory=list)
+    wall_s: float = 0.0
+    acknowledged: bool = False
 
 
 @dataclass

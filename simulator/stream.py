@@ -10,27 +10,13 @@ import heapq
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from protocols.plan import SessionPlan
-from protocols.sender import CurveClientKeys, Faults, Sender
+from protocols.sender import CurveClientKeys, Faults, Sender, StreamReport
 from protocols.wire import encode, encode_transient
 
 log = logging.getLogger("mrsmon.simulator")
-
-
-@dataclass
-class StreamReport:
-    session: str
-    transients: int = 0
-    events: int = 0
-    last_seq: int = -1
-    reconnects: int = 0
-    resends: int = 0
-    refused: list[dict] = field(default_factory=list)
-    wall_s: float = 0.0
-    acknowledged: bool = False
 
 
 def parse_speed(speed: str | float) -> float:
