@@ -12,7 +12,6 @@ import multiprocessing as mp
 import os
 import signal
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import zmq
@@ -44,6 +43,8 @@ def _child_main(notes_addr: str, results_addr: str, basis_spec: str, block: int 
     notes.connect(notes_addr)
     results = ctx.socket(zmq.PUSH)
     results.connect(results_addr)
+    # Both links are up: tell the agent, which then (re)submits every unfinished session to replay.
+    results.send_multipart([b"_hello", b"{}"])
 
     def publish(topic: str, obj: dict) -> None:
         results.send_multipart([topic.encode(), json.dumps(obj, allow_nan=False).encode()])
@@ -67,20 +68,20 @@ def _child_main(notes_addr: str, results_addr: str, basis_spec: str, block: int 
 class PipelineProcess:
     """The agent-side handle: `submit(note)` from the poll thread; results arrive on `results_socket`."""
 
-    def __init__(self, ctx: zmq.Context, basis_spec: str = "auto", block: int | None = None,
-                 on_restart: Callable[[], None] | None = None):
+    def __init__(self, ctx: zmq.Context, basis_spec: str = "auto", block: int | None = None):
         self._dir = tempfile.mkdtemp(prefix="mrsmon-pipe-")
         self.notes_addr = f"ipc://{self._dir}/notes"
         self.results_addr = f"ipc://{self._dir}/results"
         self.notes = ctx.socket(zmq.PUSH)
         self.notes.linger = 0
+        self.notes.sndhwm = 200_000  # ~100 h of transient notes: a slow pipeline never makes us drop one
         self.notes.bind(self.notes_addr)
         self.results_socket = ctx.socket(zmq.PULL)
         self.results_socket.linger = 0
         self.results_socket.bind(self.results_addr)
         self.basis_spec, self.block = basis_spec, block
-        self.on_restart = on_restart
         self.restarts = 0
+        self.dropped = 0
         self._start()
 
     def _start(self) -> None:
@@ -91,7 +92,14 @@ class PipelineProcess:
         self.proc.start()
 
     def submit(self, note: dict) -> None:
-        self.notes.send(_note_to_json(note))
+        """Never blocks the agent's loop. With no pipeline process connected (it died and is being
+        restarted) the note is dropped: the new process says hello, gets every unfinished session
+        resubmitted and replays it from disk, so nothing is lost."""
+        try:
+            self.notes.send(_note_to_json(note), zmq.NOBLOCK)
+        except zmq.Again:
+            self.dropped += 1
+            self.check_alive()
 
     def check_alive(self) -> bool:
         """Restart a dead pipeline process; True if it had to."""
@@ -101,8 +109,6 @@ class PipelineProcess:
                   self.proc.exitcode)
         self.restarts += 1
         self._start()
-        if self.on_restart:
-            self.on_restart()
         return True
 
     def stop(self, timeout_s: float = 30.0) -> None:

@@ -100,8 +100,7 @@ class Agent:
         if self.config.fit:
             from agent.pipeline_process import PipelineProcess
 
-            self.pipeline = PipelineProcess(self.ctx, self.config.basis, self.config.block,
-                                            on_restart=self._resubmit_unfinished)
+            self.pipeline = PipelineProcess(self.ctx, self.config.basis, self.config.block)
         for sid in self.ingest.open_unfinished():
             log.info("reopened unfinished session %s", sid)
             self._load_results(sid)
@@ -202,7 +201,8 @@ class Agent:
             self.pipeline.submit(note)
 
     def _resubmit_unfinished(self) -> None:
-        """A new pipeline process knows nothing: reopen every session it had not finished."""
+        """A new pipeline process knows nothing: reopen every session it had not finished (it replays
+        them from disk, so notes dropped while no process was connected are not lost)."""
         for sid, ended in self._unfinished.items():
             self._to_pipeline({"kind": "open", "session": sid, "seq": 0})
             if ended:
@@ -215,6 +215,9 @@ class Agent:
                 topic, body = self.pipeline.results_socket.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
+            if topic == b"_hello":  # a (re)started pipeline process: give it every unfinished session
+                self._resubmit_unfinished()
+                continue
             if topic.startswith(b"_"):
                 continue
             obj = json.loads(body)

@@ -36,7 +36,7 @@ def _assert_blinded(out: Path) -> None:
 @pytest.mark.timeout(900)
 def test_small_simulated_study_runs_end_to_end(tmp_path):
     """Two participants of 3-minute sessions: stored, fitted, blinded; the study runs on them."""
-    from conftest import MINI
+    from study_plans import MINI
 
     plan_path = tmp_path / "mini.toml"
     plan_path.write_text(_toml(MINI))
