@@ -26,17 +26,22 @@ def test_killed_pipeline_process_is_restarted_and_every_block_is_fitted_once(tmp
         sim = subprocess.Popen([sys.executable, "-m", "mrsmon", "simulate", "--connect", agent.listen, "--protocol",
                                 "quick", "--speed", "30", "--session", "pp", "--transients", "100"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 120
-        while not (tmp_path / "s" / "pp" / "fits.jsonl").exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        child = pipeline_child(agent.proc.pid)
-        assert child is not None
-        os.kill(child, signal.SIGKILL)
-        out, err = sim.communicate(timeout=180)
-        assert sim.returncode == 0, err  # ingest never noticed
-        expected = (100 - 5) // 8 + (1 if (100 - 5) % 8 >= 4 else 0)
-        while len(SessionReader(tmp_path / "s" / "pp").fits()) < expected and time.monotonic() < deadline + 120:
-            time.sleep(0.5)
+        try:
+            deadline = time.monotonic() + 120
+            while not (tmp_path / "s" / "pp" / "fits.jsonl").exists() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            child = pipeline_child(agent.proc.pid)
+            assert child is not None
+            os.kill(child, signal.SIGKILL)
+            out, err = sim.communicate(timeout=180)
+            assert sim.returncode == 0, err  # ingest never noticed
+            expected = (100 - 5) // 8 + (1 if (100 - 5) % 8 >= 4 else 0)
+            while len(SessionReader(tmp_path / "s" / "pp").fits()) < expected and time.monotonic() < deadline + 120:
+                time.sleep(0.5)
+        finally:
+            if sim.poll() is None:
+                sim.kill()
+                sim.wait(10)
         log = agent.log()
     fits = SessionReader(tmp_path / "s" / "pp").fits()
     assert "pipeline process exited" in log
