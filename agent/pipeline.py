@@ -24,6 +24,7 @@ from agent.store import RECORD_HEADER, SessionReader, read_jsonl
 
 log = logging.getLogger("mrsmon.agent.pipeline")
 MAX_PENDING = 256  # out-of-order notes held back waiting for a resend before the gap is skipped
+DEFAULT_REFERENCE_BLOCKS = 8  # a plan without `reference_blocks`: session reference from 8 blocks
 
 
 @dataclass
@@ -34,7 +35,8 @@ class _SessionState:
     fd: int
     next_seq: int = 1
     pending: dict[int, dict] = field(default_factory=dict)
-    skip_blocks: int = 0          # blocks already on disk from before a restart
+    skip_blocks: int = 0          # block results already on disk from before a restart
+    block_outputs: int = 0        # block results the processor has produced (revisions included)
     skip_transients_upto: int = -1
     transients_file: Any = None
     done: set[int] = field(default_factory=set)  # seqs processed, or seen and needing no processing
@@ -118,7 +120,8 @@ class Pipeline:
         plan = reader.plan or {}
         block = self.block_transients or int(plan.get("block_transients", 32))
         window = tuple(plan.get("fit_window_ppm", (0.2, 4.2)))
-        processor = self._factory(header, block, window, plan.get("alarms"))
+        processor = self._factory(header, block, window, plan.get("alarms"),
+                                  int(plan.get("reference_blocks", DEFAULT_REFERENCE_BLOCKS)))
         (folder / "spectra").mkdir(exist_ok=True)
         st = _SessionState(folder, header, processor, os.open(folder / "raw.log", os.O_RDONLY | os.O_CREAT))
         st.done.add(0)  # SESSION_START
@@ -140,10 +143,12 @@ class Pipeline:
             self._advance(st, force=True)
         return st
 
-    def _block_processor(self, header: dict, block: int, window: tuple, alarms: dict | None):
+    def _block_processor(self, header: dict, block: int, window: tuple, alarms: dict | None,
+                         reference_blocks: int = 0):
         from mrs.stream import BlockProcessor  # lazy: heavy imports only when fitting
 
-        processor = BlockProcessor(header, self._load_basis(), block, window_ppm=window, alarms=alarms)
+        processor = BlockProcessor(header, self._load_basis(), block, window_ppm=window, alarms=alarms,
+                                   reference_blocks=reference_blocks)
         _ = processor.fitter  # build the basis and fitter at session start, not when the first block is due
         return processor
 
@@ -187,7 +192,10 @@ class Pipeline:
                     st.transients_file.flush()
             elif out["kind"] == "block":
                 result = out["result"]
-                if result["block"] < st.skip_blocks:
+                st.block_outputs += 1
+                # a resumed session replays its processing: results already stored are not repeated
+                # (counted in output order, since a revision repeats an earlier block's index)
+                if st.block_outputs <= st.skip_blocks:
                     continue
                 if arrived is not None:
                     result["latency_ms"] = round((time.monotonic() - arrived) * 1000, 3)

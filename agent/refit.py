@@ -34,44 +34,22 @@ class RefitError(ValueError):
 
 
 # ------------------------------------------------------------------------------ processor pieces
-class _RecordingFitter:
-    """Passes every call to the real fitter and keeps (averaged FID, result) of each block fit."""
-
-    def __init__(self, fitter, records: list) -> None:
-        self._fitter = fitter
-        self._records = records
-
-    def fit(self, fid, x0=None):
-        res = self._fitter.fit(fid, x0=x0)
-        self._records.append((np.array(fid, complex), res))
-        return res
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._fitter, name)
+DEFAULT_REFERENCE_BLOCKS = 8  # as the agent's pipeline: a plan without `reference_blocks`
 
 
 def make_processor(header: dict, plan: dict | None, basis, block: int | None = None, step: int | None = None,
                    record: bool = False):
+    """The agent's BlockProcessor with the plan's settings; `record`: it keeps (block, averaged FID,
+    FitResult) of every fit it publishes in `processor.records` (the dynamic fit starts from them)."""
     from mrs.stream import BlockProcessor
 
     plan = plan or {}
     n_block = int(block or plan.get("block_transients", 32))
     window = tuple(plan.get("fit_window_ppm", (0.2, 4.2)))
-    if not record:
-        return BlockProcessor(header, basis, n_block, window_ppm=window, alarms=plan.get("alarms"), step=step)
-
-    class _Recording(BlockProcessor):
-        @property
-        def fitter(self):
-            real = BlockProcessor.fitter.fget(self)
-            if real is None:
-                return None
-            if getattr(self, "_recording", None) is None:
-                self._recording = _RecordingFitter(real, self.records)
-            return self._recording
-
-    proc = _Recording(header, basis, n_block, window_ppm=window, alarms=plan.get("alarms"), step=step)
-    proc.records = []
+    proc = BlockProcessor(header, basis, n_block, window_ppm=window, alarms=plan.get("alarms"), step=step,
+                          reference_blocks=int(plan.get("reference_blocks", DEFAULT_REFERENCE_BLOCKS)))
+    if record:
+        proc.records = []
     return proc
 
 
@@ -121,7 +99,8 @@ class OutputWriter:
 def process_session(reader: SessionReader, processor, on_block: Callable[[dict, tuple | None], None],
                     on_transient: Callable[[list[dict]], None] | None = None,
                     progress: Progress | None = None) -> int:
-    """Feed every stored transient in seq order; `on_block(result, (fid, fit_result) or None)`."""
+    """Feed every stored transient in seq order; `on_block(result, (fid, fit_result) or None)` for
+    every block result in output order (a revised block comes again, later, with `revision`)."""
     records = getattr(processor, "records", None)
     seqs = reader.index["seq"]
     total = len(seqs)
@@ -131,14 +110,13 @@ def process_session(reader: SessionReader, processor, on_block: Callable[[dict, 
         nonlocal n_blocks
         if on_transient:
             on_transient(outputs)
-        blocks = [o["result"] for o in outputs if o["kind"] == "block"]
-        new = records[before:] if records is not None else []
-        # Each fitted block made exactly one fitter call, in order; failed blocks made none.
-        fitted = [b for b in blocks if (b.get("qc") or {}).get("fit_ms") is not None]
-        pairs = dict(zip([id(b) for b in fitted], new, strict=False)) if len(new) == len(fitted) else {}
-        for b in blocks:
-            on_block(b, pairs.get(id(b)))
-            n_blocks += 1
+        # the fits made while producing these outputs, by block index (the last one is published)
+        fits = {index: (fid, res) for index, fid, res in (records[before:] if records is not None else [])}
+        for o in outputs:
+            if o["kind"] == "block":
+                b = o["result"]
+                on_block(b, fits.get(b["block"]) if (b.get("qc") or {}).get("fit_ms") is not None else None)
+                n_blocks += 1
 
     for i, seq in enumerate(seqs):
         s = int(seq)
@@ -149,6 +127,12 @@ def process_session(reader: SessionReader, processor, on_block: Callable[[dict, 
     before = len(records) if records is not None else 0
     handle(processor.flush(), before)
     return n_blocks
+
+
+def latest_revisions(blocks: list[tuple[dict, Any]]) -> list[tuple[dict, Any]]:
+    """One entry per block index, the last result given for it, in block order."""
+    last = {b["block"]: (b, rec) for b, rec in blocks}
+    return [last[k] for k in sorted(last)]
 
 
 # ------------------------------------------------------------------------------ primary fits
@@ -215,6 +199,7 @@ def refit(session_dir: str | Path, block: int | None = None, window: int | None 
     proc = make_processor(reader.header, reader.plan, basis_obj, n_block, step if window else None, record=dynamic)
     blocks: list[tuple[dict, tuple | None]] = []
     process_session(reader, proc, lambda r, rec: blocks.append((r, rec)), progress=progress)
+    blocks = latest_revisions(blocks)
     t_blocks = time.perf_counter() - t0
     t1 = time.perf_counter()
     if dynamic:
@@ -246,14 +231,16 @@ def _dynamic_rows(proc, blocks: list[tuple[dict, tuple | None]], smooth_s: float
     fitted = [(r, rec) for r, rec in blocks if rec is not None]
     if len(fitted) < 2:
         raise RefitError("the dynamic fit needs at least two fitted blocks")
-    fitter = proc.fitter._fitter  # the real LCFitter behind the recorder
+    fitter = proc.fitter
     fids = np.array([rec[0] for _, rec in fitted])
     ok = np.array([bool(rec[1].success) and (r.get("qc") or {}).get("fit_status") == "ok" for r, rec in fitted])
     t_s = np.array([r["t_s"] for r, _ in fitted], float)
     # Motion broadens the lines of a block or two: those blocks keep their own lineshape.
     fwhm = np.array([(r.get("qc") or {}).get("naa_fwhm_hz") for r, _ in fitted], dtype=float)
+    with_reference = all((r.get("qc") or {}).get("reference") == "session" for r, _ in fitted)
     dyn = dynamic_fit(fitter, fids, [rec[1] for _, rec in fitted], t_s, ok, smooth_s=smooth_s,
-                      keep_own=abrupt_outliers(fwhm, t_s, smooth_s))
+                      keep_own=abrupt_outliers(fwhm, t_s, smooth_s),
+                      hold=fitter.session_mask() if with_reference else None)
     by_id = {id(r): i for i, (r, _) in enumerate(fitted)}
     rows = []
     for r, rec in blocks:

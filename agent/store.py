@@ -303,9 +303,16 @@ class SessionReader:
     def events(self) -> list[dict]:
         return read_jsonl(self.folder / "events.jsonl")
 
-    def fits(self, derivative: str | None = None) -> list[dict]:
+    def fits(self, derivative: str | None = None, revisions: bool = False) -> list[dict]:
+        """Block results in block order, each block's latest revision (the first blocks of a
+        session are published again once the session reference is fixed); `revisions`: every
+        row as written."""
         base = self.folder / "derivatives" / derivative if derivative else self.folder
-        return read_jsonl(base / "fits.jsonl")
+        rows = read_jsonl(base / "fits.jsonl")
+        if revisions:
+            return rows
+        latest = {r.get("block"): r for r in rows}
+        return sorted(latest.values(), key=lambda r: (r.get("block") is None, r.get("block") or 0))
 
     def transient_records(self) -> list[dict]:
         return read_jsonl(self.folder / "transients.jsonl")

@@ -101,8 +101,11 @@ def abrupt_outliers(values: np.ndarray, t_s: np.ndarray, smooth_s: float, floor:
 
 
 def dynamic_fit(fitter, fids: np.ndarray, block_fits: list, t_s: np.ndarray, ok: np.ndarray | None = None,
-                smooth_s: float = 300.0, keep_own: np.ndarray | None = None) -> DynamicResult:
-    """Refit B block-averaged FIDs (B, N) with linewidths smoothed over their block fits (FitResults)."""
+                smooth_s: float = 300.0, keep_own: np.ndarray | None = None,
+                hold: np.ndarray | None = None) -> DynamicResult:
+    """Refit B block-averaged FIDs (B, N) with linewidths smoothed over their block fits (FitResults).
+    `hold`: parameters the block fits already shared (a session reference, `LCFitter.session_mask`):
+    they stay shared here too (smoothing values that are equal leaves them as they are)."""
     fids = np.asarray(fids, complex)
     b_n = fids.shape[0]
     if len(block_fits) != b_n:
@@ -110,6 +113,8 @@ def dynamic_fit(fitter, fids: np.ndarray, block_fits: list, t_s: np.ndarray, ok:
     ok = np.array([bool(f.success) for f in block_fits]) if ok is None else np.asarray(ok, bool)
     x_blocks = np.array([f.x for f in block_fits], float)
     shared = shared_mask(tuple(fitter.param_names))
+    if hold is not None:
+        shared = shared | np.asarray(hold, bool)
     k_shared = int(np.sum(shared & np.asarray(fitter.free, bool)))
     # A block whose lines really differ (motion broadens them for a block or two) does not fit the
     # smooth lineshape: its cost rises by far more than the chi2(k) that fixing k widths costs by

@@ -81,6 +81,7 @@ class SessionPlan:
     kit_code: str
     simulation: dict[str, Any]
     source: str = ""
+    reference_blocks: int = 8
 
     def phase(self, name: str) -> Phase | None:
         return next((p for p in self.phases if p.name == name), None)
@@ -101,7 +102,7 @@ class SessionPlan:
             "events": [vars(e) for e in self.events],
             "block_transients": self.block_transients,
             "fit_window_ppm": list(self.fit_window_ppm), "measure": self.measure,
-            "alarms": vars(self.alarms), "kit_code": self.kit_code,
+            "reference_blocks": self.reference_blocks, "alarms": vars(self.alarms), "kit_code": self.kit_code,
         }
 
 
@@ -146,6 +147,7 @@ def plan_from_dict(raw: dict[str, Any], source: str = "") -> SessionPlan:
             kit_code=str(raw.get("subject", {}).get("kit_code", "KIT-0000")),
             simulation=dict(raw.get("simulation", {})),
             source=source,
+            reference_blocks=int(proc.get("reference_blocks", 8)),
         )
     except (KeyError, TypeError) as exc:
         raise PlanError(f"session protocol {source or raw.get('name', '?')}: missing or unknown field {exc}") from None
@@ -166,6 +168,8 @@ def _check(plan: SessionPlan) -> None:
         problems.append("duration_min must be positive")
     if plan.block_transients < 1:
         problems.append("block_transients must be at least 1")
+    if plan.reference_blocks < 0:
+        problems.append("reference_blocks must be 0 (off) or more")
     for p in plan.phases:
         if p.end_min < p.start_min:
             problems.append(f"phase {p.name} ends before it starts")

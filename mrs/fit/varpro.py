@@ -555,9 +555,11 @@ class LCFitter:
         return np.clip(x, self.lo, self.hi)
 
     # ------------------------------------------------------------------ the fit
-    def fit(self, fid: np.ndarray, x0: np.ndarray | None = None) -> FitResult:
+    def fit(self, fid: np.ndarray, x0: np.ndarray | None = None, hold: np.ndarray | None = None) -> FitResult:
         """Fit one FID (n_points,) complex. `x0`: nonlinear parameters to warm-start from (e.g. the
-        previous block's `result.x`); the better of it and the data-driven guess is used."""
+        previous block's `result.x`); the better of it and the data-driven guess is used.
+        `hold`: mask of parameters kept at their `x0` values (e.g. `session_mask()`: the lineshape
+        details a session reference has fixed); they are then not free in the CRLB either."""
         t0 = time.perf_counter()
         fid = np.asarray(fid, dtype=complex).ravel()
         if fid.size != self.n:
@@ -578,6 +580,11 @@ class LCFitter:
         dof = max(2 * yw.size - len(self.names) - 2 * self.q.shape[1] - len(self.param_names), 1)
 
         prior = None
+        x0_ok = x0 is not None and np.shape(x0) == (len(self.param_names),) and np.all(np.isfinite(x0))
+        held = np.zeros(len(self.param_names), bool)
+        if x0_ok and hold is not None:
+            held = np.asarray(hold, bool) & self.free
+        free = self.free & ~held
 
         def consider(xs: np.ndarray) -> None:
             nonlocal best, nfev, prior
@@ -592,22 +599,37 @@ class LCFitter:
             if best is None or cost < best[1]:
                 best = (xs, cost, state)
 
-        if x0 is not None and np.shape(x0) == (len(self.param_names),) and np.all(np.isfinite(x0)):
-            consider(np.clip(np.asarray(x0, float), self.lo, self.hi))
+        if x0_ok:
+            x0c = np.clip(np.asarray(x0, float), self.lo, self.hi)
+            consider(x0c)
         # The data-driven guess (shift/phase search) unless the warm start already fits well
         # (reduced chi-square below 2: the previous block's lineshape is still right).
         if best is None or best[1] / dof > 2.0 * noise_var:
-            consider(self.initial_guess(np.fft.fftshift(spec)))
-        x, status, message, n_lm, state = self._levenberg_marquardt(best[0], yw, prior_w, best[2], prior)
+            guess = self.initial_guess(np.fft.fftshift(spec))
+            if held.any():
+                guess[held] = x0c[held]
+            consider(guess)
+        x, status, message, n_lm, state = self._levenberg_marquardt(best[0], yw, prior_w, best[2], prior, free)
         nfev += n_lm
-        return self._finish(x, state, status, message, nfev, t0, prior_w, noise_var)
+        return self._finish(x, state, status, message, nfev, t0, prior_w, noise_var, free)
+
+    def session_mask(self) -> np.ndarray:
+        """Parameters that describe the session rather than the block: each T2 set's and each
+        macromolecule's own width and shift offsets, and the macromolecule group's broadening.
+        Fitted once on a high-SNR session average, they can be held for every block (`hold`)."""
+        mask = np.zeros(len(self.param_names), bool)
+        mask[self.each_slice] = True
+        for (_, _, mm), sl in zip(self.groups, self.slices, strict=True):
+            if mm:
+                mask[sl.start + 1:sl.stop] = True  # not the group shift: residual drift moves it
+        return mask & self.free
 
     def _levenberg_marquardt(self, x: np.ndarray, yw: np.ndarray, prior_w: np.ndarray,
-                             state: tuple, prior: np.ndarray | None = None
+                             state: tuple, prior: np.ndarray | None = None, free: np.ndarray | None = None
                              ) -> tuple[np.ndarray, int, str, int, tuple]:
         """Box-constrained LM on the variable-projection residual plus prior rows w * (x - mu)."""
         s = self.settings
-        free = self.free
+        free = self.free if free is None else free
         w2 = (prior_w ** 2)[free]
 
         def total_cost(r: np.ndarray, xx: np.ndarray) -> float:
@@ -656,7 +678,7 @@ class LCFitter:
         return x, 0, f"stopped after {s.max_iter} iterations", nfev, state
 
     def _finish(self, x: np.ndarray, state: tuple, status: int, message: str, nfev: int,
-                t0: float, prior_w: np.ndarray, noise_var: float) -> FitResult:
+                t0: float, prior_w: np.ndarray, noise_var: float, free: np.ndarray | None = None) -> FitResult:
         r, c, a, z, fl = state[:5]
         beta = self.q.T @ (z - a @ c) if self.q.shape[1] else np.zeros(0, complex)
         base = self.q @ beta if self.q.shape[1] else np.zeros_like(z)
@@ -672,7 +694,7 @@ class LCFitter:
         if self.each_idx.size:
             jac_nl = np.column_stack([jac_nl, self._each_jac(fl, c)])
         at_bound = (np.isclose(x, self.lo) | np.isclose(x, self.hi)) & np.isfinite(self.lo)
-        nl_keep = self.free & ~at_bound
+        nl_keep = (self.free if free is None else free) & ~at_bound
         jac_nl = jac_nl[:, nl_keep]
         # Background lines held at zero by the non-negativity are not free parameters here.
         lin_keep = np.ones(a.shape[1], bool)

@@ -18,7 +18,7 @@ START = dict(spectrometer_frequency_mhz=123.25, nucleus="1H", dwell_time_s=2.5e-
 class CountingProcessor:
     """Stands in for mrs.stream.BlockProcessor: a block = the mean first sample of `block` transients."""
 
-    def __init__(self, header, block, window, alarms):
+    def __init__(self, header, block, window, alarms, reference_blocks=0):
         self.block, self.seqs, self.buf, self.n = block, [], [], 0
 
     def add(self, seq, t_s, flags, data):
@@ -162,3 +162,40 @@ def test_a_live_gap_is_waited_for_until_the_resend_arrives(tmp_path):
     assert [o["value"] for t, o in published if t == "result"] == [2.5]  # 1, 2, 3, 4 in order
     ing.close()
     pipe.close()
+
+
+class RevisingProcessor(CountingProcessor):
+    """Like the session reference: after its second block it publishes block 0 again, revised."""
+
+    def add(self, seq, t_s, flags, data):
+        out = super().add(seq, t_s, flags, data)
+        if any(o["kind"] == "block" and o["result"]["block"] == 1 for o in out):
+            out.append({"kind": "block", "result": {"block": 0, "t_s": 0.0, "value": -1.0, "revision": 1,
+                                                    "spectrum": {"ppm": [1.0], "data": [0.0]}}})
+        return out
+
+
+def test_a_resumed_session_neither_repeats_nor_loses_a_revision(tmp_path):
+    reader = stored_session(tmp_path, 5)
+    pipe = Pipeline(lambda t, o: None, processor_factory=RevisingProcessor, block_transients=2)
+    pipe._handle({"kind": "session", "session": "p", "seq": 0, "folder": str(reader.folder)})
+    for note in notes_for(reader, [1, 2, 3, 4, 5]):  # crash after block 1 and its revision of block 0
+        pipe._handle(note)
+    pipe.close()
+    assert [(r["block"], r.get("revision")) for r in reader.fits(revisions=True)] == [(0, None), (1, None), (0, 1)]
+    ing = Ingest(tmp_path, fsync=False)  # the agent restarts and the next transient arrives
+    ing.open_unfinished()
+    ing.handle(encode_transient("p", 6, np.full((2, 16), 6, np.complex64), t_ns=6 * 10**9, scan=6))
+    ing.close()
+    reader = SessionReader(tmp_path / "p")
+    published = []
+    pipe = Pipeline(lambda t, o: published.append((t, o)), processor_factory=RevisingProcessor, block_transients=2)
+    pipe._handle({"kind": "session", "session": "p", "seq": 0, "folder": str(reader.folder)})
+    for note in notes_for(reader, [6]):
+        pipe._handle(note)
+    pipe.close()
+    assert [o["block"] for t, o in published if t == "result"] == [2]
+    rows = reader.fits(revisions=True)
+    assert [(r["block"], r.get("revision")) for r in rows] == [(0, None), (1, None), (0, 1), (2, None)]
+    # readers see each block once, its latest revision, in block order
+    assert [(r["block"], r["value"]) for r in reader.fits()] == [(0, -1.0), (1, 3.5), (2, 5.5)]

@@ -193,3 +193,23 @@ def test_component_fid_includes_the_t2_set_offset(small_basis):
     x[f.param_names.index("dlorentz_hz_NAA+NAAG")] = 2.0
     np.testing.assert_allclose(f.component_fid("NAA", x), base * np.exp(-np.pi * 2.0 * f.t), atol=1e-9)
     np.testing.assert_allclose(f.component_fid("Glu", x), f.component_fid("Glu", np.zeros_like(x)))
+
+
+def test_held_parameters_stay_at_their_start_and_leave_the_crlb():
+    from mrs.fit import FitSettings, LCFitter
+    from mrs.fit.toy import TYPICAL_MM, synth_fid, toy_basis
+
+    basis = toy_basis(123.25, 1 / 4000, 2048, names=["NAA", "Cr", "PCr", "GPC", "Glu", "Gln", "mI", "MM09", "MM20"])
+    fitter = LCFitter(basis, 1 / 4000, 2048, 123.25, settings=FitSettings())
+    rng = np.random.default_rng(3)
+    fid = synth_fid(basis, TYPICAL_MM, lorentz_hz=3.0, gauss_hz=4.0, noise_sd=5.0, rng=rng)
+    free = fitter.fit(fid)
+    mask = fitter.session_mask()
+    assert mask.any() and not mask[:2].any()  # phases are never session parameters
+    start = free.x.copy()
+    start[mask] = np.clip(start[mask] + 0.7, fitter.lo[mask], fitter.hi[mask])  # a reference that differs
+    held = fitter.fit(fid, x0=start, hold=mask)
+    np.testing.assert_array_equal(held.x[mask], start[mask])
+    assert held.success and held.x[0] != start[0]
+    # fewer free parameters: no larger an uncertainty for Glu than the free fit's
+    assert held.sd["Glu"] <= free.sd["Glu"] * 1.0001

@@ -152,3 +152,38 @@ def test_residual_water_burst_neither_captures_alignment_nor_rejects_everything(
     assert np.max(np.abs(err[16:32])) < 1.5
     assert sum(1 for t in trans[16:32] if t["rejected"]) <= 2
     assert blocks[1]["qc"]["fit_status"] == "ok"
+
+
+def _by_output(blocks):
+    return [(b["block"], b.get("revision"), b["qc"].get("reference")) for b in blocks]
+
+
+def test_session_reference_holds_session_parameters_and_revises_the_first_blocks(basis):
+    proc = BlockProcessor(ACQ, basis, 8, reference_blocks=3)
+    proc.records = []
+    _, blocks = _run(proc, _session(basis, n_met=48))
+    assert _by_output(blocks) == [(0, None, "provisional"), (1, None, "provisional"), (2, None, "provisional"),
+                                  (0, 1, "session"), (1, 1, "session"), (2, 1, "session"),
+                                  (3, None, "session"), (4, None, "session"), (5, None, "session")]
+    mask = proc.fitter.session_mask()
+    assert mask.sum() >= 3
+    held = [res.x for index, _, res in proc.records[3:]]
+    for x in held:  # every block after the reference carries exactly the reference's session parameters
+        np.testing.assert_array_equal(x[mask], proc._session_x[mask])
+    # ... while what moves from block to block was fitted
+    assert len({round(float(x[0]), 9) for x in held}) > 1
+    for b in blocks[3:]:
+        assert b["qc"]["fit_status"] == "ok"
+        assert b["ratios"]["NAA/tCr"] == pytest.approx(TYPICAL_MM["NAA"] / (TYPICAL_MM["Cr"] + TYPICAL_MM["PCr"]),
+                                                       rel=0.15)
+
+
+def test_a_session_shorter_than_the_reference_is_revised_at_the_end(basis):
+    _, blocks = _run(BlockProcessor(ACQ, basis, 8, reference_blocks=10), _session(basis, n_met=24))
+    assert _by_output(blocks) == [(0, None, "provisional"), (1, None, "provisional"), (2, None, "provisional"),
+                                  (0, 1, "session"), (1, 1, "session"), (2, 1, "session")]
+
+
+def test_without_a_reference_every_block_is_fitted_on_its_own(basis):
+    _, blocks = _run(BlockProcessor(ACQ, basis, 8), _session(basis, n_met=24))
+    assert _by_output(blocks) == [(0, None, "block"), (1, None, "block"), (2, None, "block")]
