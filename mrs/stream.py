@@ -121,16 +121,20 @@ class BlockProcessor:
         self._session_x: np.ndarray | None = None
         self._session_sum: np.ndarray | None = None   # accepted transients until the reference is fixed
         self._session_n = 0
+        self._reference_due = False
         self._provisional: list[tuple[int, list[_Transient]]] = []
         # (block index, averaged FID, FitResult) of every published fit, when set to a list (refit)
         self.records: list | None = None
 
     # ------------------------------------------------------------------ public API
     def add(self, seq: int, t_s: float, flags: frozenset[str] | set[str], data: np.ndarray) -> list[dict]:
+        out: list[dict] = []
+        if self._reference_due:  # after the block that completed it was published (not in its latency)
+            out = self._fix_reference_safely()
         try:
-            return self._add(int(seq), float(t_s), frozenset(flags or ()), data)
+            return out + self._add(int(seq), float(t_s), frozenset(flags or ()), data)
         except Exception as exc:  # never raise into the agent: report the transient as unusable
-            return [{"kind": "transient", "seq": int(seq), "t_s": float(t_s), "freq_hz": None,
+            return out + [{"kind": "transient", "seq": int(seq), "t_s": float(t_s), "freq_hz": None,
                      "phase_deg": None, "rejected": f"error: {exc}", "block": None}]
 
     def flush(self) -> list[dict]:
@@ -144,8 +148,8 @@ class BlockProcessor:
                 items = list(self._recent)[-n_window:]
                 out += self._fit_window(items)
                 self._covered = self._count
-            if self._session_x is None and len(self._provisional) >= 2:
-                out += self._fix_reference()
+            if self._reference_due or (self._session_x is None and len(self._provisional) >= 2):
+                out += self._fix_reference_safely()
         except Exception as exc:
             out.append({"kind": "block", "result": self._failed_result(
                 self._block_index, [], f"flush failed: {exc}")})
@@ -278,7 +282,7 @@ class BlockProcessor:
             self._ref_sum = aligned.mean(0)
             self.outliers.reset()
             self._run_rejected = []
-        if reason is None and self.reference_blocks and self._session_x is None:
+        if reason is None and self.reference_blocks and self._session_x is None and not self._reference_due:
             self._session_sum = reg.fid.copy() if self._session_sum is None else self._session_sum + reg.fid
             self._session_n += 1
         if reason is None:
@@ -313,7 +317,7 @@ class BlockProcessor:
         if self.reference_blocks and self._session_x is None:
             self._provisional.append((index, items))
             if self._count >= self.reference_blocks * self.block:
-                out += self._fix_reference()
+                self._reference_due = True  # fitted with the next transient or at the end
         return out
 
     def _fit_safely(self, index: int, items: list[_Transient]) -> dict:
@@ -321,6 +325,14 @@ class BlockProcessor:
             return self._fit_items(index, items)
         except Exception as exc:
             return self._failed_result(index, items, f"block processing failed: {exc}")
+
+    def _fix_reference_safely(self) -> list[dict]:
+        self._reference_due = False
+        try:
+            return self._fix_reference()
+        except Exception:  # never raise into the agent: blocks go on being fitted on their own
+            self.reference_blocks = 0
+            return []
 
     def _fix_reference(self) -> list[dict]:
         """Fit the average of the provisional blocks' accepted transients with the full model, hold
