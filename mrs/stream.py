@@ -70,7 +70,9 @@ class PreparedRecord:
     kind "reference": `fid` the new running reference (complex128; at the start and after a rebuild);
     kind "transient": a metabolite transient: `fid` combined, eddy-corrected and aligned (complex64),
     `freq_hz`, `phase_deg`, `rejected`, and the outlier metrics (needed to resume, not to refit);
-    kind "error": a transient that could not be processed (`rejected` holds the message).
+    kind "error": a transient that could not be processed (`rejected` holds the message);
+    kind "warm_start": `fid` the fit parameters after block `seq` (written by the agent's pipeline, to
+    resume without refitting; ignored by `add_prepared`, it depends on the block settings).
     """
 
     kind: str
@@ -190,6 +192,15 @@ class BlockProcessor:
         except Exception as exc:
             return [{"kind": "transient", "seq": int(rec.seq), "t_s": float(rec.t_s), "freq_hz": None,
                      "phase_deg": None, "rejected": f"error: {exc}", "block": None}]
+
+    @property
+    def warm_start(self) -> np.ndarray | None:
+        """The nonlinear parameters the next block fit starts from (the last successful fit's)."""
+        return None if self._x_prev is None else np.array(self._x_prev, float)
+
+    @warm_start.setter
+    def warm_start(self, x: np.ndarray | None) -> None:
+        self._x_prev = None if x is None else np.array(x, float)
 
     @property
     def fitter(self):
@@ -325,9 +336,10 @@ class BlockProcessor:
             # good. Start a new reference from the recent transients instead of rejecting forever.
             aligned, _, _ = align_all(np.array(self._run_rejected), self.aligner, iterations=2)
             self._set_reference(aligned.mean(0))
-        if reason is None:
-            self._push_reference(reg.fid)
-        return self._push(_Transient(seq, t_s, fid32.astype(complex), reg.freq_hz, phase_deg, reason, self._count))
+        fid_c = fid32.astype(complex)
+        if reason is None:  # (the rounded FID: a processor restored from the records has the same reference)
+            self._push_reference(fid_c)
+        return self._push(_Transient(seq, t_s, fid_c, reg.freq_hz, phase_deg, reason, self._count))
 
     def _sink(self, rec: PreparedRecord) -> None:
         if self.prepared_sink is not None:
@@ -378,6 +390,8 @@ class BlockProcessor:
             return []
         if rec.kind == "reference":
             self._set_reference_quiet(np.asarray(rec.fid, complex))
+            return []
+        if rec.kind == "warm_start":
             return []
         if rec.kind == "error":
             return [{"kind": "transient", "seq": int(rec.seq), "t_s": float(rec.t_s), "freq_hz": None,

@@ -100,8 +100,8 @@ def test_a_processor_restored_from_records_continues_on_raw_data(basis, stream):
     got = [r for r in later if r.kind == "transient"]
     assert [r.seq for r in got] == [r.seq for r in expect]
     assert [r.rejected for r in got] == [r.rejected for r in expect]
-    np.testing.assert_allclose([r.freq_hz for r in got], [r.freq_hz for r in expect], atol=1e-4)
-    _same_blocks(_blocks(full), _blocks(out), rtol=1e-4)
+    np.testing.assert_allclose([r.freq_hz for r in got], [r.freq_hz for r in expect], atol=1e-9)
+    _same_blocks(_blocks(full), _blocks(out))
 
 
 def test_a_rebuilt_reference_is_recorded_and_restored(basis):
