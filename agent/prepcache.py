@@ -11,6 +11,7 @@ first incomplete or corrupt record, so a torn tail after a crash is never truste
 from __future__ import annotations
 
 import json
+import logging
 import os
 import struct
 import zlib
@@ -20,6 +21,7 @@ import numpy as np
 
 from mrs.stream import PreparedRecord
 
+log = logging.getLogger("mrsmon.agent.prepcache")
 CACHE_NAME = "prepared.bin"
 FILE_MAGIC = b"MRSP"
 FILE_VERSION = 1
@@ -174,12 +176,25 @@ class CacheWriter:
             self._f.write(_meta_bytes(meta))
             self._f.flush()
 
+        self.error: OSError | None = None
+
     def write(self, rec: PreparedRecord) -> None:
-        self._f.write(encode_record(rec))
-        self._f.flush()
+        """Append one record. A write error (disk full) stops the cache, never the processing: the
+        file keeps a valid prefix, which a refit does not use and a restarted pipeline rebuilds on."""
+        if self.error is not None:
+            return
+        try:
+            self._f.write(encode_record(rec))
+            self._f.flush()
+        except OSError as exc:
+            self.error = exc
+            log.warning("preprocessing cache %s: %s; not written further", self.path, exc)
 
     def close(self) -> None:
-        self._f.close()
+        try:
+            self._f.close()
+        except OSError:
+            pass
 
 
 def write_new_cache(folder: Path, meta: dict, records: list[PreparedRecord]) -> bool:

@@ -131,6 +131,7 @@ class BlockProcessor:
         self.max_jump_hz = max(6.0, 2.0 * float(self.alarms.get("jump_hz", 3.0)))
         self.outliers = OutlierDetector(max_jump_hz=self.max_jump_hz)
         self.prepared_sink: Callable[[PreparedRecord], None] | None = None  # see add_prepared
+        self.sink_error: str | None = None
         self.skip_fits_below = 0     # windows with a lower index are counted but not fitted (resume)
         # session state
         self._noise: list[np.ndarray] = []
@@ -343,7 +344,11 @@ class BlockProcessor:
 
     def _sink(self, rec: PreparedRecord) -> None:
         if self.prepared_sink is not None:
-            self.prepared_sink(rec)
+            try:
+                self.prepared_sink(rec)
+            except Exception as exc:  # a failing consumer must not corrupt the processing: drop it
+                self.prepared_sink = None
+                self.sink_error = f"prepared_sink failed: {exc}"
 
     def _set_reference(self, ref: np.ndarray) -> None:
         """A new running reference (the first, or a rebuild): the outlier history starts again."""

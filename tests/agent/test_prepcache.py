@@ -95,3 +95,21 @@ def test_records_must_follow_raw_log_in_seq_order():
     assert prepcache.covered_prefix(recs + [PreparedRecord("transient", 7)], [2, 4, 5, 6], stored) is None
     # an error record for a bad noise scan (seq 3) is not in the expected order but is allowed
     assert prepcache.covered_prefix(recs[:2] + [PreparedRecord("error", 3)] + recs[2:], [2, 4, 5, 6], stored) == 3
+
+
+def test_a_write_error_stops_the_cache_not_the_caller(tmp_path, monkeypatch):
+    recs = _records()
+    w = prepcache.CacheWriter(tmp_path / "prepared.bin", prepcache.cache_meta({"version": 1}, 3, "test"))
+    for r in recs[:4]:
+        w.write(r)
+
+    def full(_):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(w._f, "write", full)
+    for r in recs[4:]:
+        w.write(r)  # no exception
+    assert w.error is not None and w.error.errno == 28
+    w.close()
+    _, back, _ = prepcache.read_cache(tmp_path / "prepared.bin")
+    assert [r.kind for r in back] == [r.kind for r in recs[:4]]
