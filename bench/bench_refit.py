@@ -146,6 +146,20 @@ def _reopen(folder: Path) -> tuple[float, float]:
     return wall, cpu
 
 
+def max_rel_diff(a: list[dict], b: list[dict]) -> float:
+    if len(a) != len(b):
+        return float("inf")
+    worst = 0.0
+    for x, y in zip(a, b, strict=True):
+        for k, v in x["conc"].items():
+            w = y["conc"].get(k)
+            if v is None or w is None:
+                worst = max(worst, 0.0 if v == w else float("inf"))
+            elif v != w:
+                worst = max(worst, abs(v - w) / max(abs(v), abs(w)))
+    return worst
+
+
 def _time_refit(folder: Path, label: str, sim_s: float) -> list:
     r = SessionReader(folder)
     t0 = time.perf_counter()
@@ -155,10 +169,11 @@ def _time_refit(folder: Path, label: str, sim_s: float) -> list:
     cache = folder / prepcache.CACHE_NAME
     live_s, _, n_live = _clock(lambda: _run_pipeline(folder))  # as the agent did during the session
     refit(folder)  # warm-up: imports, basis (not timed)
-    raw_w, raw_c, _ = _clock(lambda: refit(folder, use_cache=False))
+    raw_w, raw_c, raw_out = _clock(lambda: refit(folder, use_cache=False))
     cache_w, cache_c, out = _clock(lambda: refit(folder))
     settings = json.loads((out / "settings.json").read_text())
     assert settings["preprocessing"]["source"] == "cache", settings["preprocessing"]
+    diff = max_rel_diff(r.fits(raw_out.name), r.fits(out.name))
     b16_w, b16_c, _ = _clock(lambda: refit(folder, block=16))
     dyn_w, _, _ = _clock(lambda: refit(folder, dynamic=True))
     prof = cProfile.Profile()
@@ -174,7 +189,7 @@ def _time_refit(folder: Path, label: str, sim_s: float) -> list:
     return [f"{label}, {r.coils} coils", len(r.index), settings["blocks"], round(sim_s, 1), round(live_s, 1),
             round(read_s, 2), round(raw_w, 2), round(raw_c, 2), round(cache_w, 2), round(cache_c, 2),
             round(b16_w, 2), round(b16_c, 2), round(dyn_w, 2), round(fit_s / max(prof_s, 1e-9), 2),
-            round(cache.stat().st_size / 1e6, 1), round(reopen_raw[0], 2), round(reopen_cache[0], 3),
+            f"{diff:.1e}", round(cache.stat().st_size / 1e6, 1), round(reopen_raw[0], 2), round(reopen_cache[0], 3),
             round(reopen_cache[1], 3), n_live, round(os.getloadavg()[0], 1)]
 
 
@@ -192,13 +207,14 @@ def main() -> None:
                     "(60 min simulated unless --session)",
                     ["session", "transients", "blocks", "simulate_s", "pipeline_s", "read_all_s", "raw_wall_s",
                      "raw_cpu_s", "cache_wall_s", "cache_cpu_s", "cache_b16_wall_s", "cache_b16_cpu_s",
-                     "cache_dynamic_s", "fit_share", "cache_MB", "reopen_raw_s", "reopen_cache_s", "reopen_cache_cpu_s",
-                     "blocks_live", "load_1min"],
+                     "cache_dynamic_s", "fit_share", "cache_vs_raw", "cache_MB", "reopen_raw_s", "reopen_cache_s",
+                     "reopen_cache_cpu_s", "blocks_live", "load_1min"],
                     timing(a.coils, a.session),
                     notes="Same run, warm process: pipeline_s: the agent's pipeline over the stored session "
                           "(writes fits and prepared.bin); raw_*: refit reading raw.log (use_cache=False); "
                           "cache_*: refit from prepared.bin (session settings, --block 16, --dynamic); fit_share: "
-                          "share of a cache refit spent in the block fits (profiled); reopen_*: a restarted "
+                          "share of a cache refit spent in the block fits (profiled); cache_vs_raw: largest relative "
+                          "difference of any concentration between the cache and raw refits; reopen_*: a restarted "
                           "pipeline's _open of the processed session, without the cache (replays raw.log, "
                           "refits only the last stored block) and with it. Target: refit < 2 s. Machine "
                           "shared with other jobs: see the load average.")
