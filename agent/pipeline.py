@@ -246,6 +246,7 @@ class Pipeline:
 
     def _emit(self, st: _SessionState, outputs: list[dict], arrived: float | None = None) -> None:
         sid = st.header.get("session", st.folder.name)
+        blocks = [o for o in outputs if o["kind"] == "block"]
         for out in outputs:
             if out["kind"] == "transient":
                 if out["seq"] > st.skip_transients_upto:
@@ -254,8 +255,11 @@ class Pipeline:
                     st.transients_file.flush()
             elif out["kind"] == "block":
                 result = out["result"]
-                self._cache_warm_start(st, result["block"])
+                # the processor's warm start is the one after the batch's last block: cache it for that one
+                last = out is blocks[-1]
                 if result["block"] < st.skip_blocks:
+                    if last:
+                        self._cache_warm_start(st, result["block"])
                     continue
                 if arrived is not None:
                     result["latency_ms"] = round((time.monotonic() - arrived) * 1000, 3)
@@ -265,6 +269,8 @@ class Pipeline:
                 published["session"] = sid
                 self._publish("result", published)  # first: the technician waits on this, not on the files
                 self.blocks_published += 1
+                if last:  # before the block is stored: a stored block always has its warm start cached
+                    self._cache_warm_start(st, result["block"])
                 self._store_block(st, result)
 
     @staticmethod
