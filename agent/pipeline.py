@@ -5,6 +5,12 @@ raw.log (page cache), feeds `mrs.stream.BlockProcessor`, appends results to the 
 hands them to `publish`. Memory stays flat: nothing queued holds sample data. An exception in
 processing becomes a published alarm. The agent runs this in its own process
 (`agent/pipeline_process.py`), so fitting never slows ingest.
+
+Every per-transient result also goes to the session's preprocessing cache (`prepared.bin`,
+agent/prepcache.py), which refit reads instead of raw.log. A session reopened after a restart resumes
+from that cache: its records rebuild the processor's state without redoing coil combination and
+registration, and blocks already on disk are not refitted (only the last, to warm-start the next);
+only transients the cache does not cover are processed from raw.log.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from agent import prepcache
+from agent.export import software_version
 from agent.store import RECORD_HEADER, SessionReader, read_jsonl
 
 log = logging.getLogger("mrsmon.agent.pipeline")
@@ -40,6 +48,7 @@ class _SessionState:
     skip_transients_upto: int = -1
     transients_file: Any = None
     done: set[int] = field(default_factory=set)  # seqs processed, or seen and needing no processing
+    cache: Any = None             # prepcache.CacheWriter (None for processors without a per-transient stage)
 
 
 class Pipeline:
@@ -131,9 +140,15 @@ class Pipeline:
         st.skip_transients_upto = max((r["seq"] for r in done_rows), default=-1)
         st.transients_file = open(folder / "transients.jsonl", "a")
         self._sessions[sid] = st
+        records = self._open_cache(st, reader)
         if len(reader.index):  # a reopened session: rebuild processing state from what is on disk
-            log.info("session %s: replaying %d stored transients to resume processing", sid, len(reader.index))
+            self._skip_stored_fits(st, records)
+            covered = self._resume_from_cache(st, reader, records) if records else set()
+            log.info("session %s: resuming: %d stored transients from the preprocessing cache, %d from raw.log",
+                     sid, len(covered), len(reader.index) - len(covered))
             for seq in reader.index["seq"]:
+                if int(seq) in covered:
+                    continue
                 row = reader.entry(int(seq))
                 self._accept(st, {"kind": "transient", "session": sid, "seq": int(seq), "offset": int(row["offset"]),
                                   "t_ns": int(row["t_ns"]), "flags": reader.flags(int(seq))})
@@ -142,6 +157,62 @@ class Pipeline:
                     self._accept(st, {"kind": "event", "session": sid, "seq": int(e["seq"])})
             self._advance(st, force=True)
         return st
+
+    def _open_cache(self, st: _SessionState, reader: SessionReader) -> list:
+        """Open the session's cache for appending; returns its records when they can be resumed from."""
+        key_of = getattr(st.processor, "preprocessing_key", None)
+        if key_of is None:
+            return []
+        path = st.folder / prepcache.CACHE_NAME
+        key = key_of()
+        meta, records, valid_end = prepcache.read_cache(path)
+        ok, why = prepcache.usable(meta, records, key, reader, complete=False)
+        if ok:
+            st.cache = prepcache.CacheWriter(path, meta, keep_bytes=valid_end)  # cuts a torn tail
+        else:
+            if path.exists():
+                log.info("session %s: preprocessing cache not used (%s): rebuilding it", st.folder.name, why)
+            records = []
+            st.cache = prepcache.CacheWriter(
+                path, prepcache.cache_meta(key, int(st.header["coils"]), f"mrsmon {software_version()}"))
+        st.processor.prepared_sink = st.cache.write
+        return records
+
+    @staticmethod
+    def _skip_stored_fits(st: _SessionState, records: list) -> None:
+        """Blocks already on disk are not fitted again. The next fit starts from the last stored one's
+        parameters: from the cache when it has them, else by refitting that block alone."""
+        proc = st.processor
+        if not hasattr(proc, "skip_fits_below") or st.skip_blocks == 0:
+            return
+        if getattr(proc, "reference_blocks", 0):
+            # A session reference: the blocks are fitted again from the cache (about 10 ms each), so
+            # the reference and the revisions come out as in an uninterrupted run; `_emit` drops the
+            # results already stored.
+            return
+        warm = [r for r in records if r.kind == "warm_start" and r.seq == st.skip_blocks - 1]
+        if warm:
+            proc.skip_fits_below = st.skip_blocks
+            proc.warm_start = warm[-1].fid
+        else:
+            proc.skip_fits_below = st.skip_blocks - 1
+        st.block_outputs = proc.skip_fits_below  # the skipped blocks produce no output: count them here
+
+    def _resume_from_cache(self, st: _SessionState, reader: SessionReader, records: list) -> set[int]:
+        """Feed the cached records; returns the stored seqs they stand for (not to be processed again)."""
+        proc = st.processor
+        sink, proc.prepared_sink = proc.prepared_sink, None  # already in the file
+        try:
+            for rec in records:
+                self._emit(st, proc.add_prepared(rec))
+        finally:
+            proc.prepared_sink = sink
+        covered = {r.seq for r in records if r.kind in ("water", "transient", "error")}
+        if any(r.kind == "state" for r in records):  # weights fixed: noise and dummy scans change nothing
+            flags = reader.index["flags"]
+            covered |= {int(s) for s in reader.index["seq"][(flags & 6) != 0]}
+        st.done |= covered
+        return covered
 
     def _block_processor(self, header: dict, block: int, window: tuple, alarms: dict | None,
                          reference_blocks: int = 0):
@@ -168,6 +239,8 @@ class Pipeline:
 
     def _close_state(self, st: _SessionState) -> None:
         os.close(st.fd)
+        if st.cache:
+            st.cache.close()
         if st.transients_file:
             st.transients_file.close()
 
@@ -184,6 +257,7 @@ class Pipeline:
 
     def _emit(self, st: _SessionState, outputs: list[dict], arrived: float | None = None) -> None:
         sid = st.header.get("session", st.folder.name)
+        blocks = [o for o in outputs if o["kind"] == "block"]
         for out in outputs:
             if out["kind"] == "transient":
                 if out["seq"] > st.skip_transients_upto:
@@ -193,9 +267,13 @@ class Pipeline:
             elif out["kind"] == "block":
                 result = out["result"]
                 st.block_outputs += 1
+                # the processor's warm start is the one after the batch's last block: cache it for that one
+                last = out is blocks[-1]
                 # a resumed session replays its processing: results already stored are not repeated
                 # (counted in output order, since a revision repeats an earlier block's index)
                 if st.block_outputs <= st.skip_blocks:
+                    if last:
+                        self._cache_warm_start(st, result["block"])
                     continue
                 if arrived is not None:
                     result["latency_ms"] = round((time.monotonic() - arrived) * 1000, 3)
@@ -205,7 +283,15 @@ class Pipeline:
                 published["session"] = sid
                 self._publish("result", published)  # first: the technician waits on this, not on the files
                 self.blocks_published += 1
+                if last:  # before the block is stored: a stored block always has its warm start cached
+                    self._cache_warm_start(st, result["block"])
                 self._store_block(st, result)
+
+    @staticmethod
+    def _cache_warm_start(st: _SessionState, block: int) -> None:
+        x = getattr(st.processor, "warm_start", None)
+        if st.cache is not None and x is not None:
+            st.cache.write(prepcache.PreparedRecord("warm_start", int(block), fid=x))
 
     def _store_block(self, st: _SessionState, result: dict) -> None:
         spec = result.get("spectrum") or {}

@@ -9,6 +9,12 @@
 Transients are fed in seq order to `mrs.stream.BlockProcessor`, exactly as the agent's pipeline does,
 so the same data and settings give the same numbers. A derivative set is never overwritten: each
 refit takes the next free name (`refit-<settings>-NNN`), created atomically.
+
+The per-transient stage (coil combination, registration, outlier tests) does not depend on the block
+settings, so when the session holds a complete, valid preprocessing cache (`prepared.bin`, written by
+the agent's pipeline; agent/prepcache.py) the refit feeds that instead of raw.log: the same numbers,
+without the per-transient work. Otherwise it reads raw.log and writes the cache for next time (if none
+exists). settings.json says which (`preprocessing`).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from agent import prepcache
 from agent.export import software_version
 from agent.store import SessionReader, write_json_atomic
 
@@ -98,12 +105,13 @@ class OutputWriter:
 
 def process_session(reader: SessionReader, processor, on_block: Callable[[dict, tuple | None], None],
                     on_transient: Callable[[list[dict]], None] | None = None,
-                    progress: Progress | None = None) -> int:
-    """Feed every stored transient in seq order; `on_block(result, (fid, fit_result) or None)` for
-    every block result in output order (a revised block comes again, later, with `revision`)."""
+                    progress: Progress | None = None, prepared: list | None = None) -> int:
+    """Feed every stored transient in seq order (or the session's `prepared` records, from its cache);
+    `on_block(result, (fid, fit_result) or None)` for every block result in output order (a revised
+    block comes again, later, with `revision`)."""
     records = getattr(processor, "records", None)
     seqs = reader.index["seq"]
-    total = len(seqs)
+    total = len(seqs) if prepared is None else len(prepared)
     n_blocks = 0
 
     def handle(outputs: list[dict], before: int) -> None:
@@ -118,12 +126,19 @@ def process_session(reader: SessionReader, processor, on_block: Callable[[dict, 
                 on_block(b, fits.get(b["block"]) if (b.get("qc") or {}).get("fit_ms") is not None else None)
                 n_blocks += 1
 
-    for i, seq in enumerate(seqs):
-        s = int(seq)
-        before = len(records) if records is not None else 0
-        handle(processor.add(s, reader.t_s(s), reader.flags(s), reader.transient(s)), before)
-        if progress and (i % 32 == 0 or i == total - 1):
-            progress(i + 1, total)
+    if prepared is not None:
+        for i, rec in enumerate(prepared):
+            before = len(records) if records is not None else 0
+            handle(processor.add_prepared(rec), before)
+            if progress and (i % 32 == 0 or i == total - 1):
+                progress(i + 1, total)
+    else:
+        for i, seq in enumerate(seqs):
+            s = int(seq)
+            before = len(records) if records is not None else 0
+            handle(processor.add(s, reader.t_s(s), reader.flags(s), reader.transient(s)), before)
+            if progress and (i % 32 == 0 or i == total - 1):
+                progress(i + 1, total)
     before = len(records) if records is not None else 0
     handle(processor.flush(), before)
     return n_blocks
@@ -143,12 +158,35 @@ def fit_session_primary(session_dir: str | Path, basis=None, progress: Progress 
         raise RefitError(f"{folder} already holds fits.jsonl; use refit for a new derivative set")
     reader = SessionReader(folder)
     proc = make_processor(reader.header, reader.plan, basis)
+    written: list = []
+    proc.prepared_sink = written.append
     out = OutputWriter(folder)
     try:
-        return process_session(reader, proc, lambda r, _: out.store_block(r),
-                               lambda o: out.emit([x for x in o if x["kind"] == "transient"]), progress)
+        n = process_session(reader, proc, lambda r, _: out.store_block(r),
+                            lambda o: out.emit([x for x in o if x["kind"] == "transient"]), progress)
     finally:
         out.close()
+    _write_cache(folder, reader, proc, written)
+    return n
+
+
+# ------------------------------------------------------------------------------ preprocessing cache
+def cached_records(folder: Path, reader: SessionReader, proc) -> tuple[list | None, str]:
+    """The session's cache records when complete and valid for this processor, else (None, why)."""
+    path = Path(folder) / prepcache.CACHE_NAME
+    if not path.exists():
+        return None, "no cache"
+    meta, records, _ = prepcache.read_cache(path)
+    ok, why = prepcache.usable(meta, records, proc.preprocessing_key(), reader, complete=True)
+    return (records, "ok") if ok else (None, why)
+
+
+def _write_cache(folder: Path, reader: SessionReader, proc, records: list) -> bool:
+    meta = prepcache.cache_meta(proc.preprocessing_key(), reader.coils, f"mrsmon {software_version()}")
+    try:
+        return prepcache.write_new_cache(folder, meta, records)
+    except OSError:  # a read-only session folder: the cache is an optimisation only
+        return False
 
 
 # ------------------------------------------------------------------------------ refit
@@ -180,8 +218,10 @@ def new_derivative_dir(session_dir: Path, stem: str) -> Path:
 
 def refit(session_dir: str | Path, block: int | None = None, window: int | None = None, step: int | None = None,
           basis: str = "auto", dynamic: bool = False, smooth_s: float = 300.0,
-          progress: Progress | None = None) -> Path:
-    """Refit a stored session into a new derivative folder; returns that folder."""
+          progress: Progress | None = None, use_cache: bool = True) -> Path:
+    """Refit a stored session into a new derivative folder; returns that folder.
+
+    `use_cache=False` reads raw.log even when a valid preprocessing cache exists (and writes none)."""
     folder = Path(session_dir)
     reader = SessionReader(folder)
     if block is not None and window is not None:
@@ -197,9 +237,14 @@ def refit(session_dir: str | Path, block: int | None = None, window: int | None 
     basis_obj = load_basis(basis)
     t0 = time.perf_counter()
     proc = make_processor(reader.header, reader.plan, basis_obj, n_block, step if window else None, record=dynamic)
+    prepared, why = cached_records(folder, reader, proc) if use_cache else (None, "not asked to use the cache")
+    written: list = []
+    if prepared is None and use_cache and why == "no cache":
+        proc.prepared_sink = written.append
     blocks: list[tuple[dict, tuple | None]] = []
-    process_session(reader, proc, lambda r, rec: blocks.append((r, rec)), progress=progress)
+    process_session(reader, proc, lambda r, rec: blocks.append((r, rec)), progress=progress, prepared=prepared)
     blocks = latest_revisions(blocks)
+    cache_written = bool(written) and _write_cache(folder, reader, proc, written)
     t_blocks = time.perf_counter() - t0
     t1 = time.perf_counter()
     if dynamic:
@@ -221,6 +266,9 @@ def refit(session_dir: str | Path, block: int | None = None, window: int | None 
         "smooth_s": smooth_s if dynamic else None, "fit_window_ppm": plan.get("fit_window_ppm", [0.2, 4.2]),
         "software": f"mrsmon {software_version()}", "created_unix_s": round(time.time(), 3),
         "blocks": len(rows), "elapsed_s": {"block_fits": round(t_blocks, 3), "dynamic": round(t_dyn, 3)},
+        "preprocessing": {"source": "cache" if prepared is not None else "raw",
+                          "cache": prepcache.CACHE_NAME, "cache_unused_because": None if prepared is not None else why,
+                          "cache_written": cache_written},
     })
     return out_dir
 

@@ -48,12 +48,15 @@ def main() -> int:
     args = ap.parse_args()
     basis, source = load_basis()
     rng = np.random.default_rng(args.seed)
-    configs = [("default (T2 sets, MM priors, per-MM L+shift)", FitSettings()),
-               ("previous defaults (no T2 sets, no MM terms)", FitSettings(
-                   t2_sets=(), mm_shift_each=False, mm_each=False, mm_priors=False)),
-               ("cold start every block", FitSettings())]
+    # (label, settings, mode): "held" = as the agent fits a block once the session reference is
+    # fixed (session parameters held); "own" = a block on its own (the first blocks, `mrsmon fit`)
+    configs = [("agent block fit (session reference held)", FitSettings(), "held"),
+               ("block on its own (all parameters free)", FitSettings(), "own"),
+               ("same, no decimated grid, ftol 0.1 (before)", FitSettings(model_margin_ppm=None, ftol_chi2=0.1),
+                "own"),
+               ("cold start every block", FitSettings(), "cold")]
     fitters, build = [], []
-    for _, settings in configs:
+    for _, settings, _ in configs:
         t_build = time.perf_counter()
         fitters.append(LCFitter(basis, ACQ["dwell_time_s"], ACQ["points"], ACQ["spectrometer_frequency_mhz"],
                                 settings=settings))
@@ -64,19 +67,29 @@ def main() -> int:
     cpu = [[] for _ in configs]
     nfev = [[] for _ in configs]
     x_prev: list = [None] * len(configs)
-    for i in range(args.blocks):
+
+    def block(i: int) -> np.ndarray:
         # drifting block: slow frequency drift, small linewidth and phase changes, block SNR ~100
-        fid = synth_fid(basis, CONC, lorentz_hz=3.0 + 0.3 * np.sin(i / 15), gauss_hz=4.0,
-                        shift_hz=0.02 * i, phase_rad=0.1 * np.sin(i / 20), noise_sd=12.0, rng=rng)
-        for k, ((label, _), fitter) in enumerate(zip(configs, fitters, strict=True)):
+        return synth_fid(basis, CONC, lorentz_hz=3.0 + 0.3 * np.sin(i / 15), gauss_hz=4.0,
+                         shift_hz=0.02 * i, phase_rad=0.1 * np.sin(i / 20), noise_sd=12.0, rng=rng)
+
+    # the session reference: a full fit of the first 8 blocks' average (as mrs.stream does)
+    reference = {k: f.fit(np.mean([block(i) for i in range(8)], axis=0)).x for k, f in enumerate(fitters)}
+    for i in range(args.blocks):
+        fid = block(i)
+        for k, ((_, _, mode), fitter) in enumerate(zip(configs, fitters, strict=True)):
+            hold = fitter.session_mask() if mode == "held" else None
+            x0 = None if mode == "cold" else x_prev[k]
+            if mode == "held":
+                x0 = reference[k] if x0 is None else np.where(hold, reference[k], x0)
             t0, c0 = time.perf_counter(), time.process_time()
-            res = fitter.fit(fid, x0=None if label.startswith("cold") else x_prev[k])
+            res = fitter.fit(fid, x0=x0, hold=hold)
             times[k].append((time.perf_counter() - t0) * 1e3)
             cpu[k].append((time.process_time() - c0) * 1e3)
             nfev[k].append(res.nfev)
             x_prev[k] = res.x
     rows = []
-    for k, ((label, _), fitter) in enumerate(zip(configs, fitters, strict=True)):
+    for k, ((label, _, _), fitter) in enumerate(zip(configs, fitters, strict=True)):
         t = np.array(times[k][5:])  # first blocks warm caches
         c = np.array(cpu[k][5:])
         rows.append((label, len(fitter.names), fitter.win.size, len(fitter.param_names), build[k],

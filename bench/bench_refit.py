@@ -3,12 +3,12 @@
     python bench/bench_refit.py [--coils 8] [--precision-seeds 3] [--skip-timing]
 
 Timing: a 60-min ketamine-infusion session (1800 metabolite transients + water/noise/dummy scans,
-block 32) is simulated once into a temporary folder, then `agent.refit.refit` runs on it; the
-breakdown separates reading, per-transient processing (coil combination, registration, outlier
-tests) and the block fits. Precision: sessions with a flat truth (no drug response), 2 coils,
-block 16; for each, the SD of Glu/tCr and Glx/tNAA across blocks and the RMSE against the
-simulator's truth (the apparent, T2-weighted ratio averaged over each block's transients), for the
-block-by-block fits and for the dynamic fit.
+block 32) is simulated once into a temporary folder and processed by the agent's pipeline (which
+writes the preprocessing cache); then `agent.refit.refit` runs on it from raw.log and from the cache,
+and a restarted pipeline reopens it with and without the cache. Precision: sessions with a flat
+truth (no drug response), 2 coils, block 16; for each, the SD of Glu/tCr and Glx/tNAA across
+blocks and the RMSE against the simulator's truth (the apparent, T2-weighted ratio averaged over
+each block's transients), for the block-by-block fits and for the dynamic fit.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import dataclasses
 import json
 import os
 import pstats
+import shutil
 import sys
 import tempfile
 import time
@@ -28,6 +29,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from agent import prepcache  # noqa: E402
+from agent.pipeline import Pipeline  # noqa: E402
 from agent.refit import refit  # noqa: E402
 from agent.store import SessionReader  # noqa: E402
 from bench._table import write_table  # noqa: E402
@@ -93,8 +96,14 @@ def precision(seeds: int, minutes: float) -> list[list]:
 
 
 def timing(coils: int, session: str | None = None) -> list[list]:
-    if session:
-        return [_time_refit(Path(session), f"{Path(session).name}", float("nan"))]
+    if session:  # a copy of its raw data: the pipeline run and the refits write into the folder
+        with tempfile.TemporaryDirectory() as tmp:
+            src, folder = Path(session), Path(tmp) / Path(session).name
+            folder.mkdir()
+            for name in ("session.json", "plan.json", "raw.log", "index.bin", "events.jsonl", "end.json"):
+                if (src / name).exists():
+                    shutil.copy2(src / name, folder / name)
+            return [_time_refit(folder, src.name, float("nan"))]
     base = load_plan("ketamine-placebo")
     plan = dataclasses.replace(base, duration_min=60.0,
                                phases=tuple(p if p.end_min <= 60 else dataclasses.replace(p, end_min=60.0)
@@ -110,34 +119,78 @@ def timing(coils: int, session: str | None = None) -> list[list]:
     return rows
 
 
+def _clock(fn) -> tuple[float, float, object]:
+    """(wall s, CPU s of this process, result)."""
+    w0, c0 = time.perf_counter(), time.process_time()
+    out = fn()
+    return time.perf_counter() - w0, time.process_time() - c0, out
+
+
+def _run_pipeline(folder: Path) -> int:
+    """The agent's pipeline over the whole stored session (writes fits, transients and prepared.bin)."""
+    pipe = Pipeline(lambda t, o: None)
+    sid = folder.name
+    pipe._handle({"kind": "session", "session": sid, "seq": 0, "folder": str(folder)})  # replays raw.log
+    pipe._handle({"kind": "end", "session": sid, "seq": -1, "folder": str(folder)})
+    pipe.close()
+    return len(SessionReader(folder).fits())
+
+
+def _reopen(folder: Path) -> tuple[float, float]:
+    """A restarted pipeline reopening the (processed) session: wall and CPU of `_open`."""
+    pipe = Pipeline(lambda t, o: None)
+    pipe.warm_up()
+    pipe._load_basis()
+    wall, cpu, _ = _clock(lambda: pipe._open(folder.name, folder))
+    pipe.close()
+    return wall, cpu
+
+
+def max_rel_diff(a: list[dict], b: list[dict]) -> float:
+    if len(a) != len(b):
+        return float("inf")
+    worst = 0.0
+    for x, y in zip(a, b, strict=True):
+        for k, v in x["conc"].items():
+            w = y["conc"].get(k)
+            if v is None or w is None:
+                worst = max(worst, 0.0 if v == w else float("inf"))
+            elif v != w:
+                worst = max(worst, abs(v - w) / max(abs(v), abs(w)))
+    return worst
+
+
 def _time_refit(folder: Path, label: str, sim_s: float) -> list:
     r = SessionReader(folder)
     t0 = time.perf_counter()
     for seq in r.index["seq"]:
         np.asarray(r.transient(int(seq))).sum()
     read_s = time.perf_counter() - t0
-    prof = cProfile.Profile()
-    t0 = time.perf_counter()
-    prof.enable()
-    out = refit(folder)
-    prof.disable()
-    total_s = time.perf_counter() - t0
-    st = pstats.Stats(prof)
-
-    def cum(name: str, file_part: str = "") -> float:
-        return sum(v[3] for k, v in st.stats.items() if k[2] == name and file_part in k[0])
-
-    fit_s, basis_s, water_s = cum("fit", "varpro"), cum("basis_for_acquisition"), cum("remove_water")
+    cache = folder / prepcache.CACHE_NAME
+    live_s, _, n_live = _clock(lambda: _run_pipeline(folder))  # as the agent did during the session
+    refit(folder)  # warm-up: imports, basis (not timed)
+    raw_w, raw_c, raw_out = _clock(lambda: refit(folder, use_cache=False))
+    cache_w, cache_c, out = _clock(lambda: refit(folder))
     settings = json.loads((out / "settings.json").read_text())
-    t0 = time.perf_counter()
+    assert settings["preprocessing"]["source"] == "cache", settings["preprocessing"]
+    diff = max_rel_diff(r.fits(raw_out.name), r.fits(out.name))
+    b16_w, b16_c, _ = _clock(lambda: refit(folder, block=16))
+    dyn_w, _, _ = _clock(lambda: refit(folder, dynamic=True))
+    prof = cProfile.Profile()
+    prof.enable()
     refit(folder)
-    warm_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    refit(folder, dynamic=True)
-    dyn_s = time.perf_counter() - t0
-    return [f"{label}, {r.coils} coils", len(r.index), settings["blocks"], round(sim_s, 1), round(read_s, 2),
-            round(total_s, 2), round(basis_s, 2), round(fit_s, 2), round(water_s, 2),
-            round(total_s - fit_s - basis_s, 2), round(warm_s, 2), round(dyn_s, 2), round(os.getloadavg()[0], 1)]
+    prof.disable()
+    st = pstats.Stats(prof)
+    fit_s = sum(v[3] for k, v in st.stats.items() if k[2] == "fit" and "varpro" in k[0])
+    prof_s = sum(v[3] for k, v in st.stats.items() if k[2] == "refit" and "refit.py" in k[0])
+    reopen_cache = _reopen(folder)
+    cache.rename(folder / "prepared.bin.off")
+    reopen_raw = _reopen(folder)  # (rebuilds prepared.bin from raw.log)
+    return [f"{label}, {r.coils} coils", len(r.index), settings["blocks"], round(sim_s, 1), round(live_s, 1),
+            round(read_s, 2), round(raw_w, 2), round(raw_c, 2), round(cache_w, 2), round(cache_c, 2),
+            round(b16_w, 2), round(b16_c, 2), round(dyn_w, 2), round(fit_s / max(prof_s, 1e-9), 2),
+            f"{diff:.1e}", round(cache.stat().st_size / 1e6, 1), round(reopen_raw[0], 2), round(reopen_cache[0], 3),
+            round(reopen_cache[1], 3), n_live, round(os.getloadavg()[0], 1)]
 
 
 def main() -> None:
@@ -150,16 +203,21 @@ def main() -> None:
     ap.add_argument("--session", default=None, help="time the refit of this stored session instead")
     a = ap.parse_args()
     if not a.skip_timing:
-        write_table("refit", "Refit of a stored session (60 min simulated unless --session; profiled, then warm)",
-                    ["session", "transients", "blocks", "simulate_s", "read_all_s", "refit_s", "basis_s",
-                     "block_fits_s", "hlsvd_s", "per_transient_s", "refit_warm_s", "refit_dynamic_s",
-                     "load_1min"],
+        write_table("refit", "Refit of a stored session from raw.log and from its preprocessing cache "
+                    "(60 min simulated unless --session)",
+                    ["session", "transients", "blocks", "simulate_s", "pipeline_s", "read_all_s", "raw_wall_s",
+                     "raw_cpu_s", "cache_wall_s", "cache_cpu_s", "cache_b16_wall_s", "cache_b16_cpu_s",
+                     "cache_dynamic_s", "fit_share", "cache_vs_raw", "cache_MB", "reopen_raw_s", "reopen_cache_s",
+                     "reopen_cache_cpu_s", "blocks_live", "load_1min"],
                     timing(a.coils, a.session),
-                    notes="refit_s: first refit in a fresh process (profiled; includes building the basis); "
-                          "hlsvd_s: residual-water removal (per transient when water dominates, and per block); "
-                          "per_transient_s = refit_s - basis_s - block_fits_s (reading, coil combination, "
-                          "registration, outlier tests, HLSVD, writing). Target: < 2 s. Machine shared with "
-                          "other jobs: see the load average.")
+                    notes="Same run, warm process: pipeline_s: the agent's pipeline over the stored session "
+                          "(writes fits and prepared.bin); raw_*: refit reading raw.log (use_cache=False); "
+                          "cache_*: refit from prepared.bin (session settings, --block 16, --dynamic); fit_share: "
+                          "share of a cache refit spent in the block fits (profiled); cache_vs_raw: largest relative "
+                          "difference of any concentration between the cache and raw refits; reopen_*: a restarted "
+                          "pipeline's _open of the processed session, without the cache (replays raw.log, "
+                          "refits only the last stored block) and with it. Target: refit < 2 s. Machine "
+                          "shared with other jobs: see the load average.")
     if not a.skip_precision:
         write_table("refit_dynamic", "Dynamic fit vs block-by-block on flat-truth sessions "
                     f"({a.minutes:g} min, 2 coils, block 16, SNR_NAA single 22)",

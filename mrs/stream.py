@@ -21,6 +21,12 @@ amplitudes, baseline): on simulated ketamine sessions this halves the block-to-b
 Glu/tCr at the same bias. The first K blocks are published as "provisional" (fitted on their own);
 when the reference is fixed they are refitted with it and published again (`"revision": 1`), so every
 block of the session ends up fitted with the same reference.
+
+The per-transient stage depends only on session-level settings (`preprocessing_key()`), never on the
+block settings, so its results can be cached and reused for any block/window/step:
+
+    proc.prepared_sink = records.append         # PreparedRecord of every per-transient result
+    proc.add_prepared(rec) ...                   # feed them back: the same block outputs as `add`
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +52,12 @@ TCR_REFERENCE_MM = 8.0          # institutional units: the fitted tCr is scaled 
 ALIGN_WINDOW_PPM = (1.8, 4.2)
 LIPID_PPM = (0.8, 1.8)
 FIRST_TRANSIENTS = 8            # buffered to estimate coil weights and the first reference
+# Session-level, never tied to the block size, so the per-transient results (and a cache of them)
+# are the same for any refit block/window/step. 32 = the block size of every shipped plan, the value
+# the reference length and the rebuild threshold had for them before (`max(block, 16)`, `max(8, block//2)`).
+REFERENCE_TRANSIENTS = 32       # the running reference: mean of this many recent accepted transients
+REBUILD_AFTER_REJECTED = 16     # consecutive rejections after which the reference is rebuilt
+PREPROC_VERSION = 1             # bump whenever the per-transient processing changes its numbers
 
 
 @dataclass
@@ -56,6 +69,33 @@ class _Transient:
     phase_deg: float
     rejected: str | None
     index: int            # 0-based count among metabolite transients
+
+
+@dataclass(frozen=True)
+class PreparedRecord:
+    """One per-transient result, in processing order; what a preprocessing cache stores.
+
+    kind "state": `fid` is None, `weights` the coil weights, `eddy` the eddy phase (or None);
+    kind "water": `fid` the combined water-reference FID (complex128);
+    kind "reference": `fid` the new running reference (complex128; at the start and after a rebuild);
+    kind "transient": a metabolite transient: `fid` combined, eddy-corrected and aligned (complex64),
+    `freq_hz`, `phase_deg`, `rejected`, and the outlier metrics (needed to resume, not to refit);
+    kind "error": a transient that could not be processed (`rejected` holds the message);
+    kind "warm_start": `fid` the fit parameters after block `seq` (written by the agent's pipeline, to
+    resume without refitting; ignored by `add_prepared`, it depends on the block settings).
+    """
+
+    kind: str
+    seq: int = -1
+    t_s: float = 0.0
+    fid: np.ndarray | None = None
+    freq_hz: float = float("nan")
+    phase_deg: float = float("nan")
+    rejected: str | None = None
+    residual_ratio: float = float("nan")
+    lipid_ratio: float = float("nan")
+    weights: np.ndarray | None = None
+    eddy: np.ndarray | None = None
 
 
 def _num(v: Any, digits: int | None = None) -> float | None:
@@ -98,15 +138,20 @@ class BlockProcessor:
         self._smooth_q = np.linalg.qr(np.polynomial.legendre.legvander(xw, 4))[0]
         xl = np.linspace(-1, 1, self._lipid_win.size)
         self._lipid_q = np.linalg.qr(np.polynomial.legendre.legvander(xl, 2))[0]
-        self.outliers = OutlierDetector(max_jump_hz=max(6.0, 2.0 * float(self.alarms.get("jump_hz", 3.0))))
+        self.max_jump_hz = max(6.0, 2.0 * float(self.alarms.get("jump_hz", 3.0)))
+        self.outliers = OutlierDetector(max_jump_hz=self.max_jump_hz)
+        self.prepared_sink: Callable[[PreparedRecord], None] | None = None  # see add_prepared
+        self.sink_error: str | None = None
+        self.skip_fits_below = 0     # windows with a lower index are counted but not fitted (resume)
         # session state
         self._noise: list[np.ndarray] = []
         self._water_raw: list[np.ndarray] = []
+        self._water_comb: list[np.ndarray] = []   # each water reference combined with the weights
         self._whitening: np.ndarray | None = None
         self._weights: np.ndarray | None = None
         self._eddy: np.ndarray | None = None
         self._pending: list[tuple[int, float, np.ndarray]] = []
-        self._ref_fids: deque[np.ndarray] = deque(maxlen=max(self.block, 16))
+        self._ref_fids: deque[np.ndarray] = deque(maxlen=REFERENCE_TRANSIENTS)
         self._ref_sum: np.ndarray | None = None
         self._recent: deque[_Transient] = deque(maxlen=self.block)
         self._count = 0
@@ -134,6 +179,7 @@ class BlockProcessor:
         try:
             return out + self._add(int(seq), float(t_s), frozenset(flags or ()), data)
         except Exception as exc:  # never raise into the agent: report the transient as unusable
+            self._sink(PreparedRecord("error", int(seq), float(t_s), rejected=f"error: {exc}"))
             return out + [{"kind": "transient", "seq": int(seq), "t_s": float(t_s), "freq_hz": None,
                      "phase_deg": None, "rejected": f"error: {exc}", "block": None}]
 
@@ -146,7 +192,7 @@ class BlockProcessor:
             n_window = self._count - self._next_start
             if uncovered > 0 and n_window >= math.ceil(self.block / 2):
                 items = list(self._recent)[-n_window:]
-                out += self._fit_window(items)
+                out += self._window(items)
                 self._covered = self._count
             if self._reference_due or (self._session_x is None and len(self._provisional) >= 2):
                 out += self._fix_reference_safely()
@@ -154,6 +200,35 @@ class BlockProcessor:
             out.append({"kind": "block", "result": self._failed_result(
                 self._block_index, [], f"flush failed: {exc}")})
         return out
+
+    def preprocessing_key(self) -> dict:
+        """Everything the per-transient results depend on besides the data (block settings do not)."""
+        return {"version": PREPROC_VERSION, "points": self.n, "dwell_time_s": self.dwell_s,
+                "cf_mhz": self.cf_mhz, "centre_ppm": self.centre_ppm, "first_transients": FIRST_TRANSIENTS,
+                "reference_transients": REFERENCE_TRANSIENTS, "rebuild_after_rejected": REBUILD_AFTER_REJECTED,
+                "max_jump_hz": self.max_jump_hz, "align_window_ppm": list(ALIGN_WINDOW_PPM)}
+
+    def add_prepared(self, rec: PreparedRecord) -> list[dict]:
+        """Feed one PreparedRecord (from `prepared_sink`, in the same order): the same outputs as `add`
+        gave for the raw data, without redoing coil combination, registration and outlier tests. The
+        registration state is kept too, so raw `add` can continue afterwards (resume)."""
+        out: list[dict] = []
+        if self._reference_due:  # as in `add`
+            out = self._fix_reference_safely()
+        try:
+            return out + self._add_prepared(rec)
+        except Exception as exc:
+            return out + [{"kind": "transient", "seq": int(rec.seq), "t_s": float(rec.t_s), "freq_hz": None,
+                     "phase_deg": None, "rejected": f"error: {exc}", "block": None}]
+
+    @property
+    def warm_start(self) -> np.ndarray | None:
+        """The nonlinear parameters the next block fit starts from (the last successful fit's)."""
+        return None if self._x_prev is None else np.array(self._x_prev, float)
+
+    @warm_start.setter
+    def warm_start(self, x: np.ndarray | None) -> None:
+        self._x_prev = None if x is None else np.array(x, float)
 
     @property
     def fitter(self):
@@ -191,10 +266,15 @@ class BlockProcessor:
             self._water_raw.append(x)
             if self._weights is None:
                 self._set_weights(x)
+            water = _coils.combine(x, self._weights)
+            self._water_comb.append(water)
+            self._sink(PreparedRecord("water", seq, t_s, fid=water))
             return []
         if self._weights is None or self._ref_sum is None:
             self._pending.append((seq, t_s, x))
-            if len(self._pending) >= min(FIRST_TRANSIENTS, self.block):
+            # Not min(FIRST_TRANSIENTS, block): the weights and first reference must not depend on
+            # the block size. (A block under 8 then waits for the 8th transient for its first fit.)
+            if len(self._pending) >= FIRST_TRANSIENTS:
                 return self._start_from_pending()
             return []
         return self._process(seq, t_s, self._prepare(x))
@@ -212,6 +292,8 @@ class BlockProcessor:
         if self._water_raw:
             water = _coils.combine(np.mean(self._water_raw, axis=0), self._weights)
             self._eddy = _eddy.eddy_phase(water)
+        self._sink(PreparedRecord("state", weights=self._weights.copy(),
+                                  eddy=None if self._eddy is None else self._eddy.copy()))
 
     def _prepare(self, x: np.ndarray) -> np.ndarray:
         fid = _coils.combine(x, self._weights)
@@ -231,8 +313,7 @@ class BlockProcessor:
             # First reference: the transients aligned to their own mean, twice.
             aligned, _, _ = align_all(fids, self.aligner, iterations=2)
             ref = aligned.mean(0)
-            self._ref_fids.append(ref)
-            self._ref_sum = ref.copy()
+            self._set_reference(ref)
         out: list[dict] = []
         for (seq, t_s, _), fid in zip(pending, fids, strict=True):
             out += self._process(seq, t_s, fid)
@@ -270,36 +351,112 @@ class BlockProcessor:
                           / (max(expected, 1e-300) * max(d_lip.size - self._lipid_q.shape[1], 1)))
         scale_snr = float(np.sqrt(np.mean(np.abs(ref_w) ** 2) / max(noise_var, 1e-300)) * np.sqrt(ref_w.size))
         reason = self.outliers.assess(TransientMetrics(reg.freq_hz, reg.scale, scale_snr, res_ratio, lip_ratio))
-        rec = _Transient(seq, t_s, reg.fid, reg.freq_hz, float(np.degrees(reg.phase_rad)), reason, self._count)
+        phase_deg = float(np.degrees(reg.phase_rad))
+        # The block average uses the complex64-rounded FID, what a preprocessing cache stores, so
+        # blocks from raw data and from the cache are bit-identical (rounding: ~1e-7 relative).
+        fid32 = reg.fid.astype(np.complex64)
+        self._sink(PreparedRecord("transient", seq, t_s, fid=fid32, freq_hz=reg.freq_hz, phase_deg=phase_deg,
+                                  rejected=reason, residual_ratio=res_ratio, lipid_ratio=lip_ratio))
         self._freq_t.append((t_s, reg.freq_hz))
         self._run_rejected = self._run_rejected + [fid] if reason else []
-        if len(self._run_rejected) >= max(8, self.block // 2):
+        if len(self._run_rejected) >= REBUILD_AFTER_REJECTED:
             # Everything has been an outlier for a while: the voxel or the coil setup changed for
             # good. Start a new reference from the recent transients instead of rejecting forever.
             aligned, _, _ = align_all(np.array(self._run_rejected), self.aligner, iterations=2)
-            self._ref_fids.clear()
-            self._ref_fids.append(aligned.mean(0))
-            self._ref_sum = aligned.mean(0)
+            self._set_reference(aligned.mean(0))
+        fid_c = fid32.astype(complex)
+        if reason is None:  # (the rounded FID: a processor restored from the records has the same reference)
+            self._push_reference(fid_c)
+        return self._push(_Transient(seq, t_s, fid_c, reg.freq_hz, phase_deg, reason, self._count))
+
+    def _sink(self, rec: PreparedRecord) -> None:
+        if self.prepared_sink is not None:
+            try:
+                self.prepared_sink(rec)
+            except Exception as exc:  # a failing consumer must not corrupt the processing: drop it
+                self.prepared_sink = None
+                self.sink_error = f"prepared_sink failed: {exc}"
+
+    def _set_reference(self, ref: np.ndarray) -> None:
+        """A new running reference (the first, or a rebuild): the outlier history starts again."""
+        if self._ref_sum is not None:  # a rebuild (the first reference keeps the detector as it is)
             self.outliers.reset()
-            self._run_rejected = []
-        if reason is None and self.reference_blocks and self._session_x is None and not self._reference_due:
-            self._session_sum = reg.fid.copy() if self._session_sum is None else self._session_sum + reg.fid
+        self._ref_fids.clear()
+        self._ref_fids.append(ref)
+        self._ref_sum = ref.copy()
+        self._run_rejected = []
+        self._sink(PreparedRecord("reference", fid=np.asarray(ref, complex).copy()))
+
+    def _push_reference(self, fid: np.ndarray) -> None:
+        if len(self._ref_fids) == self._ref_fids.maxlen:
+            self._ref_sum = self._ref_sum - self._ref_fids[0]
+        self._ref_fids.append(fid)
+        self._ref_sum = self._ref_sum + fid
+
+    def _push(self, rec: _Transient) -> list[dict]:
+        """Count a processed transient into the block windows; fit a window when it is complete."""
+        if rec.rejected is None and self.reference_blocks and self._session_x is None and not self._reference_due:
+            self._session_sum = rec.fid.copy() if self._session_sum is None else self._session_sum + rec.fid
             self._session_n += 1
-        if reason is None:
-            if len(self._ref_fids) == self._ref_fids.maxlen:
-                self._ref_sum = self._ref_sum - self._ref_fids[0]
-            self._ref_fids.append(reg.fid)
-            self._ref_sum = self._ref_sum + reg.fid
         self._recent.append(rec)
         self._count += 1
-        out = [{"kind": "transient", "seq": seq, "t_s": t_s, "freq_hz": _num(reg.freq_hz, 4),
-                "phase_deg": _num(rec.phase_deg, 3), "rejected": reason,
+        out = [{"kind": "transient", "seq": rec.seq, "t_s": rec.t_s, "freq_hz": _num(rec.freq_hz, 4),
+                "phase_deg": _num(rec.phase_deg, 3), "rejected": rec.rejected,
                 "block": rec.index // self.step}]
         if self._count - self._next_start >= self.block:
-            out += self._fit_window(list(self._recent))
+            out += self._window(list(self._recent))
             self._covered = self._count
             self._next_start += self.step
         return out
+
+    def _window(self, items: list[_Transient]) -> list[dict]:
+        if self._block_index < self.skip_fits_below:  # resuming: this block's result is on disk already
+            self._block_index += 1
+            return []
+        return self._fit_window(items)
+
+    def _add_prepared(self, rec: PreparedRecord) -> list[dict]:
+        if rec.kind == "state":
+            self._weights = np.asarray(rec.weights, complex)
+            self._eddy = None if rec.eddy is None else np.asarray(rec.eddy, float)
+            return []
+        if rec.kind == "water":
+            self._water_comb.append(np.asarray(rec.fid, complex))
+            return []
+        if rec.kind == "reference":
+            self._set_reference_quiet(np.asarray(rec.fid, complex))
+            return []
+        if rec.kind == "warm_start":
+            return []
+        if rec.kind == "error":
+            return [{"kind": "transient", "seq": int(rec.seq), "t_s": float(rec.t_s), "freq_hz": None,
+                     "phase_deg": None, "rejected": rec.rejected, "block": None}]
+        if rec.kind != "transient":
+            raise ValueError(f"unknown prepared record kind {rec.kind!r}")
+        fid = np.asarray(rec.fid, np.complex64)
+        if fid.shape != (self.n,):
+            raise ValueError(f"prepared FID shape {fid.shape} is not ({self.n},)")
+        fid = fid.astype(complex)
+        freq, reason = float(rec.freq_hz), rec.rejected
+        self.outliers.replay(freq, rec.residual_ratio, rec.lipid_ratio, accepted=reason is None)
+        self._freq_t.append((float(rec.t_s), freq))
+        if reason:  # the pre-alignment FID, in case a resumed run of rejections rebuilds the reference
+            t = np.arange(self.n) * self.dwell_s
+            self._run_rejected = self._run_rejected + [
+                fid * np.exp(1j * np.radians(rec.phase_deg) + 2j * np.pi * freq * t)]
+        else:
+            self._run_rejected = []
+            if self._ref_sum is not None:
+                self._push_reference(fid)
+        return self._push(_Transient(int(rec.seq), float(rec.t_s), fid, freq, float(rec.phase_deg), reason,
+                                     self._count))
+
+    def _set_reference_quiet(self, ref: np.ndarray) -> None:
+        sink, self.prepared_sink = self.prepared_sink, None  # replaying: not a new record
+        try:
+            self._set_reference(ref)
+        finally:
+            self.prepared_sink = sink
 
     def _noise_var(self, fid: np.ndarray) -> float:
         """Mean |X|^2 per point of pure noise in the spectrum (from the outer spectral regions)."""
@@ -377,9 +534,9 @@ class BlockProcessor:
                 "spectrum": None}
 
     def _water_fid(self) -> np.ndarray | None:
-        if not self._water_raw or self._weights is None:
+        if not self._water_comb:
             return None
-        return _coils.combine(np.mean(self._water_raw, axis=0), self._weights)
+        return np.mean(self._water_comb, axis=0)  # = combining the mean (linear), and cacheable
 
     def _fit_items(self, index: int, items: list[_Transient]) -> dict:
         from mrs import qc as _qc

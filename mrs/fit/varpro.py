@@ -510,11 +510,14 @@ class LCFitter:
             sigs.append(s_g[None, :] * self.model.log_derivatives(self._tm, x[sl]).astype(fl.dtype))
         return sfft.fft(np.vstack(sigs), axis=1, workers=1)[:, self._win_m].T.astype(complex)
 
-    def _jacobian(self, x: np.ndarray, state: tuple) -> np.ndarray:
+    def _jacobian(self, x: np.ndarray, state: tuple, free: np.ndarray | None = None) -> np.ndarray:
         _, c, _, z, fl, at, gram, prior = state
         parts = [(-1j * z)[:, None], (-1j * self.dnu * z)[:, None], -self._group_derivatives(x, c, fl)]
         if self.each_idx.size:
-            parts.append(-self._each_jac(fl, c))
+            if free is None or free[self.each_slice].any():
+                parts.append(-self._each_jac(fl, c))
+            else:  # all held (session reference): columns the step never uses
+                parts.append(np.zeros((z.size, self.each_idx.size), complex))
         jac = np.hstack(parts)
         jac = self._project_baseline(jac)
         active = c > 0
@@ -635,7 +638,7 @@ class LCFitter:
         def total_cost(r: np.ndarray, xx: np.ndarray) -> float:
             return float(np.vdot(r, r).real) + float(np.sum((prior_w * (xx - self.prior_mu)) ** 2))
 
-        r, jac = state[0], self._jacobian(x, state)
+        r, jac = state[0], self._jacobian(x, state, free)
         nfev = 0
         cost = total_cost(r, x)
         dof = max(2 * yw.size - len(self.names) - 2 * self.q.shape[1] - int(free.sum()), 1)
@@ -674,7 +677,7 @@ class LCFitter:
                 return x, 1, "converged: cost change below ftol_chi2 x noise variance", nfev, state
             if float(scaled_step.max()) < s.xtol:
                 return x, 2, "converged: step below xtol", nfev, state
-            r, jac = r_new, self._jacobian(x, state_new)
+            r, jac = r_new, self._jacobian(x, state_new, free)
         return x, 0, f"stopped after {s.max_iter} iterations", nfev, state
 
     def _finish(self, x: np.ndarray, state: tuple, status: int, message: str, nfev: int,

@@ -44,6 +44,13 @@ class OutlierDetector:
         self._lip.clear()
         self._freq.clear()
 
+    def replay(self, freq_hz: float, residual_ratio: float, lipid_ratio: float, accepted: bool) -> None:
+        """The history update `assess` made for a transient assessed before (resuming from a cache)."""
+        self._freq.append(freq_hz)
+        if accepted:
+            self._res.append(residual_ratio)
+            self._lip.append(lipid_ratio)
+
     def _threshold(self, hist: deque[float]) -> float:
         if len(hist) < 8:
             return self.first_ratio

@@ -131,6 +131,7 @@ def test_unusable_basis_gives_failed_blocks_with_a_message():
     out = []
     for i in range(2):
         out += proc.add(i, 2.0 * i, frozenset(), toy_coil_transients(np.ones(N, complex), 4, 0.1, rng))
+    out += proc.flush()  # (fewer than FIRST_TRANSIENTS: processed at the end of the stream)
     res = [o["result"] for o in out if o["kind"] == "block"][0]
     assert res["qc"]["fit_status"] == "failed" and "basis" in res["qc"]["message"]
 
