@@ -73,19 +73,16 @@ def _toml(d: dict, prefix: str = "") -> str:
 
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
-@pytest.mark.xfail(strict=True, reason=(
-    "known shortfall, issue 6: with the fitter's accurate defaults (per-MM shifts, T2 sets) the per-block "
-    "Glu/tCr scatter doubled, and at n = 26 short sessions the CI covers the simulated effect but does not "
-    "exclude zero (measured -2.11 pp truth, CI upper bound +0.92 pp); the earlier, biased fitter gave "
-    "-1.37 [-2.36, -0.38]. strict: this fails the run the day it passes, so the marker is removed."))
 def test_simulated_crossover_of_26_recovers_the_condition_effect(tmp_path):
     """26 participants x 2 short sessions (16 min, 2 coils): the CI covers the simulated effect and
-    excludes zero. About 20 min on 2 busy cores."""
+    excludes zero. About 5 min on 2 busy cores."""
     out = tmp_path / "study"
     truth = simulate_study(out, participants=26, seed=1, protocol=str(SHORT_PLAN))
     _assert_blinded(out)
     result = run_study(out / "sessions", out / "key.tsv", out_dir=tmp_path / "results")
     ce = result["condition_effect"]
+    print(f"condition effect {ce['estimate']:+.2f} [{ce['ci95_low']:+.2f}, {ce['ci95_high']:+.2f}], "
+          f"truth {truth['condition_effect']:+.2f}")
     assert result["sessions"] == 52 and ce["n_pairs"] == 26
     assert ce["ci95_low"] <= truth["condition_effect"] <= ce["ci95_high"]
     assert ce["ci95_high"] < 0
