@@ -14,9 +14,9 @@ variable-projection linear-combination fit warm-started from the previous block,
 `add` and `flush` never raise: a failing stage gives a block with fit_status "failed".
 
 Session reference (`reference_blocks` K > 0): the lineshape details that belong to the session, not
-to a block (each macromolecule's width and position, the singlets' T2 offsets, the macromolecule
-broadening; `LCFitter.session_mask`), are fitted once on the average of the first K blocks and then
-held for every block. A block fit then frees only what moves (phases, shift, metabolite linewidth,
+to a block (each macromolecule's own width and position, the singlets' T2 offsets;
+`LCFitter.session_mask`), are taken once from the first K blocks (the median of their own fits) and
+then held for every block. A block fit then frees only what moves (phases, shifts, group linewidths,
 amplitudes, baseline): on simulated ketamine sessions this halves the block-to-block scatter of
 Glu/tCr at the same bias. The first K blocks are published as "provisional" (fitted on their own);
 when the reference is fixed they are refitted with it and published again (`"revision": 1`), so every
@@ -164,8 +164,7 @@ class BlockProcessor:
         # session reference (see the module docstring)
         self.reference_blocks = max(0, int(reference_blocks))
         self._session_x: np.ndarray | None = None
-        self._session_sum: np.ndarray | None = None   # accepted transients until the reference is fixed
-        self._session_n = 0
+        self._provisional_x: list[np.ndarray] = []   # the provisional blocks' own fits
         self._reference_due = False
         self._provisional: list[tuple[int, list[_Transient]]] = []
         # (block index, averaged FID, FitResult) of every published fit, when set to a list (refit)
@@ -395,9 +394,6 @@ class BlockProcessor:
 
     def _push(self, rec: _Transient) -> list[dict]:
         """Count a processed transient into the block windows; fit a window when it is complete."""
-        if rec.rejected is None and self.reference_blocks and self._session_x is None and not self._reference_due:
-            self._session_sum = rec.fid.copy() if self._session_sum is None else self._session_sum + rec.fid
-            self._session_n += 1
         self._recent.append(rec)
         self._count += 1
         out = [{"kind": "transient", "seq": rec.seq, "t_s": rec.t_s, "freq_hz": _num(rec.freq_hz, 4),
@@ -492,21 +488,16 @@ class BlockProcessor:
             return []
 
     def _fix_reference(self) -> list[dict]:
-        """Fit the average of the provisional blocks' accepted transients with the full model, hold
-        its session parameters from now on, and refit the provisional blocks with them."""
+        """The median of the provisional blocks' own fits becomes the session reference: its session
+        parameters are held from now on, and the provisional blocks are refitted with them. (The
+        median, not a fit of their average: a block or two disturbed by motion or lipid does not
+        move it; on a simulated restless session a fit of the average misled every later block.)"""
         provisional, self._provisional = self._provisional, []
-        fitter = self.fitter
-        if fitter is None or not self._session_n:
-            return []
-        avg = self._session_sum / self._session_n
-        self._session_sum = None
-        if water_dominates(avg, self.dwell_s, self.cf_mhz, self.centre_ppm, factor=3.0):
-            avg, _ = remove_water(avg, self.dwell_s, self.cf_mhz, self.centre_ppm, n_points=256)
-        res = fitter.fit(avg, x0=self._x_prev)
-        if not res.success:
+        fits, self._provisional_x = self._provisional_x, []
+        if self.fitter is None or not fits:
             self.reference_blocks = 0  # no usable reference: blocks go on being fitted on their own
             return []
-        self._session_x = res.x
+        self._session_x = np.median(np.array(fits), axis=0)
         revised = []
         for index, items in provisional:
             result = self._fit_safely(index, items)
@@ -564,6 +555,8 @@ class BlockProcessor:
             res = fitter.fit(avg, x0=self._x_prev)
             reference = "provisional" if self.reference_blocks else "block"
         fit_ms = (time.perf_counter() - t_fit) * 1e3
+        if reference == "provisional" and res.success:
+            self._provisional_x.append(np.array(res.x, float))
         if self.records is not None:
             self.records.append((index, avg, res))
         if res.success:

@@ -618,13 +618,11 @@ class LCFitter:
 
     def session_mask(self) -> np.ndarray:
         """Parameters that describe the session rather than the block: each T2 set's and each
-        macromolecule's own width and shift offsets, and the macromolecule group's broadening.
-        Fitted once on a high-SNR session average, they can be held for every block (`hold`)."""
+        macromolecule's own width and shift offsets. Taken from the session's first blocks, they can
+        be held for every block (`hold`). (Not the groups' shifts and broadenings: drift, shim and
+        motion change those from block to block.)"""
         mask = np.zeros(len(self.param_names), bool)
         mask[self.each_slice] = True
-        for (_, _, mm), sl in zip(self.groups, self.slices, strict=True):
-            if mm:
-                mask[sl.start + 1:sl.stop] = True  # not the group shift: residual drift moves it
         return mask & self.free
 
     def _levenberg_marquardt(self, x: np.ndarray, yw: np.ndarray, prior_w: np.ndarray,
