@@ -22,7 +22,7 @@ import zmq
 
 from agent.ingest import Ingest
 from agent.security import CurveGuard, SecurityError, is_loopback
-from agent.store import read_jsonl
+from agent.store import latest_revisions, read_jsonl
 from protocols.wire import EVENT_KINDS
 
 log = logging.getLogger("mrsmon.agent")
@@ -226,8 +226,9 @@ class Agent:
                 self._unfinished.pop(sid, None)
                 self._start_export(sid)  # after the last fit, so the derivatives are complete
             if topic == b"result" and sid:
-                self.results.setdefault(sid, []).append({k: v for k, v in obj.items() if k != "spectrum"})
-                self.latest[sid] = obj
+                self._keep_result(sid, {k: v for k, v in obj.items() if k != "spectrum"})
+                if not obj.get("revision"):
+                    self.latest[sid] = obj
             self._publish(topic.decode(), obj)
 
     # ------------------------------------------------------------------ export
@@ -352,7 +353,17 @@ class Agent:
         return json.loads(p.read_text()) if p.exists() else None
 
     def _load_results(self, sid: str) -> None:
-        self.results[sid] = read_jsonl(self.config.sessions_dir / sid / "fits.jsonl")
+        self.results[sid] = latest_revisions(read_jsonl(self.config.sessions_dir / sid / "fits.jsonl"))
+
+    def _keep_result(self, sid: str, row: dict) -> None:
+        """Snapshots carry each block once: a revision replaces the row of its block."""
+        rows = self.results.setdefault(sid, [])
+        if row.get("revision"):
+            for i in range(len(rows) - 1, -1, -1):
+                if rows[i].get("block") == row.get("block"):
+                    rows[i] = row
+                    return
+        rows.append(row)
 
     def _block(self, sid: str | None, block: int) -> dict:
         if sid is None:

@@ -47,6 +47,12 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     _fsync_dir(path.parent)
 
 
+def latest_revisions(rows: list[dict]) -> list[dict]:
+    """Block result rows as written (append only) -> each block's last row, in block order."""
+    latest = {r.get("block"): r for r in rows}
+    return sorted(latest.values(), key=lambda r: (r.get("block") is None, r.get("block") or 0))
+
+
 def read_jsonl(path: Path) -> list[dict]:
     """Rows of a JSON-lines file; a torn last line (crash mid-write) is ignored."""
     if not path.exists():
@@ -309,10 +315,7 @@ class SessionReader:
         row as written."""
         base = self.folder / "derivatives" / derivative if derivative else self.folder
         rows = read_jsonl(base / "fits.jsonl")
-        if revisions:
-            return rows
-        latest = {r.get("block"): r for r in rows}
-        return sorted(latest.values(), key=lambda r: (r.get("block") is None, r.get("block") or 0))
+        return rows if revisions else latest_revisions(rows)
 
     def transient_records(self) -> list[dict]:
         return read_jsonl(self.folder / "transients.jsonl")
