@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtWidgets
 
 _CACHED = (pg.AxisItem, pg.TextItem, pg.LegendItem, pg.LabelItem)
 
 
-def set_y_sticky(plot, lo: float, hi: float) -> bool:
+def set_y_sticky(plot, lo: float, hi: float, grow: float = 0.25) -> bool:
     """Set a plot's y range to [lo, hi] only when the data left the current range or fill less
     than half of it. A range change re-lays out the axis (text) and costs milliseconds per
-    frame; new blocks usually fall inside the range already shown."""
+    frame; new blocks usually fall inside the range already shown. When the data grows past an
+    edge (a drifting frequency), that edge moves `grow` times the span further, so a steady
+    trend changes the range every few hundred blocks, not on every one."""
     (_x0, _x1), (y0, y1) = plot.getViewBox().viewRange()
     want = hi - lo
     if lo >= y0 and hi <= y1 and (y1 - y0) <= 2.0 * want:
         return False
-    plot.setYRange(lo, hi, padding=0)
+    room = grow * want if want > 0 else 0.0
+    plot.setYRange(lo - room if lo < y0 else lo, hi + room if hi > y1 else hi, padding=0)
     return True
 
 
@@ -29,3 +33,38 @@ def cache_text_items(view: pg.GraphicsView) -> None:
     for item in view.scene().items():
         if isinstance(item, _CACHED):
             item.setCacheMode(QtWidgets.QGraphicsItem.DeviceCoordinateCache)
+
+
+def set_data_if_changed(item, x, y, **kwargs) -> bool:
+    """`item.setData(x, y)` unless the item already shows exactly these values.
+
+    pyqtgraph's setData costs 0.02 to 0.3 ms even for an empty array (bounds, signals, a view
+    update), and many items (failed-fit crosses, over-limit spots) rarely change between blocks.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    last = getattr(item, "_mrsmon_shown", None)
+    if (last is not None and last[0].shape == x.shape and last[1].shape == y.shape
+            and np.array_equal(last[0], x, equal_nan=True) and np.array_equal(last[1], y, equal_nan=True)):
+        return False
+    item.setData(x, y, **kwargs)
+    item._mrsmon_shown = (x.copy(), y.copy())
+    return True
+
+
+def column_extents(t: np.ndarray, lo: np.ndarray, hi: np.ndarray, x0: float, x1: float,
+                   n_columns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Merge vertical bars (at sorted `t`, from `lo` to `hi`) that fall in the same one of
+    `n_columns` equal columns of [x0, x1]: one bar per column, from the lowest `lo` to the
+    highest `hi`, at the column's first `t`.
+
+    With a column per screen pixel the picture is the same (bars in one pixel column cover the
+    union of their spans) but a 3600-block sliding window strokes about 900 bars, not 3600.
+    Returns (t, lo, hi) of the merged bars.
+    """
+    t, lo, hi = np.asarray(t, float), np.asarray(lo, float), np.asarray(hi, float)
+    if len(t) <= n_columns or x1 <= x0 or n_columns < 1:
+        return t, lo, hi
+    col = np.floor((t - x0) * (n_columns / (x1 - x0))).astype(np.int64)
+    starts = np.flatnonzero(np.r_[True, col[1:] != col[:-1]])
+    return t[starts], np.minimum.reduceat(lo, starts), np.maximum.reduceat(hi, starts)

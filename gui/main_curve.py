@@ -14,7 +14,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from gui.drawing import cache_text_items, set_y_sticky
+from gui.drawing import cache_text_items, column_extents, set_data_if_changed, set_y_sticky
 from gui.model import DrawnVersions, SessionModel, percent_change
 from gui.theme import AXIS_PT, TITLE_PT, Theme
 
@@ -99,6 +99,9 @@ class MainCurvePanel(QtWidgets.QWidget):
         super().__init__(parent)
         self.model, self.t = model, theme
         self._versions = DrawnVersions(model)
+        self._left_label = ""
+        self._drawn_base: tuple[float, float] | None = None
+        self._bars: tuple[np.ndarray, np.ndarray, np.ndarray] = (np.zeros(0), np.zeros(0), np.zeros(0))
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(2)
@@ -159,8 +162,9 @@ class MainCurvePanel(QtWidgets.QWidget):
                                       symbolPen=pg.mkPen(theme.background, width=1))
         # Dense series (sliding windows) draw as a thin line: a scatter of thousands of spots
         # costs tens of ms per update in pyqtgraph.
-        self.dense = pg.PlotDataItem(pen=pg.mkPen(theme.data, width=1))
-        self.trend_curve = pg.PlotDataItem(pen=pg.mkPen(theme.trend, width=3.5))
+        self.dense = pg.PlotCurveItem(pen=pg.mkPen(theme.data, width=1))
+        # Plain curves are PlotCurveItems: a PlotDataItem's setData costs several times more.
+        self.trend_curve = pg.PlotCurveItem(pen=pg.mkPen(theme.trend, width=3.5))
         self.failed = pg.PlotDataItem(pen=None, symbol="x", symbolSize=13, symbolBrush=theme.threshold,
                                       symbolPen=pg.mkPen(theme.threshold, width=2.5))
         self.selected = pg.PlotDataItem(pen=None, symbol="o", symbolSize=18, symbolBrush=None,
@@ -171,6 +175,9 @@ class MainCurvePanel(QtWidgets.QWidget):
         self.band.hide()
         self.base_line.hide()
         pi.scene().sigMouseClicked.connect(self._on_click)
+        # merged error bars follow the pixel columns: redo them when the view is resized or scaled
+        pi.getViewBox().sigResized.connect(self._draw_errors)
+        pi.getViewBox().sigXRangeChanged.connect(self._draw_errors)
         self.legend = pg.LegendItem(offset=(60, 4), labelTextColor=theme.text, colCount=3,
                                     brush=pg.mkBrush(theme.rgba(theme.panel, 200)), labelTextSize=f"{AXIS_PT}pt")
         self.legend.setParentItem(pi.getViewBox())
@@ -229,7 +236,9 @@ class MainCurvePanel(QtWidgets.QWidget):
             was = self.combo.blockSignals(True)
             self.combo.setCurrentText(self.model.measure)
             self.combo.blockSignals(was)
-        self.pi.setLabel("left", self.model.measure, **{"font-size": f"{AXIS_PT}pt", "color": self.t.text})
+        if self._left_label != self.model.measure:  # a label change re-lays out and repaints the axis
+            self._left_label = self.model.measure
+            self.pi.setLabel("left", self.model.measure, **{"font-size": f"{AXIS_PT}pt", "color": self.t.text})
 
     def _draw_plan(self) -> None:
         for item in self.phase_items:
@@ -294,34 +303,50 @@ class MainCurvePanel(QtWidgets.QWidget):
         err = m.col("err")
         good = np.isfinite(v)
         dense = len(t) > DENSE_POINTS
-        self.points.setData(t[good] if not dense else [], v[good] if not dense else [])
-        self.dense.setData(t if dense else [], v if dense else [], connect="finite")
+        set_data_if_changed(self.points, t[good] if not dense else [], v[good] if not dense else [])
+        set_data_if_changed(self.dense, t if dense else [], v if dense else [], connect="finite")
         e = np.where(np.isfinite(err), err, 0.0)[good]
-        self.errors.setData(x=t[good], y=v[good], height=2 * e)
+        self._bars = (t[good], v[good] - e, v[good] + e)
+        self._draw_errors()
         trend = m.trend()
         step = max(1, len(t) // TREND_POINTS)  # the trend is smooth: fewer vertices, same line
         self.trend_curve.setData(t[::step], trend[::step], connect="finite")
         base = m.baseline()
         self.pct_axis.set_baseline(base.mean if base.valid else math.nan)
         if base.valid:
-            self.base_line.setPos(base.mean)
-            self.band.setRegion((base.mean - base.sd, base.mean + base.sd))
+            if self._drawn_base != (base.mean, base.sd):
+                self._drawn_base = (base.mean, base.sd)
+                self.base_line.setPos(base.mean)
+                self.band.setRegion((base.mean - base.sd, base.mean + base.sd))
             self.base_line.show()
             self.band.show()
             last = percent_change(trend[-1:], base.mean) if len(trend) else np.array([math.nan])
             change = f"   now {last[0]:+.1f}% (trend)" if np.isfinite(last[0]) else ""
             planned = "" if any(ev.get("kind") == "infusion_start" for ev in m.events) else " (planned start)"
-            self.summary.setText(f"baseline {base.mean:.3g} ± {base.sd:.2g}, n = {base.n} blocks{planned}{change}")
+            self._summary(f"baseline {base.mean:.3g} ± {base.sd:.2g}, n = {base.n} blocks{planned}{change}")
         else:
             self.base_line.hide()
             self.band.hide()
-            self.summary.setText("baseline: waiting for blocks before the infusion start")
+            self._summary("baseline: waiting for blocks before the infusion start")
         bad = ~(m.col("ok") > 0.5)
         y_bad = float(np.nanmedian(v)) if good.any() else 0.0
-        self.failed.setData(t[bad], np.full(int(bad.sum()), y_bad))
+        set_data_if_changed(self.failed, t[bad], np.full(int(bad.sum()), y_bad))
         self._set_y_range(v[good], e, base)
         if len(t) and t[-1] > self.pi.getViewBox().viewRange()[0][1]:
             self.pi.setXRange(0, float(t[-1]) * 1.1, padding=0.01)
+
+    def _summary(self, text: str) -> None:
+        if self.summary.text() != text:
+            self.summary.setText(text)
+
+    def _draw_errors(self, *_args: object) -> None:
+        """CRLB bars, merged to one per pixel column when there are more bars than columns (a
+        sliding window): the same picture, a quarter of the strokes."""
+        t, lo, hi = self._bars
+        vb = self.pi.getViewBox()
+        (x0, x1), _ = vb.viewRange()
+        t, lo, hi = column_extents(t, lo, hi, x0, x1, max(1, int(vb.width())))
+        self.errors.setData(x=t, y=(lo + hi) / 2, height=hi - lo)
 
     def _set_y_range(self, v: np.ndarray, e: np.ndarray, base: Any) -> None:
         if not len(v):

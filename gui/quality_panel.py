@@ -11,7 +11,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui
 
-from gui.drawing import cache_text_items, set_y_sticky
+from gui.drawing import cache_text_items, set_data_if_changed, set_y_sticky
 from gui.main_curve import DENSE_POINTS
 from gui.model import DrawnVersions, SessionModel
 from gui.theme import AXIS_PT, COMPONENT_CYCLE, Theme
@@ -57,8 +57,9 @@ class QualityPanel(pg.GraphicsLayoutWidget):
             if i < 3:  # the top row shares the bottom row's time axis: fewer axes to draw
                 p.getAxis("bottom").setStyle(showValues=False)
             if col != "n_rejected":
-                # thin line, no spots: cheap to stroke and to update at 3600 points
-                curve = pg.PlotDataItem(pen=pg.mkPen(theme.data, width=1))
+                # thin line, no spots: cheap to stroke and to update at 3600 points; a
+                # PlotCurveItem, whose setData costs a fraction of a PlotDataItem's
+                curve = pg.PlotCurveItem(pen=pg.mkPen(theme.data, width=1))
                 over = pg.PlotDataItem(pen=None, symbol="o", symbolSize=8, symbolBrush=theme.threshold,
                                        symbolPen=None)
                 p.addItem(curve)
@@ -132,7 +133,7 @@ class QualityPanel(pg.GraphicsLayoutWidget):
             if thr is not None:
                 with np.errstate(invalid="ignore"):
                     bad = np.abs(y) > thr if col == "drift_hz_per_min" else y > thr
-                self.over[col].setData(t[bad], y[bad])
+                set_data_if_changed(self.over[col], t[bad], y[bad])
             self._fit_y(col, y, thr)
         self._draw_rejections(t)
 
@@ -152,28 +153,24 @@ class QualityPanel(pg.GraphicsLayoutWidget):
 
     def _draw_rejections(self, t: np.ndarray) -> None:
         m = self.model
-        reasons: list[str] = []
-        for r in m.rows:
-            for k in (r.get("rejected") or {}):
-                if k not in reasons:
-                    reasons.append(k)
         width = float(np.median(np.diff(t))) * 0.8 if len(t) > 1 else 0.5
         bottom = np.zeros(len(t))
         p = self.plots["n_rejected"]
-        for i, reason in enumerate(reasons):
-            h = np.array([float((r.get("rejected") or {}).get(reason, 0) or 0) for r in m.rows])
+        rejected = m.rejected()
+        for i, (reason, h) in enumerate(rejected.items()):
             colour = COMPONENT_CYCLE[(i + 1) % len(COMPONENT_CYCLE)]
+            shown = h > 0  # only blocks with rejections: most of a long session draws no bar
             bars = self.reject_bars.get(reason)
             if bars is None:
-                bars = pg.BarGraphItem(x=t, height=h, y0=bottom.copy(), width=width,
+                bars = pg.BarGraphItem(x=t[shown], height=h[shown], y0=bottom[shown], width=width,
                                        brush=pg.mkBrush(colour), pen=pg.mkPen(None))
                 p.addItem(bars)
                 self.reject_bars[reason] = bars
                 self.reject_legend.addItem(bars, reason)
                 cache_text_items(self)
             else:
-                bars.setOpts(x=t, height=h, y0=bottom.copy(), width=width)
+                bars.setOpts(x=t[shown], height=h[shown], y0=bottom[shown], width=width)
             bottom = bottom + h
-        self._title("n_rejected", "Rejected transients" + ("" if reasons else " (none)"))
+        self._title("n_rejected", "Rejected transients" + ("" if rejected else " (none)"))
         top = float(bottom.max()) if len(bottom) else 0.0
         set_y_sticky(p, 0, max(top * 1.8, float(m.block_transients) * 0.25))  # room for the legend

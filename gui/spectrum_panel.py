@@ -13,7 +13,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from gui.drawing import cache_text_items
+from gui.drawing import cache_text_items, set_data_if_changed
 from gui.model import SessionModel
 from gui.theme import AXIS_PT, COMPONENT_CYCLE, TITLE_PT, Theme
 
@@ -82,10 +82,12 @@ class SpectrumPanel(QtWidgets.QWidget):
         ax.setStyle(tickFont=font)
         ax.enableAutoSIPrefix(False)
         pi.setLabel("bottom", "chemical shift (ppm)", **{"font-size": f"{AXIS_PT}pt", "color": theme.text})
-        self.data = pg.PlotDataItem(pen=pg.mkPen(theme.spec_data, width=1))
-        self.fit = pg.PlotDataItem(pen=pg.mkPen(theme.spec_fit, width=2.2))
-        self.baseline = pg.PlotDataItem(pen=pg.mkPen(theme.spec_baseline, width=1.5, style=QtCore.Qt.DashLine))
-        self.residual = pg.PlotDataItem(pen=pg.mkPen(theme.spec_residual, width=1))
+        # PlotCurveItems, not PlotDataItems: they are redrawn on every block, and a PlotDataItem's
+        # setData costs several times more for the same line.
+        self.data = pg.PlotCurveItem(pen=pg.mkPen(theme.spec_data, width=1))
+        self.fit = pg.PlotCurveItem(pen=pg.mkPen(theme.spec_fit, width=2.2))
+        self.baseline = pg.PlotCurveItem(pen=pg.mkPen(theme.spec_baseline, width=1.5, style=QtCore.Qt.DashLine))
+        self.residual = pg.PlotCurveItem(pen=pg.mkPen(theme.spec_residual, width=1))
         self.components: dict[str, pg.PlotDataItem] = {}
         self._legend_names: set[str] = set()
         for item in (self.data, self.baseline, self.fit, self.residual):
@@ -146,21 +148,24 @@ class SpectrumPanel(QtWidgets.QWidget):
 
     def _clear(self, text: str) -> None:
         for item in [self.data, self.fit, self.baseline, self.residual, *self.components.values()]:
-            item.setData([], [])
-        self.message.setText(text)
+            set_data_if_changed(item, [], [])
+        self._message(text)
         vb = self.pi.getViewBox()
         (x0, x1), (y0, y1) = vb.viewRange()
         self.message.setPos((x0 + x1) / 2, (y0 + y1) / 2)
 
+    def _message(self, text: str) -> None:
+        if self.message.toPlainText() != text:
+            self.message.setText(text)
+
     def _draw(self, spec: dict) -> None:
-        self.message.setText("")
+        self._message("")
         ppm = spec["ppm"]
         data = spec.get("data")
         fit = spec.get("fit")
         base = spec.get("baseline")
-        self.data.setData(ppm, data if data is not None else [])
-        self.fit.setData(ppm, fit if fit is not None else [])
-        self.baseline.setData(ppm, base if base is not None else [])
+        for item, y in ((self.data, data), (self.fit, fit), (self.baseline, base)):
+            item.setData(ppm if y is not None else ppm[:0], y if y is not None else ppm[:0])
         top = float(np.nanmax(data)) if data is not None and len(data) else 1.0
         bottom = float(np.nanmin(data)) if data is not None and len(data) else 0.0
         span = (top - bottom) or 1.0
@@ -170,7 +175,7 @@ class SpectrumPanel(QtWidgets.QWidget):
             self.residual.setData(ppm, resid + offset)
             bottom = offset + float(np.nanmin(resid))
         else:
-            self.residual.setData([], [])
+            self.residual.setData(ppm[:0], ppm[:0])
         show = self.components_box.isChecked()
         comps = key_components(spec.get("components") or {})
         for name, y in comps.items():
@@ -185,19 +190,31 @@ class SpectrumPanel(QtWidgets.QWidget):
                 item = pg.PlotDataItem(pen=pg.mkPen(colour, width=2.2 if name == "Glu" else 1.3, style=style))
                 self.pi.addItem(item)
                 self.components[name] = item
-            item.setData(ppm, y if show else [])
+            set_data_if_changed(item, ppm if show else [], y if show else [])
+        legend_changed = False
         for name, item in self.components.items():
             if name not in comps:
-                item.setData([], [])
+                set_data_if_changed(item, [], [])
             in_legend = name in self._legend_names
             wanted = show and name in comps
             if wanted and not in_legend:
                 self.legend.addItem(item, name)
                 self._legend_names.add(name)
+                legend_changed = True
             elif in_legend and not wanted:
                 self.legend.removeItem(item)
                 self._legend_names.discard(name)
-        cache_text_items(self.plot)
-        self.pi.setYRange(bottom - 0.03 * span, top + 0.08 * span, padding=0)
-        lo, hi = float(np.min(ppm)), float(np.max(ppm))
-        self.pi.setXRange(lo, hi, padding=0.01)
+        if legend_changed:
+            cache_text_items(self.plot)
+        self._set_ranges(float(np.min(ppm)), float(np.max(ppm)), bottom - 0.03 * span, top + 0.08 * span)
+
+    def _set_ranges(self, x_lo: float, x_hi: float, y_lo: float, y_hi: float) -> None:
+        """Fit the view to the spectrum, skipping range changes under 1% of the span: a range
+        change notifies every item and the axis, and successive blocks differ by less."""
+        (x0, x1), (y0, y1) = self.pi.getViewBox().viewRange()
+        pad = 0.01 * (x_hi - x_lo)
+        if abs(x0 - (x_lo - pad)) > 1e-3 * (x_hi - x_lo) or abs(x1 - (x_hi + pad)) > 1e-3 * (x_hi - x_lo):
+            self.pi.setXRange(x_lo, x_hi, padding=0.01)
+        tol = 0.01 * (y_hi - y_lo)
+        if abs(y0 - y_lo) > tol or abs(y1 - y_hi) > tol:
+            self.pi.setYRange(y_lo, y_hi, padding=0)
