@@ -24,6 +24,18 @@ def set_y_sticky(plot, lo: float, hi: float, grow: float = 0.25) -> bool:
     return True
 
 
+def paint_whole_viewport(view: pg.GraphicsView) -> None:
+    """Repaint a plot's whole viewport in one pass when anything in it changed.
+
+    pyqtgraph's default (MinimalViewportUpdate) repaints the union of the changed items' rects;
+    after a new block that is a region of 5 to 12 rectangles per plot, which Qt's raster engine
+    paints by clipping every item to each of them: measured 41 ms for the three plots against
+    19 ms for one full pass each (sliding window, offscreen). A new block changes most of the
+    plot area anyway.
+    """
+    view.setViewportUpdateMode(QtWidgets.QGraphicsView.FullViewportUpdate)
+
+
 def cache_text_items(view: pg.GraphicsView) -> None:
     """Paint axes, labels and legends from a pixmap cache until they change.
 

@@ -14,7 +14,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from gui.drawing import cache_text_items, column_extents, set_data_if_changed, set_y_sticky
+from gui.drawing import cache_text_items, column_extents, paint_whole_viewport, set_data_if_changed, set_y_sticky
 from gui.model import DrawnVersions, SessionModel, percent_change
 from gui.theme import AXIS_PT, TITLE_PT, Theme
 
@@ -125,6 +125,7 @@ class MainCurvePanel(QtWidgets.QWidget):
 
         self.pct_axis = PercentAxis()
         self.plot = pg.PlotWidget(background=theme.background, axisItems={"right": self.pct_axis})
+        paint_whole_viewport(self.plot)
         lay.addWidget(self.plot, 1)
         pi = self.plot.getPlotItem()
         self.pi = pi

@@ -11,7 +11,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui
 
-from gui.drawing import cache_text_items, set_data_if_changed, set_y_sticky
+from gui.drawing import cache_text_items, paint_whole_viewport, set_data_if_changed, set_y_sticky
 from gui.main_curve import DENSE_POINTS
 from gui.model import DrawnVersions, SessionModel
 from gui.theme import AXIS_PT, COMPONENT_CYCLE, Theme
@@ -31,6 +31,7 @@ class QualityPanel(pg.GraphicsLayoutWidget):
     def __init__(self, model: SessionModel, theme: Theme, x_link: pg.PlotItem | None = None) -> None:
         super().__init__()
         self.setBackground(theme.background)
+        paint_whole_viewport(self)
         self.model, self.t = model, theme
         self._versions = DrawnVersions(model)
         self.plots: dict[str, pg.PlotItem] = {}

@@ -13,7 +13,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from gui.drawing import cache_text_items, set_data_if_changed
+from gui.drawing import cache_text_items, paint_whole_viewport, set_data_if_changed
 from gui.model import SessionModel
 from gui.theme import AXIS_PT, COMPONENT_CYCLE, TITLE_PT, Theme
 
@@ -68,6 +68,7 @@ class SpectrumPanel(QtWidgets.QWidget):
         head.addWidget(self.follow_button)
         lay.addLayout(head)
         self.plot = pg.PlotWidget(background=theme.background)
+        paint_whole_viewport(self.plot)
         lay.addWidget(self.plot, 1)
         pi = self.plot.getPlotItem()
         self.pi = pi
