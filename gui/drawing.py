@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
+from pyqtgraph.graphicsItems.LegendItem import ItemSample
 from PySide6 import QtWidgets
 
-_CACHED = (pg.AxisItem, pg.TextItem, pg.LegendItem, pg.LabelItem)
+# QGraphicsTextItem: the text inside axis labels, titles, legend entries and line labels is its
+# own child item; caching only the parent left every text to be laid out and drawn per frame.
+_CACHED = (pg.AxisItem, pg.TextItem, pg.LegendItem, pg.LabelItem, ItemSample, QtWidgets.QGraphicsTextItem)
 
 
 def set_y_sticky(plot, lo: float, hi: float, grow: float = 0.25) -> bool:
@@ -21,7 +24,18 @@ def set_y_sticky(plot, lo: float, hi: float, grow: float = 0.25) -> bool:
         return False
     room = grow * want if want > 0 else 0.0
     plot.setYRange(lo - room if lo < y0 else lo, hi + room if hi > y1 else hi, padding=0)
+    apply_range_now(plot)
     return True
+
+
+def apply_range_now(plot) -> None:
+    """Apply a range just set to the view's transform now, not at paint time.
+
+    pyqtgraph defers the transform to the paint; changing it there makes Qt schedule a second
+    full paint of the plot right after the first (measured: the spectrum was painted twice per
+    block). Applied during the update, the change is painted once.
+    """
+    plot.getViewBox().prepareForPaint()
 
 
 def paint_whole_viewport(view: pg.GraphicsView) -> None:
@@ -37,7 +51,7 @@ def paint_whole_viewport(view: pg.GraphicsView) -> None:
 
 
 def cache_text_items(view: pg.GraphicsView) -> None:
-    """Paint axes, labels and legends from a pixmap cache until they change.
+    """Paint axes, labels and legends (with their line samples) from a pixmap cache until they change.
 
     Text is the most expensive thing pyqtgraph draws in software rendering; these items change
     only when a range or a label changes, which invalidates their cache.
@@ -80,3 +94,10 @@ def column_extents(t: np.ndarray, lo: np.ndarray, hi: np.ndarray, x0: float, x1:
     col = np.floor((t - x0) * (n_columns / (x1 - x0))).astype(np.int64)
     starts = np.flatnonzero(np.r_[True, col[1:] != col[:-1]])
     return t[starts], np.minimum.reduceat(lo, starts), np.maximum.reduceat(hi, starts)
+
+
+def paints_nothing(item) -> None:
+    """Mark a line that only carries a label (or bounds a region) as having no contents of its
+    own: Qt then skips its paint call, while its children (the label) are still drawn."""
+    item.setFlag(QtWidgets.QGraphicsItem.GraphicsItemFlag.ItemHasNoContents, True)
+

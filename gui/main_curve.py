@@ -14,12 +14,20 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from gui.drawing import cache_text_items, column_extents, paint_whole_viewport, set_data_if_changed, set_y_sticky
+from gui.drawing import (
+    apply_range_now,
+    cache_text_items,
+    column_extents,
+    paint_whole_viewport,
+    paints_nothing,
+    set_data_if_changed,
+    set_y_sticky,
+)
 from gui.model import DrawnVersions, SessionModel, percent_change
 from gui.theme import AXIS_PT, TITLE_PT, Theme
 
 DENSE_POINTS = 400   # above this many blocks the measure draws as a line, not as spots
-TREND_POINTS = 500   # vertices of the (smooth) trend line
+TREND_POINTS = 250   # vertices of the trend line (smooth: sigma >= 1 min, so 250 draw the same curve)
 
 
 class PercentAxis(pg.AxisItem):
@@ -155,6 +163,7 @@ class MainCurvePanel(QtWidgets.QWidget):
         self.band.setZValue(-5)
         for line in self.band.lines:
             line.setPen(pg.mkPen(None))
+            paints_nothing(line)
         self.base_line = pg.InfiniteLine(angle=0, movable=False,
                                          pen=pg.mkPen(theme.baseline, width=1.5, style=QtCore.Qt.DashLine))
         self.errors = pg.ErrorBarItem(x=np.zeros(0), y=np.zeros(0), height=np.zeros(0),
@@ -248,15 +257,19 @@ class MainCurvePanel(QtWidgets.QWidget):
         plan = self.model.plan
         for i, ph in enumerate(plan.get("phases") or []):
             colour = self.t.phase_fills[i % len(self.t.phase_fills)]
+            # opaque, pre-mixed with the background: phases never overlap, and an opaque fill
+            # costs a fraction of a translucent one in software rendering
             region = pg.LinearRegionItem(values=(float(ph["start_min"]), float(ph["end_min"])), movable=False,
-                                         brush=pg.mkBrush(self.t.rgba(colour, 30)), pen=pg.mkPen(None))
+                                         brush=pg.mkBrush(self.t.on_background(colour, 30)), pen=pg.mkPen(None))
             for line in region.lines:
                 line.setPen(pg.mkPen(None))
+                paints_nothing(line)
             region.setZValue(-10)
             label = pg.InfiniteLine(pos=float(ph["start_min"]), angle=90, movable=False,
-                                    pen=pg.mkPen(self.t.rgba(colour, 0)), label=str(ph["name"]),
+                                    pen=pg.mkPen(None), label=str(ph["name"]),
                                     labelOpts={"position": 0.03, "color": self.t.muted, "anchors": [(0, 1), (0, 1)],
                                                "fill": None})
+            paints_nothing(label)  # it only carries the phase's name
             label.label.setFont(_font(AXIS_PT))
             for it in (region, label):
                 self.pi.addItem(it)
@@ -335,6 +348,7 @@ class MainCurvePanel(QtWidgets.QWidget):
         self._set_y_range(v[good], e, base)
         if len(t) and t[-1] > self.pi.getViewBox().viewRange()[0][1]:
             self.pi.setXRange(0, float(t[-1]) * 1.1, padding=0.01)
+            apply_range_now(self.pi)
 
     def _summary(self, text: str) -> None:
         if self.summary.text() != text:

@@ -13,7 +13,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from gui.drawing import cache_text_items, paint_whole_viewport, set_data_if_changed
+from gui.drawing import apply_range_now, cache_text_items, paint_whole_viewport, set_data_if_changed
 from gui.model import SessionModel
 from gui.theme import AXIS_PT, COMPONENT_CYCLE, TITLE_PT, Theme
 
@@ -219,3 +219,4 @@ class SpectrumPanel(QtWidgets.QWidget):
         tol = 0.01 * (y_hi - y_lo)
         if abs(y0 - y_lo) > tol or abs(y1 - y_hi) > tol:
             self.pi.setYRange(y_lo, y_hi, padding=0)
+        apply_range_now(self.pi)
