@@ -101,3 +101,10 @@ def paints_nothing(item) -> None:
     own: Qt then skips its paint call, while its children (the label) are still drawn."""
     item.setFlag(QtWidgets.QGraphicsItem.GraphicsItemFlag.ItemHasNoContents, True)
 
+
+
+def fixed_axis_units(plot) -> None:
+    """No automatic SI prefixes on any of a plot's four axes, shown or hidden: with them, every
+    range change re-lays out the axis label as HTML (and drops its cached picture)."""
+    for name in ("left", "bottom", "right", "top"):
+        plot.getAxis(name).enableAutoSIPrefix(False)

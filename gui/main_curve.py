@@ -18,6 +18,7 @@ from gui.drawing import (
     apply_range_now,
     cache_text_items,
     column_extents,
+    fixed_axis_units,
     paint_whole_viewport,
     paints_nothing,
     set_data_if_changed,
@@ -151,8 +152,7 @@ class MainCurvePanel(QtWidgets.QWidget):
             font.setPointSize(AXIS_PT)
             ax.setStyle(tickFont=font)
         pi.setLabel("bottom", "session time", units="min", **{"font-size": f"{AXIS_PT}pt", "color": theme.text})
-        pi.getAxis("bottom").enableAutoSIPrefix(False)
-        pi.getAxis("left").enableAutoSIPrefix(False)
+        fixed_axis_units(pi)
 
         # Items created once; redraws only call setData / setRegion / setPos.
         self.phase_items: list[pg.GraphicsObject] = []
@@ -343,7 +343,7 @@ class MainCurvePanel(QtWidgets.QWidget):
             self.band.hide()
             self._summary("baseline: waiting for blocks before the infusion start")
         bad = ~(m.col("ok") > 0.5)
-        y_bad = float(np.nanmedian(v)) if good.any() else 0.0
+        y_bad = float(np.nanmedian(v)) if good.any() and bad.any() else 0.0
         set_data_if_changed(self.failed, t[bad], np.full(int(bad.sum()), y_bad))
         self._set_y_range(v[good], e, base)
         if len(t) and t[-1] > self.pi.getViewBox().viewRange()[0][1]:

@@ -118,7 +118,8 @@ def percent_change(values: np.ndarray, baseline_mean: float) -> np.ndarray:
     return 100.0 * (v - baseline_mean) / baseline_mean
 
 
-def smooth_trend(t_min: np.ndarray, values: np.ndarray, sigma_min: float) -> np.ndarray:
+def smooth_trend(t_min: np.ndarray, values: np.ndarray, sigma_min: float,
+                 dt_min: float | None = None) -> np.ndarray:
     """Gaussian kernel smoother in time that skips NaNs (failed blocks) and normalises at the edges.
 
     Works on the sample index with a kernel width from the median spacing, so it is O(n * width)
@@ -132,7 +133,7 @@ def smooth_trend(t_min: np.ndarray, values: np.ndarray, sigma_min: float) -> np.
     good = np.isfinite(v)
     if n < 2 or sigma_min <= 0:
         return np.where(good, v, np.nan)
-    dt = float(np.median(np.diff(t))) if n > 1 else 1.0
+    dt = dt_min if dt_min is not None else float(np.median(np.diff(t)))
     sigma_pts = max(sigma_min / dt, 0.5) if dt > 0 else 1.0
     half = int(min(n - 1, math.ceil(3 * sigma_pts)))
     k = np.exp(-0.5 * (np.arange(-half, half + 1) / sigma_pts) ** 2)
@@ -320,6 +321,7 @@ class SessionModel:
         self.spectra = OrderedDict()
         self.selected_block = None
         self._trend_cache: tuple[tuple, np.ndarray] | None = None
+        self._spacing_cache: tuple[tuple, float] | None = None
 
     def _init_columns(self) -> None:
         names = ("block", "t_min", "t_end_s", "value", "err", "crlb", "ok", "n_rejected",
@@ -526,14 +528,24 @@ class SessionModel:
         """The measure with blocks that did not fit cleanly set to NaN (never plotted as data)."""
         return np.where(self.col("ok") > 0.5, self.col("value"), np.nan)
 
+    def block_spacing_min(self) -> float:
+        """Median time between blocks in minutes (1 with fewer than two blocks), cached per
+        results version: the trend and the rejection bars both need it on every new block."""
+        key = (self._versions["results"], self._versions["measure"], len(self.rows))
+        if self._spacing_cache is None or self._spacing_cache[0] != key:
+            t = self.col("t_min")
+            self._spacing_cache = (key, float(np.median(np.diff(t))) if len(t) > 1 else 1.0)
+        return self._spacing_cache[1]
+
     def trend(self) -> np.ndarray:
         """Smoothed measure, cached per results/measure version (it is read at every redraw)."""
         key = (self._versions["results"], self._versions["measure"], len(self.rows))
         if self._trend_cache is None or self._trend_cache[0] != key:
             t = self.col("t_min")
-            dt_block = float(np.median(np.diff(t))) if len(t) > 1 else 1.0
+            dt_block = self.block_spacing_min()
             sigma_min = max(1.0, 1.5 * dt_block)  # about three blocks, never under a minute
-            self._trend_cache = (key, smooth_trend(t, self.plotted_values(), sigma_min))
+            self._trend_cache = (key, smooth_trend(t, self.plotted_values(), sigma_min,
+                                                   dt_block if len(t) > 1 else None))
         return self._trend_cache[1]
 
     # ---- events ----

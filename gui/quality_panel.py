@@ -11,7 +11,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui
 
-from gui.drawing import cache_text_items, paint_whole_viewport, set_data_if_changed, set_y_sticky
+from gui.drawing import cache_text_items, fixed_axis_units, paint_whole_viewport, set_data_if_changed, set_y_sticky
 from gui.main_curve import DENSE_POINTS
 from gui.model import DrawnVersions, SessionModel
 from gui.theme import AXIS_PT, COMPONENT_CYCLE, Theme
@@ -53,7 +53,7 @@ class QualityPanel(pg.GraphicsLayoutWidget):
                 ax.setPen(pg.mkPen(theme.muted))
                 ax.setTextPen(pg.mkPen(theme.text))
                 ax.setStyle(tickFont=font)
-                ax.enableAutoSIPrefix(False)
+            fixed_axis_units(p)
             p.getAxis("left").setWidth(48)
             if i < 3:  # the top row shares the bottom row's time axis: fewer axes to draw
                 p.getAxis("bottom").setStyle(showValues=False)
@@ -154,7 +154,7 @@ class QualityPanel(pg.GraphicsLayoutWidget):
 
     def _draw_rejections(self, t: np.ndarray) -> None:
         m = self.model
-        width = float(np.median(np.diff(t))) * 0.8 if len(t) > 1 else 0.5
+        width = m.block_spacing_min() * 0.8 if len(t) > 1 else 0.5
         bottom = np.zeros(len(t))
         p = self.plots["n_rejected"]
         rejected = m.rejected()

@@ -13,7 +13,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from gui.drawing import apply_range_now, cache_text_items, paint_whole_viewport, set_data_if_changed
+from gui.drawing import apply_range_now, cache_text_items, fixed_axis_units, paint_whole_viewport, set_data_if_changed
 from gui.model import SessionModel
 from gui.theme import AXIS_PT, COMPONENT_CYCLE, TITLE_PT, Theme
 
@@ -81,7 +81,7 @@ class SpectrumPanel(QtWidgets.QWidget):
         font = QtGui.QFont()
         font.setPointSize(AXIS_PT)
         ax.setStyle(tickFont=font)
-        ax.enableAutoSIPrefix(False)
+        fixed_axis_units(pi)
         pi.setLabel("bottom", "chemical shift (ppm)", **{"font-size": f"{AXIS_PT}pt", "color": theme.text})
         # PlotCurveItems, not PlotDataItems: they are redrawn on every block, and a PlotDataItem's
         # setData costs several times more for the same line.
