@@ -15,14 +15,17 @@ _CACHED = (pg.AxisItem, pg.TextItem, pg.LegendItem, pg.LabelItem, ItemSample, Qt
 def set_y_sticky(plot, lo: float, hi: float, grow: float = 0.25) -> bool:
     """Set a plot's y range to [lo, hi] only when the data left the current range or fill less
     than half of it. A range change re-lays out the axis (text) and costs milliseconds per
-    frame; new blocks usually fall inside the range already shown. When the data grows past an
-    edge (a drifting frequency), that edge moves `grow` times the span further, so a steady
-    trend changes the range every few hundred blocks, not on every one."""
+    frame; new blocks usually fall inside the range already shown. When data already shown grow
+    past an edge (a drifting frequency), that edge moves `grow` times the span further, so a
+    steady trend changes the range every few hundred blocks, not on every one. The first fit
+    (a stored session, a snapshot) and a refit of a loose range are exact."""
     (_x0, _x1), (y0, y1) = plot.getViewBox().viewRange()
     want = hi - lo
     if lo >= y0 and hi <= y1 and (y1 - y0) <= 2.0 * want:
         return False
-    room = grow * want if want > 0 else 0.0
+    growing = getattr(plot, "_mrsmon_fitted", False) and (y1 - y0) <= 2.0 * want
+    room = grow * want if want > 0 and growing else 0.0
+    plot._mrsmon_fitted = True
     plot.setYRange(lo - room if lo < y0 else lo, hi + room if hi > y1 else hi, padding=0)
     apply_range_now(plot)
     return True
@@ -79,21 +82,23 @@ def set_data_if_changed(item, x, y, **kwargs) -> bool:
 
 
 def column_extents(t: np.ndarray, lo: np.ndarray, hi: np.ndarray, x0: float, x1: float,
-                   n_columns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   n_columns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Merge vertical bars (at sorted `t`, from `lo` to `hi`) that fall in the same one of
-    `n_columns` equal columns of [x0, x1]: one bar per column, from the lowest `lo` to the
-    highest `hi`, at the column's first `t`.
+    `n_columns` equal columns of [x0, x1], at the column's first `t`.
 
-    With a column per screen pixel the picture is the same (bars in one pixel column cover the
-    union of their spans) but a 3600-block sliding window strokes about 900 bars, not 3600.
-    Returns (t, lo, hi) of the merged bars.
+    Returns (t, lo, hi, core_lo, core_hi): per column the union of its bars (lowest `lo` to
+    highest `hi`) and their common core (highest `lo` to lowest `hi`; empty when core_lo >
+    core_hi). With a column per screen pixel, union and core drawn as two translucent layers
+    look like the many overlapping bars did, with two strokes per pixel column instead of four
+    or more (a 3600-block sliding window). Sparse bars come back unchanged (core = the bar).
     """
     t, lo, hi = np.asarray(t, float), np.asarray(lo, float), np.asarray(hi, float)
     if len(t) <= n_columns or x1 <= x0 or n_columns < 1:
-        return t, lo, hi
+        return t, lo, hi, lo, hi
     col = np.floor((t - x0) * (n_columns / (x1 - x0))).astype(np.int64)
     starts = np.flatnonzero(np.r_[True, col[1:] != col[:-1]])
-    return t[starts], np.minimum.reduceat(lo, starts), np.maximum.reduceat(hi, starts)
+    return (t[starts], np.minimum.reduceat(lo, starts), np.maximum.reduceat(hi, starts),
+            np.maximum.reduceat(lo, starts), np.minimum.reduceat(hi, starts))
 
 
 def paints_nothing(item) -> None:

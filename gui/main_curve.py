@@ -28,6 +28,7 @@ from gui.model import DrawnVersions, SessionModel, percent_change
 from gui.theme import AXIS_PT, TITLE_PT, Theme
 
 DENSE_POINTS = 400   # above this many blocks the measure draws as a line, not as spots
+ERROR_ALPHA = 150    # opacity of one CRLB bar
 TREND_POINTS = 250   # vertices of the trend line (smooth: sigma >= 1 min, so 250 draw the same curve)
 
 
@@ -167,7 +168,10 @@ class MainCurvePanel(QtWidgets.QWidget):
         self.base_line = pg.InfiniteLine(angle=0, movable=False,
                                          pen=pg.mkPen(theme.baseline, width=1.5, style=QtCore.Qt.DashLine))
         self.errors = pg.ErrorBarItem(x=np.zeros(0), y=np.zeros(0), height=np.zeros(0),
-                                      pen=pg.mkPen(theme.rgba(theme.data, 150), width=1), beam=0.0)
+                                      pen=pg.mkPen(theme.rgba(theme.data, ERROR_ALPHA), width=1), beam=0.0)
+        self.error_core = pg.ErrorBarItem(x=np.zeros(0), y=np.zeros(0), height=np.zeros(0),
+                                          pen=pg.mkPen(theme.rgba(theme.data, ERROR_ALPHA), width=1), beam=0.0)
+        self.error_core.hide()
         self.points = pg.PlotDataItem(pen=None, symbol="o", symbolSize=9, symbolBrush=theme.data,
                                       symbolPen=pg.mkPen(theme.background, width=1))
         # Dense series (sliding windows) draw as a thin line: a scatter of thousands of spots
@@ -179,8 +183,8 @@ class MainCurvePanel(QtWidgets.QWidget):
                                       symbolPen=pg.mkPen(theme.threshold, width=2.5))
         self.selected = pg.PlotDataItem(pen=None, symbol="o", symbolSize=18, symbolBrush=None,
                                         symbolPen=pg.mkPen(theme.text, width=2.5))
-        for item in (self.band, self.base_line, self.errors, self.dense, self.trend_curve, self.points, self.failed,
-                     self.selected):
+        for item in (self.band, self.base_line, self.errors, self.error_core, self.dense, self.trend_curve,
+                     self.points, self.failed, self.selected):
             pi.addItem(item)
         self.band.hide()
         self.base_line.hide()
@@ -355,13 +359,33 @@ class MainCurvePanel(QtWidgets.QWidget):
             self.summary.setText(text)
 
     def _draw_errors(self, *_args: object) -> None:
-        """CRLB bars, merged to one per pixel column when there are more bars than columns (a
-        sliding window): the same picture, a quarter of the strokes."""
-        t, lo, hi = self._bars
+        """CRLB bars. More bars than pixel columns (a sliding window) are merged per column into
+        a union and a core layer. Qt blends each overlapping translucent bar again: where all k
+        bars of a column overlap they showed 1 - (1 - a)^k opaque, fading to a at their tips.
+        The union gets the opacity of k/2 bars (the fringe's average) and the core the rest, so
+        the look stays with two strokes per column instead of k."""
+        t0, lo, hi = self._bars
         vb = self.pi.getViewBox()
         (x0, x1), _ = vb.viewRange()
-        t, lo, hi = column_extents(t, lo, hi, x0, x1, max(1, int(vb.width())))
+        t, lo, hi, core_lo, core_hi = column_extents(t0, lo, hi, x0, x1, max(1, int(vb.width())))
+        k = len(t0) / len(t) if len(t) else 1.0
+        a = ERROR_ALPHA / 255
+        union = 1 - (1 - a) ** max(1.0, k / 2)
+        core = (1 - (1 - a) ** k - union) / (1 - union) if union < 1 else 0.0
+        self._set_error_pen(self.errors, round(255 * union))
         self.errors.setData(x=t, y=(lo + hi) / 2, height=hi - lo)
+        inside = core_hi > core_lo
+        if k > 1.0 and inside.any():
+            self._set_error_pen(self.error_core, round(255 * core))
+            self.error_core.setData(x=t[inside], y=(core_lo[inside] + core_hi[inside]) / 2,
+                                    height=core_hi[inside] - core_lo[inside])
+            self.error_core.show()
+        else:
+            self.error_core.hide()
+
+    def _set_error_pen(self, item: pg.ErrorBarItem, alpha: int) -> None:
+        if item.opts["pen"].color().alpha() != alpha:
+            item.setData(pen=pg.mkPen(self.t.rgba(self.t.data, alpha), width=1))
 
     def _set_y_range(self, v: np.ndarray, e: np.ndarray, base: Any) -> None:
         if not len(v):

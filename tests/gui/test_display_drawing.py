@@ -8,20 +8,21 @@ import pyqtgraph as pg
 from gui.drawing import column_extents, set_data_if_changed, set_y_sticky
 
 
-def test_column_extents_merges_bars_per_column_to_their_union() -> None:
+def test_column_extents_merges_bars_per_column_to_union_and_core() -> None:
     t = np.array([0.1, 0.2, 0.9, 1.5, 3.2, 3.4])
     lo = np.array([1.0, 0.5, 2.0, 1.0, 0.0, 1.0])
     hi = np.array([2.0, 1.5, 3.0, 4.0, 1.0, 3.0])
-    mt, mlo, mhi = column_extents(t, lo, hi, 0.0, 4.0, n_columns=4)  # columns of width 1
+    mt, mlo, mhi, clo, chi = column_extents(t, lo, hi, 0.0, 4.0, n_columns=4)  # columns of width 1
     assert mt.tolist() == [0.1, 1.5, 3.2]
-    assert mlo.tolist() == [0.5, 1.0, 0.0]
-    assert mhi.tolist() == [3.0, 4.0, 3.0]
+    assert mlo.tolist() == [0.5, 1.0, 0.0] and mhi.tolist() == [3.0, 4.0, 3.0]
+    assert clo.tolist() == [2.0, 1.0, 1.0] and chi.tolist() == [1.5, 4.0, 1.0]  # first core is empty
 
 
 def test_column_extents_leaves_sparse_bars_alone() -> None:
     t, lo, hi = np.arange(5.0), np.zeros(5), np.ones(5)
-    mt, mlo, mhi = column_extents(t, lo, hi, 0.0, 5.0, n_columns=900)
+    mt, mlo, mhi, clo, chi = column_extents(t, lo, hi, 0.0, 5.0, n_columns=900)
     assert mt.tolist() == t.tolist() and mlo.tolist() == lo.tolist() and mhi.tolist() == hi.tolist()
+    assert clo.tolist() == lo.tolist() and chi.tolist() == hi.tolist()
 
 
 def test_set_data_if_changed_skips_only_identical_data(qapp) -> None:
@@ -34,7 +35,8 @@ def test_set_data_if_changed_skips_only_identical_data(qapp) -> None:
 
 def test_sticky_range_grows_with_room_and_shrinks_when_loose(qapp) -> None:
     plot = pg.PlotItem()
-    plot.setYRange(0, 10, padding=0)
+    assert set_y_sticky(plot, 0, 10)  # the first fit is exact
+    assert plot.getViewBox().viewRange()[1] == [0, 10]
     assert not set_y_sticky(plot, 1, 9)  # inside: unchanged
     assert set_y_sticky(plot, 0, 12)  # past the top: the top moves a quarter span further
     assert plot.getViewBox().viewRange()[1] == [0, 15]
