@@ -172,17 +172,19 @@ class MainCurvePanel(QtWidgets.QWidget):
         self.error_core = pg.ErrorBarItem(x=np.zeros(0), y=np.zeros(0), height=np.zeros(0),
                                           pen=pg.mkPen(theme.rgba(theme.data, ERROR_ALPHA), width=1), beam=0.0)
         self.error_core.hide()
-        self.points = pg.PlotDataItem(pen=None, symbol="o", symbolSize=9, symbolBrush=theme.data,
-                                      symbolPen=pg.mkPen(theme.background, width=1))
+        # Spots are ScatterPlotItems, not PlotDataItems (which wrap a scatter and a curve): one
+        # item instead of three for Qt to visit, with Python calls, on every repaint.
+        self.points = pg.ScatterPlotItem(symbol="o", size=9, brush=pg.mkBrush(theme.data),
+                                         pen=pg.mkPen(theme.background, width=1))
         # Dense series (sliding windows) draw as a thin line: a scatter of thousands of spots
         # costs tens of ms per update in pyqtgraph.
         self.dense = pg.PlotCurveItem(pen=pg.mkPen(theme.data, width=1))
         # Plain curves are PlotCurveItems: a PlotDataItem's setData costs several times more.
         self.trend_curve = pg.PlotCurveItem(pen=pg.mkPen(theme.trend, width=3.5))
-        self.failed = pg.PlotDataItem(pen=None, symbol="x", symbolSize=13, symbolBrush=theme.threshold,
-                                      symbolPen=pg.mkPen(theme.threshold, width=2.5))
-        self.selected = pg.PlotDataItem(pen=None, symbol="o", symbolSize=18, symbolBrush=None,
-                                        symbolPen=pg.mkPen(theme.text, width=2.5))
+        self.failed = pg.ScatterPlotItem(symbol="x", size=13, brush=pg.mkBrush(theme.threshold),
+                                         pen=pg.mkPen(theme.threshold, width=2.5))
+        self.selected = pg.ScatterPlotItem(symbol="o", size=18, brush=pg.mkBrush(None),
+                                           pen=pg.mkPen(theme.text, width=2.5))
         for item in (self.band, self.base_line, self.errors, self.error_core, self.dense, self.trend_curve,
                      self.points, self.failed, self.selected):
             pi.addItem(item)

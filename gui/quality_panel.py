@@ -35,8 +35,8 @@ class QualityPanel(pg.GraphicsLayoutWidget):
         self.model, self.t = model, theme
         self._versions = DrawnVersions(model)
         self.plots: dict[str, pg.PlotItem] = {}
-        self.curves: dict[str, pg.PlotDataItem] = {}
-        self.over: dict[str, pg.PlotDataItem] = {}
+        self.curves: dict[str, pg.PlotCurveItem] = {}
+        self.over: dict[str, pg.ScatterPlotItem] = {}
         self.limits: dict[str, list[pg.InfiniteLine]] = {}
         self.reject_bars: dict[str, pg.BarGraphItem] = {}
         self._titles: dict[str, str] = {}
@@ -61,8 +61,7 @@ class QualityPanel(pg.GraphicsLayoutWidget):
                 # thin line, no spots: cheap to stroke and to update at 3600 points; a
                 # PlotCurveItem, whose setData costs a fraction of a PlotDataItem's
                 curve = pg.PlotCurveItem(pen=pg.mkPen(theme.data, width=1))
-                over = pg.PlotDataItem(pen=None, symbol="o", symbolSize=8, symbolBrush=theme.threshold,
-                                       symbolPen=None)
+                over = pg.ScatterPlotItem(symbol="o", size=8, brush=pg.mkBrush(theme.threshold), pen=pg.mkPen(None))
                 p.addItem(curve)
                 p.addItem(over)
                 self.curves[col], self.over[col] = curve, over
