@@ -21,6 +21,7 @@ from gui.drawing import (
     fixed_axis_units,
     paint_whole_viewport,
     paints_nothing,
+    peak_decimate,
     set_data_if_changed,
     set_y_sticky,
 )
@@ -324,7 +325,10 @@ class MainCurvePanel(QtWidgets.QWidget):
         good = np.isfinite(v)
         dense = len(t) > DENSE_POINTS
         set_data_if_changed(self.points, t[good] if not dense else [], v[good] if not dense else [])
-        set_data_if_changed(self.dense, t if dense else [], v if dense else [], connect="finite")
+        if dense:  # about four blocks per pixel column: draw each column's extremes
+            self.dense.setData(*peak_decimate(t, v, int(self.pi.getViewBox().width())), connect="finite")
+        else:
+            set_data_if_changed(self.dense, [], [])
         e = np.where(np.isfinite(err), err, 0.0)[good]
         self._bars = (t[good], v[good] - e, v[good] + e)
         self._draw_errors()

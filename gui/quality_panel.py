@@ -11,7 +11,14 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui
 
-from gui.drawing import cache_text_items, fixed_axis_units, paint_whole_viewport, set_data_if_changed, set_y_sticky
+from gui.drawing import (
+    cache_text_items,
+    fixed_axis_units,
+    paint_whole_viewport,
+    peak_decimate,
+    set_data_if_changed,
+    set_y_sticky,
+)
 from gui.main_curve import DENSE_POINTS
 from gui.model import DrawnVersions, SessionModel
 from gui.theme import AXIS_PT, COMPONENT_CYCLE, Theme
@@ -82,6 +89,9 @@ class QualityPanel(pg.GraphicsLayoutWidget):
         self.reject_legend.setParentItem(self.plots["n_rejected"].getViewBox())
         cache_text_items(self)
 
+        # decimated traces follow the plots' width in pixels
+        self.plots["freq_offset_hz"].getViewBox().sigResized.connect(self._redraw_traces)
+
         if x_link is not None:
             # Follow the main curve's time range. Not setXLink: pyqtgraph aligns linked views on
             # screen, which shifts the range when the plots differ in width.
@@ -96,6 +106,10 @@ class QualityPanel(pg.GraphicsLayoutWidget):
         if self._versions.changed("session"):
             self._draw_thresholds()
         if self._versions.changed("results", "measure"):
+            self._draw_traces()
+
+    def _redraw_traces(self, *_args: object) -> None:
+        if self.model.rows:
             self._draw_traces()
 
     def _title(self, col: str, text: str) -> None:
@@ -128,7 +142,8 @@ class QualityPanel(pg.GraphicsLayoutWidget):
             y = m.col(col)
             if curve.opts["pen"].width() != width:
                 curve.setPen(pg.mkPen(self.t.data, width=width))
-            curve.setData(t, y, connect="finite")
+            # a sliding window has about eight points per pixel here: draw each column's extremes
+            curve.setData(*peak_decimate(t, y, int(self.plots[col].getViewBox().width())), connect="finite")
             thr = self._threshold(col)
             if thr is not None:
                 with np.errstate(invalid="ignore"):

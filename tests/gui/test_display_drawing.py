@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 
-from gui.drawing import column_extents, set_data_if_changed, set_y_sticky
+from gui.drawing import column_extents, peak_decimate, set_data_if_changed, set_y_sticky
 
 
 def test_column_extents_merges_bars_per_column_to_union_and_core() -> None:
@@ -43,3 +43,13 @@ def test_sticky_range_grows_with_room_and_shrinks_when_loose(qapp) -> None:
     assert not set_y_sticky(plot, 0, 14)  # the next blocks fit in that room
     assert set_y_sticky(plot, 0, 4)  # data fill less than half: fitted again
     assert plot.getViewBox().viewRange()[1] == [0, 4]
+
+
+def test_peak_decimate_keeps_each_runs_extremes_and_gaps() -> None:
+    x = np.arange(12.0)
+    y = np.array([0, 5, 1, 2, 2, 2, np.nan, np.nan, np.nan, 3, -4, 1])
+    dx, dy = peak_decimate(x, y, n_columns=4)  # runs of 3 points
+    assert dx.tolist() == [0, 0, 3, 3, 6, 6, 9, 9]
+    assert dy[:4].tolist() == [0, 5, 2, 2] and np.isnan(dy[4:6]).all() and dy[6:].tolist() == [-4, 3]
+    short_x, short_y = peak_decimate(x[:5], y[:5], n_columns=4)
+    assert short_x.tolist() == x[:5].tolist()  # under three points per column: unchanged
