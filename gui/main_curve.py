@@ -22,6 +22,7 @@ from gui.drawing import (
     paint_whole_viewport,
     paints_nothing,
     peak_decimate,
+    set_data,
     set_data_if_changed,
     set_y_sticky,
 )
@@ -198,7 +199,10 @@ class MainCurvePanel(QtWidgets.QWidget):
         self.legend = pg.LegendItem(offset=(60, 4), labelTextColor=theme.text, colCount=3,
                                     brush=pg.mkBrush(theme.rgba(theme.panel, 200)), labelTextSize=f"{AXIS_PT}pt")
         self.legend.setParentItem(pi.getViewBox())
-        self.legend.addItem(self.points, "block ± CRLB   (right axis: % vs baseline)")
+        # a stand-in sample, so the real spots can be hidden when a dense series draws as a line
+        self._points_sample = pg.ScatterPlotItem(symbol="o", size=9, brush=pg.mkBrush(theme.data),
+                                                 pen=pg.mkPen(theme.background, width=1))
+        self.legend.addItem(self._points_sample, "block ± CRLB   (right axis: % vs baseline)")
         self.legend.addItem(self.trend_curve, "trend")
         # A stand-in sample: a legend entry for an InfiniteLine crashes pyqtgraph's ItemSample.
         self._base_sample = pg.PlotDataItem(pen=pg.mkPen(theme.baseline, width=1.5, style=QtCore.Qt.DashLine))
@@ -324,11 +328,12 @@ class MainCurvePanel(QtWidgets.QWidget):
         err = m.col("err")
         good = np.isfinite(v)
         dense = len(t) > DENSE_POINTS
-        set_data_if_changed(self.points, t[good] if not dense else [], v[good] if not dense else [])
+        set_data_if_changed(self.points, t[good] if not dense else [], v[good] if not dense else [], hide_empty=True)
         if dense:  # about four blocks per pixel column: draw each column's extremes
-            self.dense.setData(*peak_decimate(t, v, int(self.pi.getViewBox().width())), connect="finite")
+            set_data(self.dense, *peak_decimate(t, v, int(self.pi.getViewBox().width())), connect="finite")
+            self.dense.show()
         else:
-            set_data_if_changed(self.dense, [], [])
+            set_data_if_changed(self.dense, [], [], hide_empty=True)
         e = np.where(np.isfinite(err), err, 0.0)[good]
         self._bars = (t[good], v[good] - e, v[good] + e)
         self._draw_errors()
@@ -354,7 +359,7 @@ class MainCurvePanel(QtWidgets.QWidget):
             self._summary("baseline: waiting for blocks before the infusion start")
         bad = ~(m.col("ok") > 0.5)
         y_bad = float(np.nanmedian(v)) if good.any() and bad.any() else 0.0
-        set_data_if_changed(self.failed, t[bad], np.full(int(bad.sum()), y_bad))
+        set_data_if_changed(self.failed, t[bad], np.full(int(bad.sum()), y_bad), hide_empty=True)
         self._set_y_range(v[good], e, base)
         if len(t) and t[-1] > self.pi.getViewBox().viewRange()[0][1]:
             self.pi.setXRange(0, float(t[-1]) * 1.1, padding=0.01)
@@ -407,12 +412,12 @@ class MainCurvePanel(QtWidgets.QWidget):
         b = self.model.selected_block
         r = self.model.result(b) if b is not None else None
         if r is None or r.get("t_s") is None:
-            self.selected.setData([], [])
+            set_data_if_changed(self.selected, [], [], hide_empty=True)
             return
         v = self.model.plotted_values()
         i = int(np.searchsorted(self.model.col("block"), b))
         y = v[i] if i < len(v) and np.isfinite(v[i]) else float(np.nanmedian(v)) if np.isfinite(v).any() else 0
-        self.selected.setData([float(r["t_s"]) / 60.0], [y])
+        set_data_if_changed(self.selected, [float(r["t_s"]) / 60.0], [y], hide_empty=True)
 
 
 def _font(pt: int) -> QtGui.QFont:

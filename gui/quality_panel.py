@@ -148,7 +148,7 @@ class QualityPanel(pg.GraphicsLayoutWidget):
             if thr is not None:
                 with np.errstate(invalid="ignore"):
                     bad = np.abs(y) > thr if col == "drift_hz_per_min" else y > thr
-                set_data_if_changed(self.over[col], t[bad], y[bad])
+                set_data_if_changed(self.over[col], t[bad], y[bad], hide_empty=True)
             self._fit_y(col, y, thr)
         self._draw_rejections(t)
 

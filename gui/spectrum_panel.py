@@ -13,7 +13,14 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from gui.drawing import apply_range_now, cache_text_items, fixed_axis_units, paint_whole_viewport, set_data_if_changed
+from gui.drawing import (
+    apply_range_now,
+    cache_text_items,
+    fixed_axis_units,
+    paint_whole_viewport,
+    set_data,
+    set_data_if_changed,
+)
 from gui.model import SessionModel
 from gui.theme import AXIS_PT, COMPONENT_CYCLE, TITLE_PT, Theme
 
@@ -166,17 +173,17 @@ class SpectrumPanel(QtWidgets.QWidget):
         fit = spec.get("fit")
         base = spec.get("baseline")
         for item, y in ((self.data, data), (self.fit, fit), (self.baseline, base)):
-            item.setData(ppm if y is not None else ppm[:0], y if y is not None else ppm[:0])
+            set_data(item, ppm if y is not None else ppm[:0], y if y is not None else ppm[:0])
         top = float(np.nanmax(data)) if data is not None and len(data) else 1.0
         bottom = float(np.nanmin(data)) if data is not None and len(data) else 0.0
         span = (top - bottom) or 1.0
         if data is not None and fit is not None:
             resid = np.asarray(data) - np.asarray(fit)
             offset = bottom - 0.12 * span - float(np.nanmax(resid))
-            self.residual.setData(ppm, resid + offset)
+            set_data(self.residual, ppm, resid + offset)
             bottom = offset + float(np.nanmin(resid))
         else:
-            self.residual.setData(ppm[:0], ppm[:0])
+            set_data(self.residual, ppm[:0], ppm[:0])
         show = self.components_box.isChecked()
         comps = key_components(spec.get("components") or {})
         for name, y in comps.items():

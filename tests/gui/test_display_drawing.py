@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 
-from gui.drawing import column_extents, peak_decimate, set_data_if_changed, set_y_sticky
+from gui.drawing import column_extents, peak_decimate, set_data, set_data_if_changed, set_y_sticky
 
 
 def test_column_extents_merges_bars_per_column_to_union_and_core() -> None:
@@ -53,3 +53,14 @@ def test_peak_decimate_keeps_each_runs_extremes_and_gaps() -> None:
     assert dy[:4].tolist() == [0, 5, 2, 2] and np.isnan(dy[4:6]).all() and dy[6:].tolist() == [-4, 3]
     short_x, short_y = peak_decimate(x[:5], y[:5], n_columns=4)
     assert short_x.tolist() == x[:5].tolist()  # under three points per column: unchanged
+
+
+def test_set_data_if_changed_sees_data_set_in_between_and_hides_empty_items(qapp) -> None:
+    item = pg.ScatterPlotItem()
+    set_data_if_changed(item, [], [], hide_empty=True)
+    assert not item.isVisible()
+    set_data(item, [1.0], [2.0])  # e.g. a spectrum drawn between two "no spectrum" states
+    assert set_data_if_changed(item, [], [], hide_empty=True)
+    assert len(item.getData()[0]) == 0 and not item.isVisible()
+    set_data_if_changed(item, [1.0], [2.0], hide_empty=True)
+    assert item.isVisible()
