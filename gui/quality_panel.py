@@ -69,6 +69,7 @@ class QualityPanel(pg.GraphicsLayoutWidget):
                 # PlotCurveItem, whose setData costs a fraction of a PlotDataItem's
                 curve = pg.PlotCurveItem(pen=pg.mkPen(theme.data, width=1))
                 over = pg.ScatterPlotItem(symbol="o", size=8, brush=pg.mkBrush(theme.threshold), pen=pg.mkPen(None))
+                over.hide()  # shown only while some value is over its limit (an empty scatter still paints)
                 p.addItem(curve)
                 p.addItem(over)
                 self.curves[col], self.over[col] = curve, over
