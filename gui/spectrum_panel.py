@@ -217,13 +217,16 @@ class SpectrumPanel(QtWidgets.QWidget):
         self._set_ranges(float(np.min(ppm)), float(np.max(ppm)), bottom - 0.03 * span, top + 0.08 * span)
 
     def _set_ranges(self, x_lo: float, x_hi: float, y_lo: float, y_hi: float) -> None:
-        """Fit the view to the spectrum, skipping range changes under 1% of the span: a range
-        change notifies every item and the axis, and successive blocks differ by less."""
+        """Fit the view to the spectrum, skipping y changes under 4% of the span (x: 0.1%) as
+        long as the data stay inside the view: a range change notifies every item and the axis
+        (about 1 ms), and successive blocks of noisy data differ by a few percent."""
         (x0, x1), (y0, y1) = self.pi.getViewBox().viewRange()
         pad = 0.01 * (x_hi - x_lo)
         if abs(x0 - (x_lo - pad)) > 1e-3 * (x_hi - x_lo) or abs(x1 - (x_hi + pad)) > 1e-3 * (x_hi - x_lo):
             self.pi.setXRange(x_lo, x_hi, padding=0.01)
-        tol = 0.01 * (y_hi - y_lo)
-        if abs(y0 - y_lo) > tol or abs(y1 - y_hi) > tol:
+        span = y_hi - y_lo
+        data_inside = y0 <= y_lo + 0.025 * span and y1 >= y_hi - 0.07 * span  # within the margins
+        close = abs(y0 - y_lo) <= 0.04 * span and abs(y1 - y_hi) <= 0.04 * span
+        if not (data_inside and close):
             self.pi.setYRange(y_lo, y_hi, padding=0)
         apply_range_now(self.pi)
