@@ -24,9 +24,12 @@ def set_y_sticky(plot, lo: float, hi: float, grow: float = 0.25) -> bool:
     if lo >= y0 and hi <= y1 and (y1 - y0) <= 2.0 * want:
         return False
     growing = getattr(plot, "_mrsmon_fitted", False) and (y1 - y0) <= 2.0 * want
-    room = grow * want if want > 0 and growing else 0.0
     plot._mrsmon_fitted = True
-    plot.setYRange(lo - room if lo < y0 else lo, hi + room if hi > y1 else hi, padding=0)
+    if growing:  # move only the edge the data passed; the other one stays (no see-saw)
+        room = grow * want
+        plot.setYRange(lo - room if lo < y0 else y0, hi + room if hi > y1 else y1, padding=0)
+    else:
+        plot.setYRange(lo, hi, padding=0)
     apply_range_now(plot)
     return True
 

@@ -41,6 +41,9 @@ def test_sticky_range_grows_with_room_and_shrinks_when_loose(qapp) -> None:
     assert set_y_sticky(plot, 0, 12)  # past the top: the top moves a quarter span further
     assert plot.getViewBox().viewRange()[1] == [0, 15]
     assert not set_y_sticky(plot, 0, 14)  # the next blocks fit in that room
+    assert set_y_sticky(plot, -1, 14)  # past the bottom: only the bottom moves
+    assert plot.getViewBox().viewRange()[1] == [-4.75, 15]
+    assert not set_y_sticky(plot, -1.2, 14.2)  # and the top does not come back down
     assert set_y_sticky(plot, 0, 4)  # data fill less than half: fitted again
     assert plot.getViewBox().viewRange()[1] == [0, 4]
 
