@@ -14,12 +14,24 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from gui.drawing import cache_text_items, set_y_sticky
+from gui.drawing import (
+    apply_range_now,
+    cache_text_items,
+    column_extents,
+    fixed_axis_units,
+    paint_whole_viewport,
+    paints_nothing,
+    peak_decimate,
+    set_data,
+    set_data_if_changed,
+    set_y_sticky,
+)
 from gui.model import DrawnVersions, SessionModel, percent_change
 from gui.theme import AXIS_PT, TITLE_PT, Theme
 
 DENSE_POINTS = 400   # above this many blocks the measure draws as a line, not as spots
-TREND_POINTS = 500   # vertices of the (smooth) trend line
+ERROR_ALPHA = 150    # opacity of one CRLB bar
+TREND_POINTS = 250   # vertices of the trend line (smooth: sigma >= 1 min, so 250 draw the same curve)
 
 
 class PercentAxis(pg.AxisItem):
@@ -99,6 +111,9 @@ class MainCurvePanel(QtWidgets.QWidget):
         super().__init__(parent)
         self.model, self.t = model, theme
         self._versions = DrawnVersions(model)
+        self._left_label = ""
+        self._drawn_base: tuple[float, float] | None = None
+        self._bars: tuple[np.ndarray, np.ndarray, np.ndarray] = (np.zeros(0), np.zeros(0), np.zeros(0))
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(2)
@@ -122,6 +137,7 @@ class MainCurvePanel(QtWidgets.QWidget):
 
         self.pct_axis = PercentAxis()
         self.plot = pg.PlotWidget(background=theme.background, axisItems={"right": self.pct_axis})
+        paint_whole_viewport(self.plot)
         lay.addWidget(self.plot, 1)
         pi = self.plot.getPlotItem()
         self.pi = pi
@@ -139,8 +155,7 @@ class MainCurvePanel(QtWidgets.QWidget):
             font.setPointSize(AXIS_PT)
             ax.setStyle(tickFont=font)
         pi.setLabel("bottom", "session time", units="min", **{"font-size": f"{AXIS_PT}pt", "color": theme.text})
-        pi.getAxis("bottom").enableAutoSIPrefix(False)
-        pi.getAxis("left").enableAutoSIPrefix(False)
+        fixed_axis_units(pi)
 
         # Items created once; redraws only call setData / setRegion / setPos.
         self.phase_items: list[pg.GraphicsObject] = []
@@ -151,30 +166,43 @@ class MainCurvePanel(QtWidgets.QWidget):
         self.band.setZValue(-5)
         for line in self.band.lines:
             line.setPen(pg.mkPen(None))
+            paints_nothing(line)
         self.base_line = pg.InfiniteLine(angle=0, movable=False,
                                          pen=pg.mkPen(theme.baseline, width=1.5, style=QtCore.Qt.DashLine))
         self.errors = pg.ErrorBarItem(x=np.zeros(0), y=np.zeros(0), height=np.zeros(0),
-                                      pen=pg.mkPen(theme.rgba(theme.data, 150), width=1), beam=0.0)
-        self.points = pg.PlotDataItem(pen=None, symbol="o", symbolSize=9, symbolBrush=theme.data,
-                                      symbolPen=pg.mkPen(theme.background, width=1))
+                                      pen=pg.mkPen(theme.rgba(theme.data, ERROR_ALPHA), width=1), beam=0.0)
+        self.error_core = pg.ErrorBarItem(x=np.zeros(0), y=np.zeros(0), height=np.zeros(0),
+                                          pen=pg.mkPen(theme.rgba(theme.data, ERROR_ALPHA), width=1), beam=0.0)
+        self.error_core.hide()
+        # Spots are ScatterPlotItems, not PlotDataItems (which wrap a scatter and a curve): one
+        # item instead of three for Qt to visit, with Python calls, on every repaint.
+        self.points = pg.ScatterPlotItem(symbol="o", size=9, brush=pg.mkBrush(theme.data),
+                                         pen=pg.mkPen(theme.background, width=1))
         # Dense series (sliding windows) draw as a thin line: a scatter of thousands of spots
         # costs tens of ms per update in pyqtgraph.
-        self.dense = pg.PlotDataItem(pen=pg.mkPen(theme.data, width=1))
-        self.trend_curve = pg.PlotDataItem(pen=pg.mkPen(theme.trend, width=3.5))
-        self.failed = pg.PlotDataItem(pen=None, symbol="x", symbolSize=13, symbolBrush=theme.threshold,
-                                      symbolPen=pg.mkPen(theme.threshold, width=2.5))
-        self.selected = pg.PlotDataItem(pen=None, symbol="o", symbolSize=18, symbolBrush=None,
-                                        symbolPen=pg.mkPen(theme.text, width=2.5))
-        for item in (self.band, self.base_line, self.errors, self.dense, self.trend_curve, self.points, self.failed,
-                     self.selected):
+        self.dense = pg.PlotCurveItem(pen=pg.mkPen(theme.data, width=1))
+        # Plain curves are PlotCurveItems: a PlotDataItem's setData costs several times more.
+        self.trend_curve = pg.PlotCurveItem(pen=pg.mkPen(theme.trend, width=3.5))
+        self.failed = pg.ScatterPlotItem(symbol="x", size=13, brush=pg.mkBrush(theme.threshold),
+                                         pen=pg.mkPen(theme.threshold, width=2.5))
+        self.selected = pg.ScatterPlotItem(symbol="o", size=18, brush=pg.mkBrush(None),
+                                           pen=pg.mkPen(theme.text, width=2.5))
+        for item in (self.band, self.base_line, self.errors, self.error_core, self.dense, self.trend_curve,
+                     self.points, self.failed, self.selected):
             pi.addItem(item)
         self.band.hide()
         self.base_line.hide()
         pi.scene().sigMouseClicked.connect(self._on_click)
+        # merged error bars follow the pixel columns: redo them when the view is resized or scaled
+        pi.getViewBox().sigResized.connect(self._draw_errors)
+        pi.getViewBox().sigXRangeChanged.connect(self._draw_errors)
         self.legend = pg.LegendItem(offset=(60, 4), labelTextColor=theme.text, colCount=3,
                                     brush=pg.mkBrush(theme.rgba(theme.panel, 200)), labelTextSize=f"{AXIS_PT}pt")
         self.legend.setParentItem(pi.getViewBox())
-        self.legend.addItem(self.points, "block ± CRLB   (right axis: % vs baseline)")
+        # a stand-in sample, so the real spots can be hidden when a dense series draws as a line
+        self._points_sample = pg.ScatterPlotItem(symbol="o", size=9, brush=pg.mkBrush(theme.data),
+                                                 pen=pg.mkPen(theme.background, width=1))
+        self.legend.addItem(self._points_sample, "block ± CRLB   (right axis: % vs baseline)")
         self.legend.addItem(self.trend_curve, "trend")
         # A stand-in sample: a legend entry for an InfiniteLine crashes pyqtgraph's ItemSample.
         self._base_sample = pg.PlotDataItem(pen=pg.mkPen(theme.baseline, width=1.5, style=QtCore.Qt.DashLine))
@@ -229,7 +257,9 @@ class MainCurvePanel(QtWidgets.QWidget):
             was = self.combo.blockSignals(True)
             self.combo.setCurrentText(self.model.measure)
             self.combo.blockSignals(was)
-        self.pi.setLabel("left", self.model.measure, **{"font-size": f"{AXIS_PT}pt", "color": self.t.text})
+        if self._left_label != self.model.measure:  # a label change re-lays out and repaints the axis
+            self._left_label = self.model.measure
+            self.pi.setLabel("left", self.model.measure, **{"font-size": f"{AXIS_PT}pt", "color": self.t.text})
 
     def _draw_plan(self) -> None:
         for item in self.phase_items:
@@ -238,15 +268,19 @@ class MainCurvePanel(QtWidgets.QWidget):
         plan = self.model.plan
         for i, ph in enumerate(plan.get("phases") or []):
             colour = self.t.phase_fills[i % len(self.t.phase_fills)]
+            # opaque, pre-mixed with the background: phases never overlap, and an opaque fill
+            # costs a fraction of a translucent one in software rendering
             region = pg.LinearRegionItem(values=(float(ph["start_min"]), float(ph["end_min"])), movable=False,
-                                         brush=pg.mkBrush(self.t.rgba(colour, 30)), pen=pg.mkPen(None))
+                                         brush=pg.mkBrush(self.t.on_background(colour, 30)), pen=pg.mkPen(None))
             for line in region.lines:
                 line.setPen(pg.mkPen(None))
+                paints_nothing(line)
             region.setZValue(-10)
             label = pg.InfiniteLine(pos=float(ph["start_min"]), angle=90, movable=False,
-                                    pen=pg.mkPen(self.t.rgba(colour, 0)), label=str(ph["name"]),
+                                    pen=pg.mkPen(None), label=str(ph["name"]),
                                     labelOpts={"position": 0.03, "color": self.t.muted, "anchors": [(0, 1), (0, 1)],
                                                "fill": None})
+            paints_nothing(label)  # it only carries the phase's name
             label.label.setFont(_font(AXIS_PT))
             for it in (region, label):
                 self.pi.addItem(it)
@@ -294,34 +328,75 @@ class MainCurvePanel(QtWidgets.QWidget):
         err = m.col("err")
         good = np.isfinite(v)
         dense = len(t) > DENSE_POINTS
-        self.points.setData(t[good] if not dense else [], v[good] if not dense else [])
-        self.dense.setData(t if dense else [], v if dense else [], connect="finite")
+        set_data_if_changed(self.points, t[good] if not dense else [], v[good] if not dense else [], hide_empty=True)
+        if dense:  # about four blocks per pixel column: draw each column's extremes
+            set_data(self.dense, *peak_decimate(t, v, int(self.pi.getViewBox().width())), connect="finite")
+            self.dense.show()
+        else:
+            set_data_if_changed(self.dense, [], [], hide_empty=True)
         e = np.where(np.isfinite(err), err, 0.0)[good]
-        self.errors.setData(x=t[good], y=v[good], height=2 * e)
+        self._bars = (t[good], v[good] - e, v[good] + e)
+        self._draw_errors()
         trend = m.trend()
         step = max(1, len(t) // TREND_POINTS)  # the trend is smooth: fewer vertices, same line
         self.trend_curve.setData(t[::step], trend[::step], connect="finite")
         base = m.baseline()
         self.pct_axis.set_baseline(base.mean if base.valid else math.nan)
         if base.valid:
-            self.base_line.setPos(base.mean)
-            self.band.setRegion((base.mean - base.sd, base.mean + base.sd))
+            if self._drawn_base != (base.mean, base.sd):
+                self._drawn_base = (base.mean, base.sd)
+                self.base_line.setPos(base.mean)
+                self.band.setRegion((base.mean - base.sd, base.mean + base.sd))
             self.base_line.show()
             self.band.show()
             last = percent_change(trend[-1:], base.mean) if len(trend) else np.array([math.nan])
             change = f"   now {last[0]:+.1f}% (trend)" if np.isfinite(last[0]) else ""
             planned = "" if any(ev.get("kind") == "infusion_start" for ev in m.events) else " (planned start)"
-            self.summary.setText(f"baseline {base.mean:.3g} ± {base.sd:.2g}, n = {base.n} blocks{planned}{change}")
+            self._summary(f"baseline {base.mean:.3g} ± {base.sd:.2g}, n = {base.n} blocks{planned}{change}")
         else:
             self.base_line.hide()
             self.band.hide()
-            self.summary.setText("baseline: waiting for blocks before the infusion start")
+            self._summary("baseline: waiting for blocks before the infusion start")
         bad = ~(m.col("ok") > 0.5)
-        y_bad = float(np.nanmedian(v)) if good.any() else 0.0
-        self.failed.setData(t[bad], np.full(int(bad.sum()), y_bad))
+        y_bad = float(np.nanmedian(v)) if good.any() and bad.any() else 0.0
+        set_data_if_changed(self.failed, t[bad], np.full(int(bad.sum()), y_bad), hide_empty=True)
         self._set_y_range(v[good], e, base)
         if len(t) and t[-1] > self.pi.getViewBox().viewRange()[0][1]:
             self.pi.setXRange(0, float(t[-1]) * 1.1, padding=0.01)
+            apply_range_now(self.pi)
+
+    def _summary(self, text: str) -> None:
+        if self.summary.text() != text:
+            self.summary.setText(text)
+
+    def _draw_errors(self, *_args: object) -> None:
+        """CRLB bars. More bars than pixel columns (a sliding window) are merged per column into
+        a union and a core layer. Qt blends each overlapping translucent bar again: where all k
+        bars of a column overlap they showed 1 - (1 - a)^k opaque, fading to a at their tips.
+        The union gets the opacity of k/2 bars (the fringe's average) and the core the rest, so
+        the look stays with two strokes per column instead of k."""
+        t0, lo, hi = self._bars
+        vb = self.pi.getViewBox()
+        (x0, x1), _ = vb.viewRange()
+        t, lo, hi, core_lo, core_hi = column_extents(t0, lo, hi, x0, x1, max(1, int(vb.width())))
+        k = len(t0) / len(t) if len(t) else 1.0
+        a = ERROR_ALPHA / 255
+        union = 1 - (1 - a) ** max(1.0, k / 2)
+        core = (1 - (1 - a) ** k - union) / (1 - union) if union < 1 else 0.0
+        self._set_error_pen(self.errors, round(255 * union))
+        self.errors.setData(x=t, y=(lo + hi) / 2, height=hi - lo)
+        inside = core_hi > core_lo
+        if k > 1.0 and inside.any():
+            self._set_error_pen(self.error_core, round(255 * core))
+            self.error_core.setData(x=t[inside], y=(core_lo[inside] + core_hi[inside]) / 2,
+                                    height=core_hi[inside] - core_lo[inside])
+            self.error_core.show()
+        else:
+            self.error_core.hide()
+
+    def _set_error_pen(self, item: pg.ErrorBarItem, alpha: int) -> None:
+        if item.opts["pen"].color().alpha() != alpha:
+            item.setData(pen=pg.mkPen(self.t.rgba(self.t.data, alpha), width=1))
 
     def _set_y_range(self, v: np.ndarray, e: np.ndarray, base: Any) -> None:
         if not len(v):
@@ -337,12 +412,12 @@ class MainCurvePanel(QtWidgets.QWidget):
         b = self.model.selected_block
         r = self.model.result(b) if b is not None else None
         if r is None or r.get("t_s") is None:
-            self.selected.setData([], [])
+            set_data_if_changed(self.selected, [], [], hide_empty=True)
             return
         v = self.model.plotted_values()
         i = int(np.searchsorted(self.model.col("block"), b))
         y = v[i] if i < len(v) and np.isfinite(v[i]) else float(np.nanmedian(v)) if np.isfinite(v).any() else 0
-        self.selected.setData([float(r["t_s"]) / 60.0], [y])
+        set_data_if_changed(self.selected, [float(r["t_s"]) / 60.0], [y], hide_empty=True)
 
 
 def _font(pt: int) -> QtGui.QFont:

@@ -118,7 +118,8 @@ def percent_change(values: np.ndarray, baseline_mean: float) -> np.ndarray:
     return 100.0 * (v - baseline_mean) / baseline_mean
 
 
-def smooth_trend(t_min: np.ndarray, values: np.ndarray, sigma_min: float) -> np.ndarray:
+def smooth_trend(t_min: np.ndarray, values: np.ndarray, sigma_min: float,
+                 dt_min: float | None = None) -> np.ndarray:
     """Gaussian kernel smoother in time that skips NaNs (failed blocks) and normalises at the edges.
 
     Works on the sample index with a kernel width from the median spacing, so it is O(n * width)
@@ -132,12 +133,14 @@ def smooth_trend(t_min: np.ndarray, values: np.ndarray, sigma_min: float) -> np.
     good = np.isfinite(v)
     if n < 2 or sigma_min <= 0:
         return np.where(good, v, np.nan)
-    dt = float(np.median(np.diff(t))) if n > 1 else 1.0
+    dt = dt_min if dt_min is not None else float(np.median(np.diff(t)))
     sigma_pts = max(sigma_min / dt, 0.5) if dt > 0 else 1.0
     half = int(min(n - 1, math.ceil(3 * sigma_pts)))
     k = np.exp(-0.5 * (np.arange(-half, half + 1) / sigma_pts) ** 2)
-    num = np.convolve(np.where(good, v, 0.0), k, mode="same")
-    den = np.convolve(good.astype(float), k, mode="same")
+    # "full" then the centre: "same" returns the kernel's length when the kernel is the longer
+    # (the first blocks of a session), which misaligned the trend with its blocks
+    num = np.convolve(np.where(good, v, 0.0), k, mode="full")[half:half + n]
+    den = np.convolve(good.astype(float), k, mode="full")[half:half + n]
     with np.errstate(invalid="ignore", divide="ignore"):
         out = num / den
     out[den < 0.3] = np.nan  # too far from any good block to say anything
@@ -318,11 +321,14 @@ class SessionModel:
         self.spectra = OrderedDict()
         self.selected_block = None
         self._trend_cache: tuple[tuple, np.ndarray] | None = None
+        self._spacing_cache: tuple[tuple, float] | None = None
 
     def _init_columns(self) -> None:
         names = ("block", "t_min", "t_end_s", "value", "err", "crlb", "ok", "n_rejected",
                  "n_transients") + _QC_COLUMNS
         self.columns = {n: GrowingArray(np.float64) for n in names}
+        # rejected transients per reason, one column per reason in order of first appearance
+        self.rejected_columns: dict[str, GrowingArray] = {}
 
     @property
     def session_id(self) -> str:
@@ -429,17 +435,40 @@ class SessionModel:
     def _append_row(self, r: Mapping[str, Any]) -> None:
         for k, v in self._row_values(r).items():
             self.columns[k].append(v)
+        n = len(self.columns["block"])
+        rejected = r.get("rejected") or {}
+        self._add_reasons(rejected, n - 1)
+        for reason, col in self.rejected_columns.items():
+            col.append(float(rejected.get(reason, 0) or 0))
 
     def _write_row(self, i: int, r: Mapping[str, Any]) -> None:
         for k, v in self._row_values(r).items():
             self.columns[k][i] = v
+        rejected = r.get("rejected") or {}
+        self._add_reasons(rejected, len(self.columns["block"]))
+        for reason, col in self.rejected_columns.items():
+            col[i] = float(rejected.get(reason, 0) or 0)
+
+    def _add_reasons(self, rejected: Mapping[str, Any], n_rows: int) -> None:
+        """A reason seen for the first time gets a column of zeros for the rows before it."""
+        for reason in rejected:
+            if reason not in self.rejected_columns:
+                col = GrowingArray(np.float64, capacity=max(64, n_rows))
+                for _ in range(n_rows):
+                    col.append(0.0)
+                self.rejected_columns[reason] = col
 
     def _rebuild_columns(self) -> None:
         self._row_of = {int(r["block"]): i for i, r in enumerate(self.rows)}
         for col in self.columns.values():
             col.clear()
+        self.rejected_columns = {}
         for r in self.rows:
             self._append_row(r)
+
+    def rejected(self) -> dict[str, np.ndarray]:
+        """Transients rejected per block, one array per reason (in order of first appearance)."""
+        return {reason: col.view() for reason, col in self.rejected_columns.items()}
 
     def _note_measures(self, r: Mapping[str, Any]) -> None:
         known = set(self._measure_names)
@@ -499,14 +528,24 @@ class SessionModel:
         """The measure with blocks that did not fit cleanly set to NaN (never plotted as data)."""
         return np.where(self.col("ok") > 0.5, self.col("value"), np.nan)
 
+    def block_spacing_min(self) -> float:
+        """Median time between blocks in minutes (1 with fewer than two blocks), cached per
+        results version: the trend and the rejection bars both need it on every new block."""
+        key = (self._versions["results"], self._versions["measure"], len(self.rows))
+        if self._spacing_cache is None or self._spacing_cache[0] != key:
+            t = self.col("t_min")
+            self._spacing_cache = (key, float(np.median(np.diff(t))) if len(t) > 1 else 1.0)
+        return self._spacing_cache[1]
+
     def trend(self) -> np.ndarray:
         """Smoothed measure, cached per results/measure version (it is read at every redraw)."""
         key = (self._versions["results"], self._versions["measure"], len(self.rows))
         if self._trend_cache is None or self._trend_cache[0] != key:
             t = self.col("t_min")
-            dt_block = float(np.median(np.diff(t))) if len(t) > 1 else 1.0
+            dt_block = self.block_spacing_min()
             sigma_min = max(1.0, 1.5 * dt_block)  # about three blocks, never under a minute
-            self._trend_cache = (key, smooth_trend(t, self.plotted_values(), sigma_min))
+            self._trend_cache = (key, smooth_trend(t, self.plotted_values(), sigma_min,
+                                                   dt_block if len(t) > 1 else None))
         return self._trend_cache[1]
 
     # ---- events ----

@@ -11,7 +11,14 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui
 
-from gui.drawing import cache_text_items, set_y_sticky
+from gui.drawing import (
+    cache_text_items,
+    fixed_axis_units,
+    paint_whole_viewport,
+    peak_decimate,
+    set_data_if_changed,
+    set_y_sticky,
+)
 from gui.main_curve import DENSE_POINTS
 from gui.model import DrawnVersions, SessionModel
 from gui.theme import AXIS_PT, COMPONENT_CYCLE, Theme
@@ -31,11 +38,12 @@ class QualityPanel(pg.GraphicsLayoutWidget):
     def __init__(self, model: SessionModel, theme: Theme, x_link: pg.PlotItem | None = None) -> None:
         super().__init__()
         self.setBackground(theme.background)
+        paint_whole_viewport(self)
         self.model, self.t = model, theme
         self._versions = DrawnVersions(model)
         self.plots: dict[str, pg.PlotItem] = {}
-        self.curves: dict[str, pg.PlotDataItem] = {}
-        self.over: dict[str, pg.PlotDataItem] = {}
+        self.curves: dict[str, pg.PlotCurveItem] = {}
+        self.over: dict[str, pg.ScatterPlotItem] = {}
         self.limits: dict[str, list[pg.InfiniteLine]] = {}
         self.reject_bars: dict[str, pg.BarGraphItem] = {}
         self._titles: dict[str, str] = {}
@@ -52,15 +60,16 @@ class QualityPanel(pg.GraphicsLayoutWidget):
                 ax.setPen(pg.mkPen(theme.muted))
                 ax.setTextPen(pg.mkPen(theme.text))
                 ax.setStyle(tickFont=font)
-                ax.enableAutoSIPrefix(False)
+            fixed_axis_units(p)
             p.getAxis("left").setWidth(48)
             if i < 3:  # the top row shares the bottom row's time axis: fewer axes to draw
                 p.getAxis("bottom").setStyle(showValues=False)
             if col != "n_rejected":
-                # thin line, no spots: cheap to stroke and to update at 3600 points
-                curve = pg.PlotDataItem(pen=pg.mkPen(theme.data, width=1))
-                over = pg.PlotDataItem(pen=None, symbol="o", symbolSize=8, symbolBrush=theme.threshold,
-                                       symbolPen=None)
+                # thin line, no spots: cheap to stroke and to update at 3600 points; a
+                # PlotCurveItem, whose setData costs a fraction of a PlotDataItem's
+                curve = pg.PlotCurveItem(pen=pg.mkPen(theme.data, width=1))
+                over = pg.ScatterPlotItem(symbol="o", size=8, brush=pg.mkBrush(theme.threshold), pen=pg.mkPen(None))
+                over.hide()  # shown only while some value is over its limit (an empty scatter still paints)
                 p.addItem(curve)
                 p.addItem(over)
                 self.curves[col], self.over[col] = curve, over
@@ -81,6 +90,9 @@ class QualityPanel(pg.GraphicsLayoutWidget):
         self.reject_legend.setParentItem(self.plots["n_rejected"].getViewBox())
         cache_text_items(self)
 
+        # decimated traces follow the plots' width in pixels
+        self.plots["freq_offset_hz"].getViewBox().sigResized.connect(self._redraw_traces)
+
         if x_link is not None:
             # Follow the main curve's time range. Not setXLink: pyqtgraph aligns linked views on
             # screen, which shifts the range when the plots differ in width.
@@ -95,6 +107,10 @@ class QualityPanel(pg.GraphicsLayoutWidget):
         if self._versions.changed("session"):
             self._draw_thresholds()
         if self._versions.changed("results", "measure"):
+            self._draw_traces()
+
+    def _redraw_traces(self, *_args: object) -> None:
+        if self.model.rows:
             self._draw_traces()
 
     def _title(self, col: str, text: str) -> None:
@@ -127,12 +143,13 @@ class QualityPanel(pg.GraphicsLayoutWidget):
             y = m.col(col)
             if curve.opts["pen"].width() != width:
                 curve.setPen(pg.mkPen(self.t.data, width=width))
-            curve.setData(t, y, connect="finite")
+            # a sliding window has about eight points per pixel here: draw each column's extremes
+            curve.setData(*peak_decimate(t, y, int(self.plots[col].getViewBox().width())), connect="finite")
             thr = self._threshold(col)
             if thr is not None:
                 with np.errstate(invalid="ignore"):
                     bad = np.abs(y) > thr if col == "drift_hz_per_min" else y > thr
-                self.over[col].setData(t[bad], y[bad])
+                set_data_if_changed(self.over[col], t[bad], y[bad], hide_empty=True)
             self._fit_y(col, y, thr)
         self._draw_rejections(t)
 
@@ -152,28 +169,24 @@ class QualityPanel(pg.GraphicsLayoutWidget):
 
     def _draw_rejections(self, t: np.ndarray) -> None:
         m = self.model
-        reasons: list[str] = []
-        for r in m.rows:
-            for k in (r.get("rejected") or {}):
-                if k not in reasons:
-                    reasons.append(k)
-        width = float(np.median(np.diff(t))) * 0.8 if len(t) > 1 else 0.5
+        width = m.block_spacing_min() * 0.8 if len(t) > 1 else 0.5
         bottom = np.zeros(len(t))
         p = self.plots["n_rejected"]
-        for i, reason in enumerate(reasons):
-            h = np.array([float((r.get("rejected") or {}).get(reason, 0) or 0) for r in m.rows])
+        rejected = m.rejected()
+        for i, (reason, h) in enumerate(rejected.items()):
             colour = COMPONENT_CYCLE[(i + 1) % len(COMPONENT_CYCLE)]
+            shown = h > 0  # only blocks with rejections: most of a long session draws no bar
             bars = self.reject_bars.get(reason)
             if bars is None:
-                bars = pg.BarGraphItem(x=t, height=h, y0=bottom.copy(), width=width,
+                bars = pg.BarGraphItem(x=t[shown], height=h[shown], y0=bottom[shown], width=width,
                                        brush=pg.mkBrush(colour), pen=pg.mkPen(None))
                 p.addItem(bars)
                 self.reject_bars[reason] = bars
                 self.reject_legend.addItem(bars, reason)
                 cache_text_items(self)
             else:
-                bars.setOpts(x=t, height=h, y0=bottom.copy(), width=width)
+                bars.setOpts(x=t[shown], height=h[shown], y0=bottom[shown], width=width)
             bottom = bottom + h
-        self._title("n_rejected", "Rejected transients" + ("" if reasons else " (none)"))
+        self._title("n_rejected", "Rejected transients" + ("" if rejected else " (none)"))
         top = float(bottom.max()) if len(bottom) else 0.0
         set_y_sticky(p, 0, max(top * 1.8, float(m.block_transients) * 0.25))  # room for the legend

@@ -13,7 +13,14 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from gui.drawing import cache_text_items
+from gui.drawing import (
+    apply_range_now,
+    cache_text_items,
+    fixed_axis_units,
+    paint_whole_viewport,
+    set_data,
+    set_data_if_changed,
+)
 from gui.model import SessionModel
 from gui.theme import AXIS_PT, COMPONENT_CYCLE, TITLE_PT, Theme
 
@@ -68,6 +75,7 @@ class SpectrumPanel(QtWidgets.QWidget):
         head.addWidget(self.follow_button)
         lay.addLayout(head)
         self.plot = pg.PlotWidget(background=theme.background)
+        paint_whole_viewport(self.plot)
         lay.addWidget(self.plot, 1)
         pi = self.plot.getPlotItem()
         self.pi = pi
@@ -80,12 +88,14 @@ class SpectrumPanel(QtWidgets.QWidget):
         font = QtGui.QFont()
         font.setPointSize(AXIS_PT)
         ax.setStyle(tickFont=font)
-        ax.enableAutoSIPrefix(False)
+        fixed_axis_units(pi)
         pi.setLabel("bottom", "chemical shift (ppm)", **{"font-size": f"{AXIS_PT}pt", "color": theme.text})
-        self.data = pg.PlotDataItem(pen=pg.mkPen(theme.spec_data, width=1))
-        self.fit = pg.PlotDataItem(pen=pg.mkPen(theme.spec_fit, width=2.2))
-        self.baseline = pg.PlotDataItem(pen=pg.mkPen(theme.spec_baseline, width=1.5, style=QtCore.Qt.DashLine))
-        self.residual = pg.PlotDataItem(pen=pg.mkPen(theme.spec_residual, width=1))
+        # PlotCurveItems, not PlotDataItems: they are redrawn on every block, and a PlotDataItem's
+        # setData costs several times more for the same line.
+        self.data = pg.PlotCurveItem(pen=pg.mkPen(theme.spec_data, width=1))
+        self.fit = pg.PlotCurveItem(pen=pg.mkPen(theme.spec_fit, width=2.2))
+        self.baseline = pg.PlotCurveItem(pen=pg.mkPen(theme.spec_baseline, width=1.5, style=QtCore.Qt.DashLine))
+        self.residual = pg.PlotCurveItem(pen=pg.mkPen(theme.spec_residual, width=1))
         self.components: dict[str, pg.PlotDataItem] = {}
         self._legend_names: set[str] = set()
         for item in (self.data, self.baseline, self.fit, self.residual):
@@ -146,31 +156,34 @@ class SpectrumPanel(QtWidgets.QWidget):
 
     def _clear(self, text: str) -> None:
         for item in [self.data, self.fit, self.baseline, self.residual, *self.components.values()]:
-            item.setData([], [])
-        self.message.setText(text)
+            set_data_if_changed(item, [], [])
+        self._message(text)
         vb = self.pi.getViewBox()
         (x0, x1), (y0, y1) = vb.viewRange()
         self.message.setPos((x0 + x1) / 2, (y0 + y1) / 2)
 
+    def _message(self, text: str) -> None:
+        if self.message.toPlainText() != text:
+            self.message.setText(text)
+
     def _draw(self, spec: dict) -> None:
-        self.message.setText("")
+        self._message("")
         ppm = spec["ppm"]
         data = spec.get("data")
         fit = spec.get("fit")
         base = spec.get("baseline")
-        self.data.setData(ppm, data if data is not None else [])
-        self.fit.setData(ppm, fit if fit is not None else [])
-        self.baseline.setData(ppm, base if base is not None else [])
+        for item, y in ((self.data, data), (self.fit, fit), (self.baseline, base)):
+            set_data(item, ppm if y is not None else ppm[:0], y if y is not None else ppm[:0])
         top = float(np.nanmax(data)) if data is not None and len(data) else 1.0
         bottom = float(np.nanmin(data)) if data is not None and len(data) else 0.0
         span = (top - bottom) or 1.0
         if data is not None and fit is not None:
             resid = np.asarray(data) - np.asarray(fit)
             offset = bottom - 0.12 * span - float(np.nanmax(resid))
-            self.residual.setData(ppm, resid + offset)
+            set_data(self.residual, ppm, resid + offset)
             bottom = offset + float(np.nanmin(resid))
         else:
-            self.residual.setData([], [])
+            set_data(self.residual, ppm[:0], ppm[:0])
         show = self.components_box.isChecked()
         comps = key_components(spec.get("components") or {})
         for name, y in comps.items():
@@ -185,19 +198,35 @@ class SpectrumPanel(QtWidgets.QWidget):
                 item = pg.PlotDataItem(pen=pg.mkPen(colour, width=2.2 if name == "Glu" else 1.3, style=style))
                 self.pi.addItem(item)
                 self.components[name] = item
-            item.setData(ppm, y if show else [])
+            set_data_if_changed(item, ppm if show else [], y if show else [])
+        legend_changed = False
         for name, item in self.components.items():
             if name not in comps:
-                item.setData([], [])
+                set_data_if_changed(item, [], [])
             in_legend = name in self._legend_names
             wanted = show and name in comps
             if wanted and not in_legend:
                 self.legend.addItem(item, name)
                 self._legend_names.add(name)
+                legend_changed = True
             elif in_legend and not wanted:
                 self.legend.removeItem(item)
                 self._legend_names.discard(name)
-        cache_text_items(self.plot)
-        self.pi.setYRange(bottom - 0.03 * span, top + 0.08 * span, padding=0)
-        lo, hi = float(np.min(ppm)), float(np.max(ppm))
-        self.pi.setXRange(lo, hi, padding=0.01)
+        if legend_changed:
+            cache_text_items(self.plot)
+        self._set_ranges(float(np.min(ppm)), float(np.max(ppm)), bottom - 0.03 * span, top + 0.08 * span)
+
+    def _set_ranges(self, x_lo: float, x_hi: float, y_lo: float, y_hi: float) -> None:
+        """Fit the view to the spectrum, skipping y changes under 4% of the span (x: 0.1%) as
+        long as the data stay inside the view: a range change notifies every item and the axis
+        (about 1 ms), and successive blocks of noisy data differ by a few percent."""
+        (x0, x1), (y0, y1) = self.pi.getViewBox().viewRange()
+        pad = 0.01 * (x_hi - x_lo)
+        if abs(x0 - (x_lo - pad)) > 1e-3 * (x_hi - x_lo) or abs(x1 - (x_hi + pad)) > 1e-3 * (x_hi - x_lo):
+            self.pi.setXRange(x_lo, x_hi, padding=0.01)
+        span = y_hi - y_lo
+        data_inside = y0 <= y_lo + 0.025 * span and y1 >= y_hi - 0.07 * span  # within the margins
+        close = abs(y0 - y_lo) <= 0.04 * span and abs(y1 - y_hi) <= 0.04 * span
+        if not (data_inside and close):
+            self.pi.setYRange(y_lo, y_hi, padding=0)
+        apply_range_now(self.pi)

@@ -44,6 +44,12 @@ class Theme:
         h = hex_colour.lstrip("#")
         return (int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16), alpha)
 
+    def on_background(self, hex_colour: str, alpha: int) -> tuple[int, int, int, int]:
+        """The opaque colour that `hex_colour` at `alpha` shows over the plot background: the
+        same look as the translucent fill, but Qt fills opaque areas several times faster."""
+        fg, bg = self.rgba(hex_colour, alpha), self.rgba(self.background, 255)
+        return (*(round(b + (f - b) * alpha / 255) for f, b in zip(fg[:3], bg[:3])), 255)
+
 
 DARK = Theme(
     name="dark", background="#15181c", panel="#1f242a", text="#e8e8e8", muted="#9aa3ad",

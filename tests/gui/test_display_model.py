@@ -82,6 +82,16 @@ def test_smooth_trend_skips_failed_blocks_and_follows_a_step() -> None:
     assert 1.2 < s[30] < 1.8  # the step is smoothed, not copied
 
 
+def test_smooth_trend_of_a_few_blocks_has_one_value_per_block_in_place() -> None:
+    # a kernel wider than the series (the first blocks of a session) must not shift the trend
+    t = np.arange(4) * 1.07
+    v = np.array([1.0, 1.0, 3.0, 3.0])
+    s = smooth_trend(t, v, sigma_min=1.6)
+    assert s.shape == (4,)
+    assert s[0] < s[1] < s[2] < s[3]
+    np.testing.assert_allclose(s, 4.0 - s[::-1])  # a symmetric step gives a symmetric trend
+
+
 def test_model_computes_baseline_from_infusion_event_over_planned_start() -> None:
     m = live_model(Clock())
     m.add_results([result(b, 1.0 if b < 5 else 2.0) for b in range(12)])

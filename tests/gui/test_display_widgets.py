@@ -95,7 +95,9 @@ def test_quality_panel_draws_thresholds_from_plan_and_rejections(window: MainWin
     assert sorted(line.value() for line in q.limits["drift_hz_per_min"]) == pytest.approx([-2.0, 2.0])
     bars = q.reject_bars["motion"]
     heights = np.asarray(bars.opts["height"])
-    assert heights[12] == 10 and heights.sum() == 10
+    assert heights.tolist() == [10]  # one bar: only blocks with rejections draw one
+    assert np.asarray(bars.opts["x"]).tolist() == pytest.approx([window.model.result(12)["t_s"] / 60])
+    assert window.model.rejected()["motion"][12] == 10 and window.model.rejected()["motion"].sum() == 10
 
 
 def test_event_buttons_disabled_in_review(window: MainWindow) -> None:
