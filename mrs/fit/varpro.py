@@ -176,10 +176,26 @@ def _re_inner(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return a.real.T @ b.real + a.imag.T @ b.imag
 
 
-def _nnls_gram(gram: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-    """min_c>=0 c'Gc - 2c'h, via NNLS on the Cholesky factor (tiny, fast)."""
+def _nnls_gram(gram: np.ndarray, rhs: np.ndarray, passive: np.ndarray | None = None) -> np.ndarray:
+    """min_c>=0 c'Gc - 2c'h, via NNLS on the Cholesky factor (tiny, fast). `passive`: a guess of
+    the positive set (the previous solve's): if the solution on it meets the optimality conditions
+    (positive there, no descent direction elsewhere) it is the unique solution and NNLS is skipped."""
     n = gram.shape[0]
     ridge = 1e-12 * max(float(np.trace(gram)) / max(n, 1), 1e-300)
+    if passive is not None and passive.shape == (n,) and passive.any():
+        idx = np.nonzero(passive)[0]
+        try:
+            sub = cho_factor(gram[np.ix_(idx, idx)] + ridge * np.eye(idx.size), lower=True, check_finite=False)
+            c_p = cho_solve(sub, rhs[idx], check_finite=False)
+            if np.all(c_p > 0):
+                c = np.zeros(n)
+                c[idx] = c_p
+                slack = rhs - gram @ c  # minus the gradient: must be <= 0 where c = 0
+                tol = 1e-9 * max(float(np.abs(rhs).max()), 1e-300)
+                if np.all(slack[~passive] <= tol):
+                    return c
+        except np.linalg.LinAlgError:
+            pass
     try:
         low = np.linalg.cholesky(gram + ridge * np.eye(n))
     except np.linalg.LinAlgError:
@@ -363,6 +379,8 @@ class LCFitter:
             fids_m = sfft.ifft(sfft.fft(self.fids, axis=1)[:, band], axis=1)
         self._fids_m = fids_m
         self._fids32 = fids_m.astype(np.complex64)
+        self._each_cache: tuple[bytes, np.ndarray] | None = None
+        self._passive: np.ndarray | None = None  # positive amplitudes of the last solve (a warm start)
         self._t32 = self._tm.astype(np.float32)
         self._t2_32 = (self._tm * self._tm).astype(np.float32)
         self._t64 = self._tm.astype(np.complex64)
@@ -436,7 +454,7 @@ class LCFitter:
     # ------------------------------------------------------------------ model evaluation
     def _spectra(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Time-domain broadened FIDs (M, N) and their window spectra (Nw, M)."""
-        src = self._fids32 if self.settings.single_precision else self._fids_m
+        src = self._each_broadened(x)
         fl = np.empty_like(src)
         for rows, sl in zip(self._group_rows, self.slices, strict=True):
             if self.settings.single_precision:
@@ -444,19 +462,32 @@ class LCFitter:
             else:
                 ls = self.model.lineshape(self._tm, x[sl])
             np.multiply(src[rows], ls, out=fl[rows])
-        if self.each_idx.size:
-            rate = (x[self.each_slice] * self._lset_kind) @ self._lset_mat  # per-entry exponent rate
-            # exp(rate k dt) = exp(rate (64 j) dt) * exp(rate i dt) with k = 64 j + i: two small
-            # exp tables and one multiply per point (4x cheaper than exp/cos/sin per point);
-            # applied in place on runs of consecutive rows (no fancy-index copies)
-            for lo, hi in self._lset_runs:
-                rd = rate[lo:hi] * self._dtm
-                base = np.exp(np.outer(rd, self._k_fine)).astype(fl.dtype)
-                blk = np.exp(np.outer(rd, self._k_coarse)).astype(fl.dtype)
-                fac = (blk[:, :, None] * base[:, None, :]).reshape(hi - lo, -1)[:, :self._nm]
-                fl[lo:hi] *= fac
         a = sfft.fft(fl, axis=1, workers=1)[:, self._win_m].T.astype(complex)
         return fl, a
+
+    def _each_broadened(self, x: np.ndarray) -> np.ndarray:
+        """The model basis with each entry's own offsets (T2 sets, MM width and shift) applied.
+        Kept for the last offsets seen: with a session reference they are held, so every
+        evaluation of every block reuses it."""
+        src = self._fids32 if self.settings.single_precision else self._fids_m
+        if not self.each_idx.size:
+            return src
+        key = x[self.each_slice].tobytes()
+        if self._each_cache is not None and self._each_cache[0] == key:
+            return self._each_cache[1]
+        out = src.copy()
+        rate = (x[self.each_slice] * self._lset_kind) @ self._lset_mat  # per-entry exponent rate
+        # exp(rate k dt) = exp(rate (64 j) dt) * exp(rate i dt) with k = 64 j + i: two small
+        # exp tables and one multiply per point (4x cheaper than exp/cos/sin per point);
+        # applied in place on runs of consecutive rows (no fancy-index copies)
+        for lo, hi in self._lset_runs:
+            rd = rate[lo:hi] * self._dtm
+            base = np.exp(np.outer(rd, self._k_fine)).astype(out.dtype)
+            blk = np.exp(np.outer(rd, self._k_coarse)).astype(out.dtype)
+            fac = (blk[:, :, None] * base[:, None, :]).reshape(hi - lo, -1)[:, :self._nm]
+            out[lo:hi] *= fac
+        self._each_cache = (key, out)
+        return out
 
     def _each_jac(self, fl: np.ndarray, c: np.ndarray) -> np.ndarray:
         """d(A c)/d dlorentz_k for each set k (Nw, n_sets)."""
@@ -496,7 +527,8 @@ class LCFitter:
             prior = make_prior(_nnls_gram(gram, rhs))
         if prior is not None:
             gram = gram + prior.T @ prior
-        c = _nnls_gram(gram, rhs)
+        c = _nnls_gram(gram, rhs, self._passive)
+        self._passive = c > 0
         r = zt - at @ c
         if prior is not None:
             r = np.concatenate([r, -(prior @ c)])
