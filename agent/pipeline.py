@@ -275,7 +275,7 @@ class Pipeline:
                     if last:
                         self._cache_warm_start(st, result["block"])
                     continue
-                if arrived is not None:
+                if arrived is not None and not result.get("revision"):  # a revision completes no block
                     result["latency_ms"] = round((time.monotonic() - arrived) * 1000, 3)
                 published = dict(result)
                 spec = result.get("spectrum") or {}
