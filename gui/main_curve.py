@@ -183,12 +183,15 @@ class MainCurvePanel(QtWidgets.QWidget):
         self.dense = pg.PlotCurveItem(pen=pg.mkPen(theme.data, width=1))
         # Plain curves are PlotCurveItems: a PlotDataItem's setData costs several times more.
         self.trend_curve = pg.PlotCurveItem(pen=pg.mkPen(theme.trend, width=3.5))
+        # blocks fitted before the session reference exists: open circles until their revision
+        self.provisional = pg.ScatterPlotItem(symbol="o", size=9, brush=pg.mkBrush(theme.background),
+                                              pen=pg.mkPen(theme.data, width=2))
         self.failed = pg.ScatterPlotItem(symbol="x", size=13, brush=pg.mkBrush(theme.threshold),
                                          pen=pg.mkPen(theme.threshold, width=2.5))
         self.selected = pg.ScatterPlotItem(symbol="o", size=18, brush=pg.mkBrush(None),
                                            pen=pg.mkPen(theme.text, width=2.5))
         for item in (self.band, self.base_line, self.errors, self.error_core, self.dense, self.trend_curve,
-                     self.points, self.failed, self.selected):
+                     self.points, self.provisional, self.failed, self.selected):
             pi.addItem(item)
         self.band.hide()
         self.base_line.hide()
@@ -207,6 +210,7 @@ class MainCurvePanel(QtWidgets.QWidget):
         # A stand-in sample: a legend entry for an InfiniteLine crashes pyqtgraph's ItemSample.
         self._base_sample = pg.PlotDataItem(pen=pg.mkPen(theme.baseline, width=1.5, style=QtCore.Qt.DashLine))
         self.legend.addItem(self._base_sample, "baseline mean ± SD")
+        self._provisional_in_legend = False
         cache_text_items(self.plot)
 
     # ---- user input ----
@@ -328,7 +332,17 @@ class MainCurvePanel(QtWidgets.QWidget):
         err = m.col("err")
         good = np.isfinite(v)
         dense = len(t) > DENSE_POINTS
-        set_data_if_changed(self.points, t[good] if not dense else [], v[good] if not dense else [], hide_empty=True)
+        prov = good & (m.col("provisional") > 0.5)
+        final = good & ~prov
+        set_data_if_changed(self.points, t[final] if not dense else [], v[final] if not dense else [], hide_empty=True)
+        set_data_if_changed(self.provisional, t[prov] if not dense else [], v[prov] if not dense else [],
+                            hide_empty=True)
+        if prov.any() != self._provisional_in_legend:
+            if prov.any():
+                self.legend.addItem(self.provisional, "provisional (refitted once the session reference is set)")
+            else:
+                self.legend.removeItem(self.provisional)
+            self._provisional_in_legend = bool(prov.any())
         if dense:  # about four blocks per pixel column: draw each column's extremes
             set_data(self.dense, *peak_decimate(t, v, int(self.pi.getViewBox().width())), connect="finite")
             self.dense.show()

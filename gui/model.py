@@ -324,7 +324,7 @@ class SessionModel:
         self._spacing_cache: tuple[tuple, float] | None = None
 
     def _init_columns(self) -> None:
-        names = ("block", "t_min", "t_end_s", "value", "err", "crlb", "ok", "n_rejected",
+        names = ("block", "t_min", "t_end_s", "value", "err", "crlb", "ok", "provisional", "n_rejected",
                  "n_transients") + _QC_COLUMNS
         self.columns = {n: GrowingArray(np.float64) for n in names}
         # rejected transients per reason, one column per reason in order of first appearance
@@ -426,6 +426,8 @@ class SessionModel:
                "t_end_s": t_end if not math.isnan(t_end) else t_s,
                "value": value, "err": err, "crlb": measure_crlb_pct(r, self.measure),
                "ok": 1.0 if result_ok(r) else 0.0,
+               # fitted before the session reference existed: to be revised (docs/fitting.md)
+               "provisional": 1.0 if qc.get("reference") == "provisional" else 0.0,
                "n_rejected": float(r.get("n_rejected", 0) or 0),
                "n_transients": float(r.get("n_transients", 0) or 0)}
         for c in _QC_COLUMNS:

@@ -186,3 +186,20 @@ def test_screenshot_of_missing_folder_is_one_line_error(tmp_path: Path) -> None:
 def test_export_png_saves_the_current_view(window: MainWindow, tmp_path: Path) -> None:
     out = window.export_png(tmp_path / "view.png")
     assert png_size(out) == (window.width(), window.height())
+
+
+def test_provisional_blocks_are_open_circles_until_their_revision(window: MainWindow) -> None:
+    curve = window.main_curve
+    first = [dict(window.model.result(b)) for b in (0, 1, 2)]
+    for r in first:  # as the agent publishes them before the session reference exists
+        window.model.add_result({**r, "qc": {**r["qc"], "reference": "provisional"}})
+    window.redraw()
+    px, _ = curve.provisional.getData()
+    assert px.tolist() == pytest.approx([r["t_s"] / 60 for r in first])
+    assert len(curve.points.getData()[0]) == 16  # 19 good blocks, three of them open
+    assert curve.provisional.isVisible()
+    for r in first:  # the revisions replace them
+        window.model.add_result({**r, "revision": 1, "qc": {**r["qc"], "reference": "session"}})
+    window.redraw()
+    assert len(curve.provisional.getData()[0]) == 0 and not curve.provisional.isVisible()
+    assert len(curve.points.getData()[0]) == 19
