@@ -13,19 +13,23 @@ each block's transients), for the block-by-block fits and for the dynamic fit.
 
 from __future__ import annotations
 
-import argparse
-import cProfile
-import dataclasses
-import json
 import os
-import pstats
-import shutil
-import sys
-import tempfile
-import time
-from pathlib import Path
 
-import numpy as np
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # as every mrsmon command runs
+    os.environ.setdefault(_v, "1")
+
+import argparse  # noqa: E402
+import cProfile  # noqa: E402
+import dataclasses  # noqa: E402
+import json  # noqa: E402
+import pstats  # noqa: E402
+import shutil  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
