@@ -56,7 +56,11 @@ def test_curve_grows_and_events_reach_second_display_and_disk(qtbot, agent: Agen
         qtbot.waitUntil(lambda: len(a.model.rows) >= 2, timeout=BLOCK_WAIT_MS)
         a.redraw()
         assert counts[:2] == [1, 2]  # one block at a time, as they were fitted
-        assert len(a.main_curve.points.getData()[0]) == sum(r["qc"]["fit_status"] == "ok" for r in a.model.rows)
+        # the first blocks come before the session reference: open circles, the rest filled
+        shown = len(a.main_curve.points.getData()[0]) + len(a.main_curve.provisional.getData()[0])
+        assert shown == sum(r["qc"]["fit_status"] == "ok" for r in a.model.rows)
+        assert len(a.main_curve.provisional.getData()[0]) == sum(
+            r["qc"]["fit_status"] == "ok" and r["qc"].get("reference") == "provisional" for r in a.model.rows)
         a.events.ask_vitals = lambda: {"sys_mmhg": 133, "dia_mmhg": 84, "hr_bpm": 77}
         a.events.buttons["vitals"].click()
         qtbot.waitUntil(lambda: any(e["kind"] == "vitals" for e in b.model.events), timeout=10_000)
