@@ -57,7 +57,7 @@ FIRST_TRANSIENTS = 8            # buffered to estimate coil weights and the firs
 # the reference length and the rebuild threshold had for them before (`max(block, 16)`, `max(8, block//2)`).
 REFERENCE_TRANSIENTS = 32       # the running reference: mean of this many recent accepted transients
 REBUILD_AFTER_REJECTED = 16     # consecutive rejections after which the reference is rebuilt
-PREPROC_VERSION = 1             # bump whenever the per-transient processing changes its numbers
+PREPROC_VERSION = 2             # bump whenever the per-transient processing changes its numbers
 
 
 @dataclass

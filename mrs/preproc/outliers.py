@@ -2,7 +2,10 @@
 
 Each aligned transient is compared with the running reference inside the alignment window:
   - "low_signal":      its amplitude relative to the reference is below `min_scale`, when the
-                       reference is strong enough for that to be measurable;
+                       reference is strong enough for that to be measurable; or below
+                       `drop_scale` by a margin the measurement cannot explain (`drop_sd` standard
+                       errors of the scale, which is 1 / scale_snr): motion that leaves 60 % of the
+                       signal, broadened, without lipid or a large shift;
   - "frequency_jump":  its frequency is more than `max_jump_hz` from the median of the recent ones;
   - "lipid" / "motion": the energy of (transient - reference), divided by the energy expected
                        from noise alone, is an outlier: robust z-score against the recent history
@@ -29,9 +32,12 @@ class TransientMetrics:
 
 class OutlierDetector:
     def __init__(self, max_jump_hz: float = 6.0, min_scale: float = 0.5, z_threshold: float = 6.0,
-                 first_ratio: float = 2.0, history: int = 64) -> None:
+                 first_ratio: float = 2.0, history: int = 64, drop_scale: float = 0.7,
+                 drop_sd: float = 10.0) -> None:
         self.max_jump_hz = max_jump_hz
         self.min_scale = min_scale
+        self.drop_scale = drop_scale
+        self.drop_sd = drop_sd
         self.z_threshold = z_threshold
         self.first_ratio = first_ratio
         self._res: deque[float] = deque(maxlen=history)
@@ -65,6 +71,11 @@ class OutlierDetector:
         """Reason for rejection, or None. Accepted transients update the history."""
         reason = None
         if m.scale_snr > 10 and m.scale < self.min_scale:
+            reason = "low_signal"
+        elif (len(self._res) >= 8 and m.scale < self.drop_scale
+              and (1.0 - m.scale) * m.scale_snr > self.drop_sd):
+            # (not before 8 accepted: the first reference, from 8 transients aligned to their own
+            # mean, can match the next ones poorly; with a poor shim their scale starts near 0.5)
             reason = "low_signal"
         elif len(self._freq) >= 3 and abs(m.freq_hz - float(np.median(self._freq))) > self.max_jump_hz:
             reason = "frequency_jump"

@@ -159,3 +159,18 @@ def test_toy_coil_transients_shape():
     rng = np.random.default_rng(6)
     x = toy_coil_transients(np.ones(N, complex), 4, 0.1, rng)
     assert x.shape == (4, N) and x.dtype == np.complex64
+
+
+def test_a_significant_signal_drop_is_rejected_once_the_reference_is_established():
+    from mrs.preproc.outliers import OutlierDetector, TransientMetrics
+
+    det = OutlierDetector()
+    weak = TransientMetrics(freq_hz=0.0, scale=0.6, scale_snr=50.0, residual_ratio=1.0, lipid_ratio=1.0)
+    assert det.assess(weak) is None  # no history yet: the first reference may match poorly
+    for _ in range(8):
+        assert det.assess(TransientMetrics(0.0, 1.0, 50.0, 1.0, 1.0)) is None
+    assert det.assess(weak) == "low_signal"  # 40 % lost, 20 standard errors of the scale
+    noisy = TransientMetrics(freq_hz=0.0, scale=0.6, scale_snr=20.0, residual_ratio=1.0, lipid_ratio=1.0)
+    assert det.assess(noisy) is None  # 8 standard errors: could be noise
+    mild = TransientMetrics(freq_hz=0.0, scale=0.8, scale_snr=200.0, residual_ratio=1.0, lipid_ratio=1.0)
+    assert det.assess(mild) is None  # a 20 % change is left to the other tests
