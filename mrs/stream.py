@@ -56,8 +56,9 @@ FIRST_TRANSIENTS = 8            # buffered to estimate coil weights and the firs
 # are the same for any refit block/window/step. 32 = the block size of every shipped plan, the value
 # the reference length and the rebuild threshold had for them before (`max(block, 16)`, `max(8, block//2)`).
 REFERENCE_TRANSIENTS = 32       # the running reference: mean of this many recent accepted transients
+NOISY_COIL_FACTOR = 9.0         # a coil whose noise variance rose 9x (noise x3) leaves the combination
 REBUILD_AFTER_REJECTED = 16     # consecutive rejections after which the reference is rebuilt
-PREPROC_VERSION = 2             # bump whenever the per-transient processing changes its numbers
+PREPROC_VERSION = 3             # bump whenever the per-transient processing changes its numbers
 
 
 @dataclass
@@ -148,6 +149,9 @@ class BlockProcessor:
         self._water_raw: list[np.ndarray] = []
         self._water_comb: list[np.ndarray] = []   # each water reference combined with the weights
         self._whitening: np.ndarray | None = None
+        self.coils_excluded = np.zeros(0, bool)     # channels taken out of the combination (noisy)
+        self._coil_noise_hist: deque[np.ndarray] = deque(maxlen=8)
+        self._coil_noise0: np.ndarray | None = None
         self._weights: np.ndarray | None = None
         self._eddy: np.ndarray | None = None
         self._pending: list[tuple[int, float, np.ndarray]] = []
@@ -276,6 +280,7 @@ class BlockProcessor:
             if len(self._pending) >= FIRST_TRANSIENTS:
                 return self._start_from_pending()
             return []
+        self._watch_coils(x)
         return self._process(seq, t_s, self._prepare(x))
 
     def _whitening_matrix(self, fallback: np.ndarray) -> np.ndarray:
@@ -288,9 +293,45 @@ class BlockProcessor:
     def _set_weights(self, reference: np.ndarray) -> None:
         self._whitening = self._whitening_matrix(reference)
         self._weights = _coils.svd_weights(reference, self._whitening)
+        self.coils_excluded = np.zeros(self._weights.shape[0], bool)
         if self._water_raw:
             water = _coils.combine(np.mean(self._water_raw, axis=0), self._weights)
             self._eddy = _eddy.eddy_phase(water)
+        self._sink(PreparedRecord("state", weights=self._weights.copy(),
+                                  eddy=None if self._eddy is None else self._eddy.copy()))
+
+    def _watch_coils(self, x: np.ndarray) -> None:
+        """A receive channel that turns noisy mid-session would, with the session's fixed weights,
+        multiply the combined noise (one of 32 coils at 25x its noise: about 4x). Each coil's noise
+        is followed in the FID tail (signal decayed); once the median of the last 8 transients is
+        NOISY_COIL_FACTOR times its start value, the coil's weight is set to zero and the others are
+        rescaled so the combined signal keeps its amplitude (water scaling and the alignment reference
+        stay valid). A dead channel adds no noise and is left in."""
+        if x.shape[0] < 2 or self._whitening is None:
+            return
+        tail = x[:, -max(16, self.n // 8):]
+        self._coil_noise_hist.append(np.mean(np.abs(tail - tail.mean(axis=1, keepdims=True)) ** 2, axis=1))
+        if len(self._coil_noise_hist) < self._coil_noise_hist.maxlen:
+            return
+        now = np.median(np.array(self._coil_noise_hist), axis=0)
+        if self._coil_noise0 is None:
+            self._coil_noise0 = now
+            self._coil_noise_hist.clear()
+            return
+        bad = (now > NOISY_COIL_FACTOR * np.maximum(self._coil_noise0, 1e-300)) & ~self.coils_excluded
+        if bad.any():
+            self._exclude_coils(bad)
+
+    def _exclude_coils(self, bad: np.ndarray) -> None:
+        w = self._weights
+        w_inv = np.linalg.inv(self._whitening)
+        sens = w_inv @ (w @ w_inv).conj()  # coil signal sensitivities (up to a constant): W^-1 u
+        kept = np.where(bad, 0.0, w)
+        denom = kept @ sens
+        if abs(denom) > 0:
+            kept = kept * ((w @ sens) / denom)
+        self._weights = kept
+        self.coils_excluded = self.coils_excluded | bad
         self._sink(PreparedRecord("state", weights=self._weights.copy(),
                                   eddy=None if self._eddy is None else self._eddy.copy()))
 
@@ -414,6 +455,7 @@ class BlockProcessor:
     def _add_prepared(self, rec: PreparedRecord) -> list[dict]:
         if rec.kind == "state":
             self._weights = np.asarray(rec.weights, complex)
+            self.coils_excluded = self._weights == 0
             self._eddy = None if rec.eddy is None else np.asarray(rec.eddy, float)
             return []
         if rec.kind == "water":
@@ -625,6 +667,7 @@ class BlockProcessor:
             "fit_shift_hz": _num(res.params.get("shift_hz_met"), 4),
             "fit_nfev": res.nfev, "water_removed": water_removed, "alarms": alarms,
             "reference": reference,
+            "coils_excluded": [int(k) for k in np.nonzero(self.coils_excluded)[0]],
         }
         spectrum = {
             # tolist(): Python floats as before, ten times faster than a comprehension (on the latency path)

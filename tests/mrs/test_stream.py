@@ -188,3 +188,31 @@ def test_a_session_shorter_than_the_reference_is_revised_at_the_end(basis):
 def test_without_a_reference_every_block_is_fitted_on_its_own(basis):
     _, blocks = _run(BlockProcessor(ACQ, basis, 8), _session(basis, n_met=24))
     assert _by_output(blocks) == [(0, None, "block"), (1, None, "block"), (2, None, "block")]
+
+
+def _with_noisy_coil(stream, coil: int, from_seq: int, factor: float, seed: int = 5):
+    """The stream with extra noise on one channel from `from_seq` on (its noise SD times ~factor)."""
+    rng = np.random.default_rng(seed)
+    sd = None
+    for seq, t_s, flags, data in stream:
+        data = np.array(data)
+        if not flags:
+            tail = data[coil, -256:]
+            sd = sd if sd is not None else float(np.std(tail))
+            if seq >= from_seq:
+                data[coil] += factor * sd * (rng.normal(size=N) + 1j * rng.normal(size=N)) / np.sqrt(2)
+        yield seq, t_s, flags, data
+
+
+def test_a_channel_that_turns_noisy_is_taken_out_of_the_combination(basis):
+    clean = BlockProcessor(ACQ, basis, 8)
+    _, ref_blocks = _run(clean, _session(basis, n_met=64, seed=2))
+    proc = BlockProcessor(ACQ, basis, 8)
+    _, blocks = _run(proc, _with_noisy_coil(_session(basis, n_met=64, seed=2), coil=2, from_seq=28, factor=25))
+    assert proc.coils_excluded.tolist() == [False, False, True, False]
+    assert blocks[-1]["qc"]["coils_excluded"] == [2] and blocks[0]["qc"]["coils_excluded"] == []
+    # the last blocks are back to the clean session's SNR (with the channel's noise in: a fraction)
+    assert blocks[-1]["qc"]["snr"] > 0.6 * ref_blocks[-1]["qc"]["snr"]
+    stay = BlockProcessor(ACQ, basis, 8)
+    _run(stay, _session(basis, n_met=64, seed=2))
+    assert not stay.coils_excluded.any()  # no false exclusion on a clean session
