@@ -220,7 +220,7 @@ class Pipeline:
 
         processor = BlockProcessor(header, self._load_basis(), block, window_ppm=window, alarms=alarms,
                                    reference_blocks=reference_blocks)
-        _ = processor.fitter  # build the basis and fitter at session start, not when the first block is due
+        processor.warm_up()  # build the basis and fitter, and run them once, at session start
         return processor
 
     @staticmethod

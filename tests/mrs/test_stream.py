@@ -216,3 +216,15 @@ def test_a_channel_that_turns_noisy_is_taken_out_of_the_combination(basis):
     stay = BlockProcessor(ACQ, basis, 8)
     _run(stay, _session(basis, n_met=64, seed=2))
     assert not stay.coils_excluded.any()  # no false exclusion on a clean session
+
+
+def test_warm_up_changes_no_result(basis):
+    cold = BlockProcessor(ACQ, basis, 8)
+    _, a = _run(cold, _session(basis, n_met=24, seed=4))
+    warm = BlockProcessor(ACQ, basis, 8)
+    warm.warm_up()
+    _, b = _run(warm, _session(basis, n_met=24, seed=4))
+    assert [r["block"] for r in a] == [r["block"] for r in b]
+    for ra, rb in zip(a, b, strict=True):
+        for k, v in ra["ratios"].items():
+            assert rb["ratios"][k] == pytest.approx(v, rel=1e-9, abs=1e-12)
