@@ -99,6 +99,12 @@ class PreparedRecord:
     eddy: np.ndarray | None = None
 
 
+def _unusable(seq: int, t_s: float, message: str | None) -> dict:
+    """The transient row of a transient that could not be processed."""
+    return {"kind": "transient", "seq": int(seq), "t_s": float(t_s), "freq_hz": None, "phase_deg": None,
+            "rejected": message, "block": None}
+
+
 def _num(v: Any, digits: int | None = None) -> float | None:
     """JSON-safe float: None for NaN/inf."""
     try:
@@ -176,15 +182,18 @@ class BlockProcessor:
 
     # ------------------------------------------------------------------ public API
     def add(self, seq: int, t_s: float, flags: frozenset[str] | set[str], data: np.ndarray) -> list[dict]:
-        out: list[dict] = []
-        if self._reference_due:  # after the block that completed it was published (not in its latency)
-            out = self._fix_reference_safely()
+        return self._guarded(seq, t_s, lambda: self._add(int(seq), float(t_s), frozenset(flags or ()), data))
+
+    def _guarded(self, seq: int, t_s: float, step: Callable[[], list[dict]]) -> list[dict]:
+        """Run one transient's `step`. A session reference that became due is fixed first (after the
+        block that completed it was published, so not in its latency). Never raises into the agent:
+        a failing step reports the transient as unusable."""
+        out = self._fix_reference_safely() if self._reference_due else []
         try:
-            return out + self._add(int(seq), float(t_s), frozenset(flags or ()), data)
-        except Exception as exc:  # never raise into the agent: report the transient as unusable
+            return out + step()
+        except Exception as exc:
             self._sink(PreparedRecord("error", int(seq), float(t_s), rejected=f"error: {exc}"))
-            return out + [{"kind": "transient", "seq": int(seq), "t_s": float(t_s), "freq_hz": None,
-                     "phase_deg": None, "rejected": f"error: {exc}", "block": None}]
+            return out + [_unusable(seq, t_s, f"error: {exc}")]
 
     def flush(self) -> list[dict]:
         out: list[dict] = []
@@ -215,14 +224,7 @@ class BlockProcessor:
         """Feed one PreparedRecord (from `prepared_sink`, in the same order): the same outputs as `add`
         gave for the raw data, without redoing coil combination, registration and outlier tests. The
         registration state is kept too, so raw `add` can continue afterwards (resume)."""
-        out: list[dict] = []
-        if self._reference_due:  # as in `add`
-            out = self._fix_reference_safely()
-        try:
-            return out + self._add_prepared(rec)
-        except Exception as exc:
-            return out + [{"kind": "transient", "seq": int(rec.seq), "t_s": float(rec.t_s), "freq_hz": None,
-                     "phase_deg": None, "rejected": f"error: {exc}", "block": None}]
+        return self._guarded(rec.seq, rec.t_s, lambda: self._add_prepared(rec))
 
     @property
     def warm_start(self) -> np.ndarray | None:
@@ -480,8 +482,7 @@ class BlockProcessor:
         if rec.kind == "warm_start":
             return []
         if rec.kind == "error":
-            return [{"kind": "transient", "seq": int(rec.seq), "t_s": float(rec.t_s), "freq_hz": None,
-                     "phase_deg": None, "rejected": rec.rejected, "block": None}]
+            return [_unusable(rec.seq, rec.t_s, rec.rejected)]
         if rec.kind != "transient":
             raise ValueError(f"unknown prepared record kind {rec.kind!r}")
         fid = np.asarray(rec.fid, np.complex64)
