@@ -337,12 +337,13 @@ class MainCurvePanel(QtWidgets.QWidget):
         set_data_if_changed(self.points, t[final] if not dense else [], v[final] if not dense else [], hide_empty=True)
         set_data_if_changed(self.provisional, t[prov] if not dense else [], v[prov] if not dense else [],
                             hide_empty=True)
-        if prov.any() != self._provisional_in_legend:
-            if prov.any():
+        shown = bool(prov.any()) and not dense  # a hidden item in a legend shows an "invisible" eye
+        if shown != self._provisional_in_legend:
+            if shown:
                 self.legend.addItem(self.provisional, "provisional (refitted once the session reference is set)")
             else:
                 self.legend.removeItem(self.provisional)
-            self._provisional_in_legend = bool(prov.any())
+            self._provisional_in_legend = shown
         if dense:  # about four blocks per pixel column: draw each column's extremes
             set_data(self.dense, *peak_decimate(t, v, int(self.pi.getViewBox().width())), connect="finite")
             self.dense.show()

@@ -546,8 +546,7 @@ class SessionModel:
             t = self.col("t_min")
             dt_block = self.block_spacing_min()
             sigma_min = max(1.0, 1.5 * dt_block)  # about three blocks, never under a minute
-            self._trend_cache = (key, smooth_trend(t, self.plotted_values(), sigma_min,
-                                                   dt_block if len(t) > 1 else None))
+            self._trend_cache = (key, smooth_trend(t, self.plotted_values(), sigma_min, dt_block))
         return self._trend_cache[1]
 
     # ---- events ----
