@@ -9,8 +9,9 @@ processing becomes a published alarm. The agent runs this in its own process
 Every per-transient result also goes to the session's preprocessing cache (`prepared.bin`,
 agent/prepcache.py), which refit reads instead of raw.log. A session reopened after a restart resumes
 from that cache: its records rebuild the processor's state without redoing coil combination and
-registration, and blocks already on disk are not refitted (only the last, to warm-start the next);
-only transients the cache does not cover are processed from raw.log.
+registration; the blocks are fitted again from it (about 10 ms each, so the session reference, the
+revisions and every warm start come out as in an uninterrupted run) and the results already stored
+are not repeated. Only transients the cache does not cover are processed from raw.log.
 """
 
 from __future__ import annotations
@@ -142,7 +143,6 @@ class Pipeline:
         self._sessions[sid] = st
         records = self._open_cache(st, reader)
         if len(reader.index):  # a reopened session: rebuild processing state from what is on disk
-            self._skip_stored_fits(st, records)
             covered = self._resume_from_cache(st, reader, records) if records else set()
             log.info("session %s: resuming: %d stored transients from the preprocessing cache, %d from raw.log",
                      sid, len(covered), len(reader.index) - len(covered))
@@ -177,26 +177,6 @@ class Pipeline:
                 path, prepcache.cache_meta(key, int(st.header["coils"]), f"mrsmon {software_version()}"))
         st.processor.prepared_sink = st.cache.write
         return records
-
-    @staticmethod
-    def _skip_stored_fits(st: _SessionState, records: list) -> None:
-        """Blocks already on disk are not fitted again. The next fit starts from the last stored one's
-        parameters: from the cache when it has them, else by refitting that block alone."""
-        proc = st.processor
-        if not hasattr(proc, "skip_fits_below") or st.skip_blocks == 0:
-            return
-        if getattr(proc, "reference_blocks", 0):
-            # A session reference: the blocks are fitted again from the cache (about 10 ms each), so
-            # the reference and the revisions come out as in an uninterrupted run; `_emit` drops the
-            # results already stored.
-            return
-        warm = [r for r in records if r.kind == "warm_start" and r.seq == st.skip_blocks - 1]
-        if warm:
-            proc.skip_fits_below = st.skip_blocks
-            proc.warm_start = warm[-1].fid
-        else:
-            proc.skip_fits_below = st.skip_blocks - 1
-        st.block_outputs = proc.skip_fits_below  # the skipped blocks produce no output: count them here
 
     def _resume_from_cache(self, st: _SessionState, reader: SessionReader, records: list) -> set[int]:
         """Feed the cached records; returns the stored seqs they stand for (not to be processed again)."""
@@ -257,7 +237,6 @@ class Pipeline:
 
     def _emit(self, st: _SessionState, outputs: list[dict], arrived: float | None = None) -> None:
         sid = st.header.get("session", st.folder.name)
-        blocks = [o for o in outputs if o["kind"] == "block"]
         for out in outputs:
             if out["kind"] == "transient":
                 if out["seq"] > st.skip_transients_upto:
@@ -267,13 +246,9 @@ class Pipeline:
             elif out["kind"] == "block":
                 result = out["result"]
                 st.block_outputs += 1
-                # the processor's warm start is the one after the batch's last block: cache it for that one
-                last = out is blocks[-1]
                 # a resumed session replays its processing: results already stored are not repeated
                 # (counted in output order, since a revision repeats an earlier block's index)
                 if st.block_outputs <= st.skip_blocks:
-                    if last:
-                        self._cache_warm_start(st, result["block"])
                     continue
                 if arrived is not None and not result.get("revision"):  # a revision completes no block
                     result["latency_ms"] = round((time.monotonic() - arrived) * 1000, 3)
@@ -283,15 +258,7 @@ class Pipeline:
                 published["session"] = sid
                 self._publish("result", published)  # first: the technician waits on this, not on the files
                 self.blocks_published += 1
-                if last:  # before the block is stored: a stored block always has its warm start cached
-                    self._cache_warm_start(st, result["block"])
                 self._store_block(st, result)
-
-    @staticmethod
-    def _cache_warm_start(st: _SessionState, block: int) -> None:
-        x = getattr(st.processor, "warm_start", None)
-        if st.cache is not None and x is not None:
-            st.cache.write(prepcache.PreparedRecord("warm_start", int(block), fid=x))
 
     def _store_block(self, st: _SessionState, result: dict) -> None:
         spec = result.get("spectrum") or {}

@@ -29,7 +29,7 @@ FILE_HEAD = struct.Struct("<4sHHI")                 # magic, version, reserved, 
 REC_MAGIC = b"PREC"
 REC_HEAD = struct.Struct("<4sBBHqdddddII")          # 64 bytes, see docs/session-format.md
 assert REC_HEAD.size == 64
-KINDS = ("state", "water", "reference", "transient", "error", "warm_start")
+KINDS = ("state", "water", "reference", "transient", "error")
 KIND_CODE = {k: i + 1 for i, k in enumerate(KINDS)}
 
 
@@ -57,8 +57,6 @@ def encode_record(rec: PreparedRecord) -> bytes:
             payload += np.ascontiguousarray(rec.eddy, np.float64).tobytes()
     elif rec.kind == "error":
         payload = reason
-    elif rec.kind == "warm_start":
-        payload = np.ascontiguousarray(rec.fid, np.float64).tobytes()
     else:
         raise CacheError(f"unknown record kind {rec.kind!r}")
     head = REC_HEAD.pack(REC_MAGIC, KIND_CODE[rec.kind], flag, len(reason), int(rec.seq), float(rec.t_s),
@@ -77,8 +75,6 @@ def _decode(head: tuple, payload: memoryview, coils: int) -> PreparedRecord:
                               reason, res, lip)
     if kind in ("water", "reference"):
         return PreparedRecord(kind, seq, t_s, np.frombuffer(payload, np.complex128))
-    if kind == "warm_start":
-        return PreparedRecord(kind, seq, t_s, np.frombuffer(payload, np.float64))
     if kind == "state":
         weights = np.frombuffer(payload[:16 * coils], np.complex128)
         eddy = np.frombuffer(payload[16 * coils:], np.float64) if flag else None

@@ -219,9 +219,9 @@ def main() -> None:
                           "cache_*: refit from prepared.bin (session settings, --block 16, --dynamic); fit_share: "
                           "share of a cache refit spent in the block fits (profiled); cache_vs_raw: largest relative "
                           "difference of any concentration between the cache and raw refits; reopen_*: a restarted "
-                          "pipeline's _open of the processed session, without the cache (replays raw.log, "
-                          "refits only the last stored block) and with it. Target: refit < 2 s. Machine "
-                          "shared with other jobs: see the load average.")
+                          "pipeline's _open of the processed session, without the cache (replays raw.log) and with "
+                          "it (both fit every block again; stored results are not repeated). Target: refit < 2 s. "
+                          "Machine shared with other jobs: see the load average.")
     if not a.skip_precision:
         write_table("refit_dynamic", "Dynamic fit vs block-by-block on flat-truth sessions "
                     f"({a.minutes:g} min, 2 coils, block 16, SNR_NAA single 22)",

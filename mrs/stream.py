@@ -81,9 +81,7 @@ class PreparedRecord:
     kind "reference": `fid` the new running reference (complex128; at the start and after a rebuild);
     kind "transient": a metabolite transient: `fid` combined, eddy-corrected and aligned (complex64),
     `freq_hz`, `phase_deg`, `rejected`, and the outlier metrics (needed to resume, not to refit);
-    kind "error": a transient that could not be processed (`rejected` holds the message);
-    kind "warm_start": `fid` the fit parameters after block `seq` (written by the agent's pipeline, to
-    resume without refitting; ignored by `add_prepared`, it depends on the block settings).
+    kind "error": a transient that could not be processed (`rejected` holds the message).
     """
 
     kind: str
@@ -149,7 +147,6 @@ class BlockProcessor:
         self.outliers = OutlierDetector(max_jump_hz=self.max_jump_hz)
         self.prepared_sink: Callable[[PreparedRecord], None] | None = None  # see add_prepared
         self.sink_error: str | None = None
-        self.skip_fits_below = 0     # windows with a lower index are counted but not fitted (resume)
         # session state
         self._noise: list[np.ndarray] = []
         self._water_raw: list[np.ndarray] = []
@@ -204,7 +201,7 @@ class BlockProcessor:
             n_window = self._count - self._next_start
             if uncovered > 0 and n_window >= math.ceil(self.block / 2):
                 items = list(self._recent)[-n_window:]
-                out += self._window(items)
+                out += self._fit_window(items)
                 self._covered = self._count
             if self._reference_due or (self._session_x is None and len(self._provisional) >= 2):
                 out += self._fix_reference_safely()
@@ -225,15 +222,6 @@ class BlockProcessor:
         gave for the raw data, without redoing coil combination, registration and outlier tests. The
         registration state is kept too, so raw `add` can continue afterwards (resume)."""
         return self._guarded(rec.seq, rec.t_s, lambda: self._add_prepared(rec))
-
-    @property
-    def warm_start(self) -> np.ndarray | None:
-        """The nonlinear parameters the next block fit starts from (the last successful fit's)."""
-        return None if self._x_prev is None else np.array(self._x_prev, float)
-
-    @warm_start.setter
-    def warm_start(self, x: np.ndarray | None) -> None:
-        self._x_prev = None if x is None else np.array(x, float)
 
     def warm_up(self) -> None:
         """Build the fitter and fit one synthetic spectrum with it, so that the session's first block
@@ -456,16 +444,10 @@ class BlockProcessor:
                 "phase_deg": _num(rec.phase_deg, 3), "rejected": rec.rejected,
                 "block": rec.index // self.step}]
         if self._count - self._next_start >= self.block:
-            out += self._window(list(self._recent))
+            out += self._fit_window(list(self._recent))
             self._covered = self._count
             self._next_start += self.step
         return out
-
-    def _window(self, items: list[_Transient]) -> list[dict]:
-        if self._block_index < self.skip_fits_below:  # resuming: this block's result is on disk already
-            self._block_index += 1
-            return []
-        return self._fit_window(items)
 
     def _add_prepared(self, rec: PreparedRecord) -> list[dict]:
         if rec.kind == "state":
@@ -478,8 +460,6 @@ class BlockProcessor:
             return []
         if rec.kind == "reference":
             self._set_reference_quiet(np.asarray(rec.fid, complex))
-            return []
-        if rec.kind == "warm_start":
             return []
         if rec.kind == "error":
             return [_unusable(rec.seq, rec.t_s, rec.rejected)]

@@ -154,10 +154,11 @@ def test_a_restarted_pipeline_resumes_from_the_cache(raw_session, tmp_path, monk
     assert calls and min(calls) >= cut - 8  # at most the few transients still pending at the crash
     assert [b["block"] for b in published if not b.get("revision")] == list(
         range(n_before, len(SessionReader(whole).fits())))
-    # revisions, if the reference was fixed after the restart: the first blocks, once each
+    # the session reference is fixed after the restart (at 8 blocks, or at the end of a shorter
+    # session): the first blocks are revised, once each
     revised = [b["block"] for b in published if b.get("revision")]
-    assert revised == list(range(len(revised)))
-    # the same numbers: the running reference, the outlier history and the fit warm start come from the cache
+    assert revised == list(range(min(8, len(SessionReader(whole).fits()))))
+    # the same numbers: the running reference and the outlier history come from the cache, the fits are redone
     _assert_same(SessionReader(session).fits(), SessionReader(whole).fits(), rtol=1e-6)
     rows = [json.loads(x)["seq"] for x in (session / "transients.jsonl").read_text().splitlines()]
     assert rows == sorted(set(rows)) and len(rows) == len(SessionReader(session).metabolite_seqs())

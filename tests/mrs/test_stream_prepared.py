@@ -86,7 +86,6 @@ def test_a_processor_restored_from_records_continues_on_raw_data(basis, stream):
     covered = {r.seq for r in records[:cut] if r.kind in ("transient", "water")}
     assert len(covered) > FIRST_TRANSIENTS
     proc = BlockProcessor(ACQ, basis, 16)
-    proc.skip_fits_below = 0
     out = []
     for rec in records[:cut]:
         out += proc.add_prepared(rec)
