@@ -30,10 +30,11 @@ import numpy as np
 from agent import prepcache
 from agent.export import software_version
 from agent.store import RECORD_HEADER, SessionReader, read_jsonl
+from protocols.plan import DEFAULT_REFERENCE_BLOCKS
+from protocols.wire import FLAG_BITS
 
 log = logging.getLogger("mrsmon.agent.pipeline")
 MAX_PENDING = 256  # out-of-order notes held back waiting for a resend before the gap is skipped
-DEFAULT_REFERENCE_BLOCKS = 8  # a plan without `reference_blocks`: session reference from 8 blocks
 
 
 @dataclass
@@ -190,7 +191,7 @@ class Pipeline:
         covered = {r.seq for r in records if r.kind in ("water", "transient", "error")}
         if any(r.kind == "state" for r in records):  # weights fixed: noise and dummy scans change nothing
             flags = reader.index["flags"]
-            covered |= {int(s) for s in reader.index["seq"][(flags & 6) != 0]}
+            covered |= {int(s) for s in reader.index["seq"][(flags & (FLAG_BITS["noise"] | FLAG_BITS["dummy"])) != 0]}
         st.done |= covered
         return covered
 

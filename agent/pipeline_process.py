@@ -81,7 +81,6 @@ class PipelineProcess:
         self.results_socket.bind(self.results_addr)
         self.basis_spec, self.block = basis_spec, block
         self.restarts = 0
-        self.dropped = 0
         self._start()
 
     def _start(self) -> None:
@@ -98,7 +97,6 @@ class PipelineProcess:
         try:
             self.notes.send(_note_to_json(note), zmq.NOBLOCK)
         except zmq.Again:
-            self.dropped += 1
             self.check_alive()
 
     def check_alive(self) -> bool:

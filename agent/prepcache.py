@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from mrs.stream import PreparedRecord
+from protocols.wire import FLAG_BITS
 
 log = logging.getLogger("mrsmon.agent.prepcache")
 CACHE_NAME = "prepared.bin"
@@ -123,7 +124,7 @@ def expected_seqs(reader) -> list[int]:
     """Seqs that leave a record, in the order the processor sees them (raw.log in seq order):
     water references and metabolite transients (noise and dummy scans leave none)."""
     flags = reader.index["flags"]
-    keep = (flags & 6) == 0  # neither noise (2) nor dummy (4)
+    keep = (flags & (FLAG_BITS["noise"] | FLAG_BITS["dummy"])) == 0
     return [int(s) for s in reader.index["seq"][keep]]
 
 

@@ -31,6 +31,7 @@ import numpy as np
 from agent import prepcache
 from agent.export import software_version
 from agent.store import SessionReader, write_json_atomic
+from protocols.plan import DEFAULT_REFERENCE_BLOCKS
 
 TCR_REFERENCE_MM = 8.0
 Progress = Callable[[int, int], None]
@@ -41,7 +42,6 @@ class RefitError(ValueError):
 
 
 # ------------------------------------------------------------------------------ processor pieces
-DEFAULT_REFERENCE_BLOCKS = 8  # as the agent's pipeline: a plan without `reference_blocks`
 
 
 def make_processor(header: dict, plan: dict | None, basis, block: int | None = None, step: int | None = None,
@@ -144,7 +144,7 @@ def process_session(reader: SessionReader, processor, on_block: Callable[[dict, 
     return n_blocks
 
 
-def latest_revisions(blocks: list[tuple[dict, Any]]) -> list[tuple[dict, Any]]:
+def latest_block_fits(blocks: list[tuple[dict, Any]]) -> list[tuple[dict, Any]]:
     """One entry per block index, the last result given for it, in block order."""
     last = {b["block"]: (b, rec) for b, rec in blocks}
     return [last[k] for k in sorted(last)]
@@ -243,7 +243,7 @@ def refit(session_dir: str | Path, block: int | None = None, window: int | None 
         proc.prepared_sink = written.append
     blocks: list[tuple[dict, tuple | None]] = []
     process_session(reader, proc, lambda r, rec: blocks.append((r, rec)), progress=progress, prepared=prepared)
-    blocks = latest_revisions(blocks)
+    blocks = latest_block_fits(blocks)
     cache_written = bool(written) and _write_cache(folder, reader, proc, written)
     t_blocks = time.perf_counter() - t0
     t1 = time.perf_counter()

@@ -19,6 +19,9 @@ class PlanError(ValueError):
     """A session plan that cannot be used."""
 
 
+# the first blocks whose own fits give the session reference (docs/fitting.md); 0 = every block on its own
+DEFAULT_REFERENCE_BLOCKS = 8
+
 @dataclass(frozen=True)
 class Acquisition:
     spectrometer_frequency_mhz: float
@@ -81,7 +84,7 @@ class SessionPlan:
     kit_code: str
     simulation: dict[str, Any]
     source: str = ""
-    reference_blocks: int = 8
+    reference_blocks: int = DEFAULT_REFERENCE_BLOCKS
 
     def phase(self, name: str) -> Phase | None:
         return next((p for p in self.phases if p.name == name), None)
@@ -147,7 +150,7 @@ def plan_from_dict(raw: dict[str, Any], source: str = "") -> SessionPlan:
             kit_code=str(raw.get("subject", {}).get("kit_code", "KIT-0000")),
             simulation=dict(raw.get("simulation", {})),
             source=source,
-            reference_blocks=int(proc.get("reference_blocks", 8)),
+            reference_blocks=int(proc.get("reference_blocks", DEFAULT_REFERENCE_BLOCKS)),
         )
     except (KeyError, TypeError) as exc:
         raise PlanError(f"session protocol {source or raw.get('name', '?')}: missing or unknown field {exc}") from None
