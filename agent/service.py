@@ -10,6 +10,7 @@ import json
 import logging
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -61,6 +62,7 @@ class Agent:
         self.pipeline = None
         self._unfinished: dict[str, bool] = {}  # sessions the pipeline has not ended: sid -> scanner ended
         self._exports: dict[str, subprocess.Popen] = {}
+        self._export_errs: dict[str, Any] = {}  # each running export's stderr file
         self.export_state: dict[str, str] = {}
         self.ready = threading.Event()
 
@@ -136,7 +138,10 @@ class Agent:
             log.warning("export of session %s interrupted by shutdown; repeat it with `mrsmon export %s --bids %s`",
                         sid, self.config.sessions_dir / sid, self.config.bids)
             proc.terminate()
-            proc.wait(10)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:  # the rest of the shutdown must still run
+                proc.kill()
         if self.pipeline is not None:
             self.pipeline.stop()
             self._drain_pipeline()
@@ -238,7 +243,10 @@ class Agent:
             return
         cmd = [sys.executable, "-m", "mrsmon", "export", str(self.config.sessions_dir / sid), "--bids",
                str(self.config.bids)]
-        self._exports[sid] = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        # stderr to a file, not a pipe: a pipe nobody reads until the end blocks a chatty child for good
+        err_file = tempfile.TemporaryFile(mode="w+")
+        self._exports[sid] = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err_file, text=True)
+        self._export_errs[sid] = err_file
         self.export_state[sid] = "running"
         log.info("session %s ended: exporting to %s", sid, self.config.bids)
 
@@ -247,7 +255,10 @@ class Agent:
             if proc.poll() is None:
                 continue
             del self._exports[sid]
-            err = (proc.stderr.read() if proc.stderr else "").strip()
+            err_file = self._export_errs.pop(sid)
+            err_file.seek(0)
+            err = err_file.read().strip()
+            err_file.close()
             if proc.returncode == 0:
                 self.export_state[sid] = "done"
                 log.info("session %s exported to %s", sid, self.config.bids)
