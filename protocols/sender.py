@@ -3,7 +3,12 @@ flow control, and a Lazy-Pirate reconnect (close with LINGER 0, reopen, resend t
 
 Single-threaded: the acquisition loop calls `send()` (blocks while the window is full) and `idle()`
 between scans (answers replies, sends heartbeats, reconnects). Fault hooks (drop, duplicate,
-reorder, delay) let the simulator and the tests exercise every recovery path on purpose.
+reorder, delay, flap) let the simulator and the tests exercise every recovery path on purpose.
+
+What the sender trusts (SPEC section 3): a message leaves the ring only when an ACK's cumulative `upto`
+covers it, or when a NACK with a final code refuses it. Nothing else, not the seq an ACK echoes, can
+make it forget a message. Every new connection starts with the SESSION_START again (the agent accepts a
+session's messages only on a connection that introduced it), then the ring.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from pathlib import Path
 
 import zmq
 
-from protocols.wire import INITIAL_CREDIT, WireError, decode_reply, encode
+from protocols.wire import INITIAL_CREDIT, RETRY_CODES, WireError, decode_reply, encode
 
 log = logging.getLogger("mrsmon.sender")
 
@@ -26,9 +31,10 @@ HEARTBEAT_INTERVAL_S = 1.0   # idle this long: send a HEARTBEAT
 HEARTBEAT_LIVENESS = 3       # unanswered heartbeats before reconnecting
 BACKOFF_INIT_S = 0.25
 BACKOFF_MAX_S = 4.0
-RESEND_HOLDOFF_S = 0.5       # do not resend the same seq for a GAP more often than this
+RESEND_HOLDOFF_S = 0.5       # do not resend the same seq for a GAP (or the session) more often than this
+LIVENESS_TICK_S = 0.1        # longest wait for replies before heartbeats and timeouts are looked at
+STORE_RETRY_S = 1.0          # after STORE_FAILED, resend that message this much later
 RING_CAPACITY = 4096
-RETRY_CODES = {"STORE_FAILED", "UNKNOWN_SESSION", "GAP"}
 
 
 class SenderError(RuntimeError):
@@ -58,15 +64,18 @@ class Faults:
     duplicate: float = 0.0   # probability a message is sent twice
     reorder: float = 0.0     # probability a message is held back and sent after the next one
     delay_ms: float = 0.0    # sleep before each first send
+    flap: float = 0.0        # probability the connection is dropped (closed and reopened) after a first send
     seed: int = 0
+
+    NAMES = ("drop", "duplicate", "reorder", "delay_ms", "flap")
 
     @classmethod
     def parse(cls, specs: list[str], seed: int = 0) -> Faults:
         f = cls(seed=seed)
         for spec in specs:
             name, _, value = spec.partition("=")
-            if name not in ("drop", "duplicate", "reorder", "delay_ms"):
-                raise ValueError(f"unknown fault {name!r}; use drop, duplicate, reorder or delay_ms")
+            if name not in cls.NAMES:
+                raise ValueError(f"unknown fault {name!r}; use {', '.join(cls.NAMES)}")
             setattr(f, name, float(value) if value else (0.05 if name != "delay_ms" else 10.0))
         return f
 
@@ -93,7 +102,8 @@ class CurveClientKeys:
 class Sender:
     def __init__(self, address: str, session: str, ring_capacity: int = RING_CAPACITY,
                  curve: CurveClientKeys | None = None, faults: Faults | None = None,
-                 reply_timeout_s: float = REPLY_TIMEOUT_S, context: zmq.Context | None = None):
+                 reply_timeout_s: float = REPLY_TIMEOUT_S, context: zmq.Context | None = None,
+                 heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S):
         self.address = address
         self.session = session
         self.ring: OrderedDict[int, list[bytes]] = OrderedDict()
@@ -103,6 +113,7 @@ class Sender:
         self.faults = faults or Faults()
         self._rng = random.Random(self.faults.seed)
         self.reply_timeout_s = reply_timeout_s
+        self.heartbeat_interval_s = heartbeat_interval_s
         self.ctx = context or zmq.Context.instance()
         self.upto = -1
         self.max_sent = -1
@@ -112,6 +123,10 @@ class Sender:
         self.resends = 0
         self._held: tuple[int, list[bytes]] | None = None
         self._last_resend: dict[int, float] = {}
+        self._retry_at: dict[int, float] = {}     # seq -> when to resend it after STORE_FAILED
+        self._start_frames: list[bytes] | None = None  # seq 0: introduces the session on every connection
+        self._last_introduced = -1e9
+        self.failed: dict | None = None   # a final refusal of the session itself (e.g. SESSION_CONFLICT)
         self._sock: zmq.Socket | None = None
         self._connect()
 
@@ -128,6 +143,7 @@ class Sender:
         self._sock = sock
         now = time.monotonic()
         self._last_reply = now
+        self._waiting_since = now
         self._last_send = now
         self._unanswered_heartbeats = 0
 
@@ -141,10 +157,21 @@ class Sender:
                  self.reconnects, backoff, len(self.ring))
         time.sleep(backoff)
         self._connect()
-        for frames in list(self.ring.values()):
-            self._raw_send(frames)
-            self.resends += 1
+        self._introduce(force=True)
         self._last_resend.clear()
+
+    def _introduce(self, force: bool = False) -> None:
+        """SESSION_START, then every unacknowledged message in seq order (after a reconnect, or when the
+        agent says it does not know the session on this connection)."""
+        now = time.monotonic()
+        if not force and now - self._last_introduced < RESEND_HOLDOFF_S:
+            return
+        self._last_introduced = now
+        if self._start_frames is not None and 0 not in self.ring:
+            self._raw_send(self._start_frames)
+        for seq in sorted(self.ring):
+            self._raw_send(self.ring[seq])
+            self.resends += 1
 
     def close(self) -> None:
         if self._sock is not None:
@@ -162,13 +189,25 @@ class Sender:
     def window_full(self) -> bool:
         return len(self.ring) >= min(self.credit, self.ring_capacity)
 
+    def _check_failed(self) -> None:
+        if self.failed is not None:
+            raise SenderError(f"the agent refused session {self.session!r}: {self.failed.get('code')}: "
+                              f"{self.failed.get('reason')}")
+
     def send(self, seq: int, frames: list[bytes], timeout_s: float | None = None) -> None:
-        """Queue a data-bearing message; blocks while the window is full (a slow agent slows us)."""
+        """Queue a data-bearing message; blocks while the window is full (a slow agent slows us).
+        Raises SenderError once the agent has refused the session itself (SESSION_CONFLICT)."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        self._check_failed()
         while self.window_full:
             if deadline is not None and time.monotonic() > deadline:
                 raise SenderError(f"no credit from the agent for {timeout_s} s")
             self._pump_once(0.05)
+            self._check_failed()
+        if seq == 0:
+            self._start_frames = frames
+        if not self.ring:  # the reply timeout runs from here, not from a reply to older messages
+            self._waiting_since = time.monotonic()
         self.ring[seq] = frames
         self.max_sent = max(self.max_sent, seq)
         self._first_send(seq, frames)
@@ -192,6 +231,12 @@ class Sender:
         self._raw_send(frames)
         if f.duplicate and self._rng.random() < f.duplicate:
             self._raw_send(frames)
+        if f.flap and self._rng.random() < f.flap:  # the link drops: what was queued is lost with it
+            assert self._sock is not None
+            self._sock.close(linger=0)
+            self.reconnects += 1
+            self._connect()
+            self._introduce(force=True)
 
     def _raw_send(self, frames: list[bytes]) -> None:
         assert self._sock is not None
@@ -205,8 +250,8 @@ class Sender:
     def pump(self, timeout_s: float) -> None:
         """Handle replies for the whole of timeout_s; heartbeat and reconnect as needed."""
         deadline = time.monotonic() + timeout_s
-        while True:
-            self._pump_once(max(0.0, deadline - time.monotonic()))
+        while True:  # in slices: heartbeats and the reply timeout are checked while waiting, not after
+            self._pump_once(min(LIVENESS_TICK_S, max(0.0, deadline - time.monotonic())))
             if time.monotonic() >= deadline:
                 return
 
@@ -228,10 +273,15 @@ class Sender:
             _, frames = self._held
             self._held = None
             self._raw_send(frames)
-        if self.ring and now - self._last_reply > self.reply_timeout_s:
+        for seq in [s for s, t in self._retry_at.items() if t <= now]:
+            del self._retry_at[seq]
+            if seq in self.ring:
+                self._raw_send(self.ring[seq])
+                self.resends += 1
+        if self.ring and now - max(self._last_reply, self._waiting_since) > self.reply_timeout_s:
             self._reconnect()
             return
-        if now - self._last_send > HEARTBEAT_INTERVAL_S and self.max_sent >= 0:
+        if now - self._last_send > self.heartbeat_interval_s and self.max_sent >= 0:
             if self._unanswered_heartbeats >= HEARTBEAT_LIVENESS:
                 self._reconnect()
                 return
@@ -244,28 +294,49 @@ class Sender:
         except (WireError, ValueError) as exc:
             log.warning("ignoring an unreadable reply from the agent: %s", exc)
             return
+        if reply.get("session") not in (self.session, ""):
+            log.warning("ignoring a reply for another session (%r)", reply.get("session"))
+            return
         self._last_reply = time.monotonic()
         self._unanswered_heartbeats = 0
         self._attempts = 0
-        if "credit" in reply and isinstance(reply["credit"], int):
-            self.credit = max(0, reply["credit"])
+        credit = reply.get("credit")
+        if isinstance(credit, int) and not isinstance(credit, bool):
+            self.credit = max(0, credit)
         kind = reply["type"]
         if kind == "ACK":
-            self.ring.pop(reply.get("seq"), None)
-            upto = reply.get("upto", -1)
-            if isinstance(upto, int) and upto > self.upto:
-                self.upto = upto
-                for s in [s for s in self.ring if s <= upto]:
-                    del self.ring[s]
+            self._on_ack(reply.get("upto"))
         elif kind == "NACK":
-            code = reply.get("code")
-            if code == "GAP":
-                self._resend_missing(reply.get("missing", []))
-            elif code not in RETRY_CODES:
-                frames_ = self.ring.pop(reply.get("seq"), None)
-                if frames_ is not None:
-                    self.refused.append(reply)
-                    log.error("agent refused seq %s: %s (%s)", reply.get("seq"), reply.get("reason"), code)
+            self._on_nack(reply)
+
+    def _on_ack(self, upto: object) -> None:
+        """Only the cumulative `upto` acknowledges: every seq <= upto is durable at the agent."""
+        if not isinstance(upto, int) or isinstance(upto, bool) or upto <= self.upto:
+            return
+        self.upto = upto
+        for s in [s for s in self.ring if s <= upto]:
+            del self.ring[s]
+            self._retry_at.pop(s, None)
+            self._last_resend.pop(s, None)
+
+    def _on_nack(self, reply: dict) -> None:
+        code, seq = reply.get("code"), reply.get("seq")
+        if code == "GAP":
+            self._resend_missing(reply.get("missing", []))
+        elif code == "UNKNOWN_SESSION":  # this connection has not introduced the session (agent restarted)
+            self._introduce()
+        elif code == "STORE_FAILED":
+            if seq in self.ring:
+                self._retry_at.setdefault(seq, time.monotonic() + STORE_RETRY_S)
+        elif code not in RETRY_CODES:
+            if seq == 0 or code == "SESSION_CONFLICT":  # the session itself is refused: stop, say why
+                self.failed = reply
+                self.ring.clear()
+                log.error("agent refused session %s: %s (%s)", self.session, reply.get("reason"), code)
+                return
+            if self.ring.pop(seq, None) is not None:
+                self.refused.append(reply)
+                log.error("agent refused seq %s: %s (%s)", seq, reply.get("reason"), code)
 
     def _resend_missing(self, missing: list) -> None:
         now = time.monotonic()
@@ -285,10 +356,13 @@ class Sender:
         self.pump(max(0.0, seconds))
 
     def flush(self, timeout_s: float | None = None) -> bool:
-        """Wait until every message is acknowledged; False on timeout."""
+        """Wait until every message is acknowledged (or finally refused); False on timeout.
+        Raises SenderError if the agent refused the session itself."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while self.ring:
+            self._check_failed()
             if deadline is not None and time.monotonic() > deadline:
                 return False
             self._pump_once(0.05)
+        self._check_failed()
         return True
