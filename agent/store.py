@@ -7,6 +7,7 @@ a whole session: `SessionReader.transient(seq)` reads through a memory map.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import struct
 import time
@@ -16,13 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from protocols.wire import bits_to_flags, flags_to_bits, ranges
+from agent.durable import DurableAppendFile, cut_torn_line
+from protocols.wire import bits_to_flags, flags_to_bits, load_stored_json, missing_ranges, ranges
 
 RECORD_MAGIC = b"MRSR"
 RECORD_VERSION = 1
 RECORD_HEADER = struct.Struct("<4sHHQqIIIIQQ8s")  # 64 bytes, see docs/session-format.md
 assert RECORD_HEADER.size == 64
 INDEX_DTYPE = np.dtype([("seq", "<u8"), ("offset", "<u8"), ("t_ns", "<i8"), ("flags", "<u4"), ("scan", "<u4")])
+log = logging.getLogger("mrsmon.agent.store")
 
 
 class StoreError(OSError):
@@ -38,13 +41,24 @@ def _fsync_dir(path: Path) -> None:
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
+    """Temp file, fsync, rename, fsync the folder: the file is either the old or the new one. A failed
+    write (disk full) leaves no temp file behind and raises OSError."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=1, sort_keys=True, allow_nan=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     _fsync_dir(path.parent)
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file of a session folder; non-finite numbers (older versions could store them) read as null."""
+    return load_stored_json(Path(path).read_text())
 
 
 def latest_revisions(rows: list[dict]) -> list[dict]:
@@ -54,22 +68,57 @@ def latest_revisions(rows: list[dict]) -> list[dict]:
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    """Rows of a JSON-lines file; a torn last line (crash mid-write) is ignored."""
+    """The objects of a JSON-lines file. A line that does not parse (the torn last line of a crash
+    mid-append) is skipped, never the lines after it; non-finite numbers read as null."""
     if not path.exists():
         return []
     rows = []
-    for line in path.read_text().splitlines():
+    for line in path.read_text(errors="replace").splitlines():
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
-        except ValueError:
-            break
+            obj = load_stored_json(line)
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(obj, dict):
+            rows.append(obj)
     return rows
 
 
-def scan_raw_log(path: Path) -> tuple[np.ndarray, int]:
-    """Index of every complete, crc-valid record in raw.log, and the byte length of that valid prefix."""
+def _record_at(f, offset: int, size: int, record_bytes: int | None) -> tuple | None:
+    """The index entry of a complete, crc-valid record at `offset`, else None."""
+    f.seek(offset)
+    head = f.read(RECORD_HEADER.size)
+    if len(head) < RECORD_HEADER.size:
+        return None
+    magic, _ver, hlen, seq, t_ns, flags, _coils, _points, crc, nbytes, scan, _ = RECORD_HEADER.unpack(head)
+    if magic != RECORD_MAGIC or hlen != RECORD_HEADER.size or offset + hlen + nbytes > size:
+        return None
+    if record_bytes is not None and hlen + nbytes != record_bytes:
+        return None
+    if zlib.crc32(f.read(nbytes)) != crc:
+        return None
+    return (seq, offset, t_ns, flags, scan & 0xFFFFFFFF), offset + hlen + nbytes
+
+
+def _next_magic(f, start: int, size: int, chunk: int = 1 << 20) -> int:
+    """Offset of the next record magic at or after `start`, or `size`."""
+    pos = start
+    while pos < size:
+        f.seek(pos)
+        buf = f.read(chunk + len(RECORD_MAGIC) - 1)
+        hit = buf.find(RECORD_MAGIC)
+        if hit >= 0:
+            return pos + hit
+        pos += chunk
+    return size
+
+
+def scan_raw_log(path: Path, record_bytes: int | None = None) -> tuple[np.ndarray, int]:
+    """Index of every complete, crc-valid record in raw.log, and the end of the last one.
+
+    A damaged record in the middle does not hide the records after it: the scan steps over it to the next
+    record magic and goes on (only bytes after the last valid record are ever a torn tail)."""
     entries = []
     valid_end = 0
     if not path.exists():
@@ -78,81 +127,131 @@ def scan_raw_log(path: Path) -> tuple[np.ndarray, int]:
     with open(path, "rb") as f:
         offset = 0
         while offset + RECORD_HEADER.size <= size:
-            f.seek(offset)
-            head = f.read(RECORD_HEADER.size)
-            magic, ver, hlen, seq, t_ns, flags, coils, points, crc, nbytes, scan, _ = RECORD_HEADER.unpack(head)
-            if magic != RECORD_MAGIC or hlen != RECORD_HEADER.size or offset + hlen + nbytes > size:
-                break
-            if zlib.crc32(f.read(nbytes)) != crc:
-                break
-            entries.append((seq, offset, t_ns, flags, scan & 0xFFFFFFFF))
-            offset += hlen + nbytes
+            found = _record_at(f, offset, size, record_bytes)
+            if found is None:
+                offset = _next_magic(f, offset + 1, size)
+                continue
+            entry, offset = found
+            entries.append(entry)
             valid_end = offset
     return np.array(entries, dtype=INDEX_DTYPE), valid_end
 
 
+def read_index(path: Path) -> np.ndarray:
+    """index.bin's whole entries (a torn last entry is left out)."""
+    if not path.exists():
+        return np.zeros(0, INDEX_DTYPE)
+    data = path.read_bytes()
+    return np.frombuffer(data[:len(data) - len(data) % INDEX_DTYPE.itemsize], INDEX_DTYPE).copy()
+
+
+def _index_fits_raw(index: np.ndarray, raw: Path, record_bytes: int) -> bool:
+    """True if index.bin describes raw.log exactly: records back to back, the last one ending at the file's
+    end with the seq the index names (a cheap check; anything else makes recovery scan raw.log)."""
+    size = raw.stat().st_size if raw.exists() else 0
+    n = len(index)
+    if n * record_bytes != size:
+        return False
+    if n == 0:
+        return True
+    if not np.array_equal(index["offset"], np.arange(n, dtype=np.uint64) * np.uint64(record_bytes)):
+        return False
+    with open(raw, "rb") as f:
+        f.seek(int(index["offset"][-1]))
+        head = f.read(RECORD_HEADER.size)
+    return len(head) == RECORD_HEADER.size and head[:4] == RECORD_MAGIC and \
+        RECORD_HEADER.unpack(head)[3] == int(index["seq"][-1])
+
+
 class SessionWriter:
-    """Appends one session's messages durably. Not thread-safe: the ingest thread owns it."""
+    """Appends one session's messages durably. Not thread-safe: the ingest thread owns it.
+
+    State is what is *accounted for*: every seq stored, or durably recorded as refused (refused.jsonl).
+    It is kept as a watermark `upto` (every seq 0..upto accounted for) plus the set of seqs above it, so
+    memory grows with the out-of-order window, not with the session. File handles are opened on demand;
+    `release()` closes them (after a commit) and the next append reopens them.
+    """
 
     def __init__(self, folder: Path, header: dict[str, Any], plan: dict[str, Any] | None = None,
-                 fsync: bool = True):
+                 fsync: bool = True, on_open: Any = None):
         self.folder = Path(folder)
-        self.fsync = fsync
+        self._fsync = fsync
+        self._on_open = on_open  # called before handles are opened (the owner bounds open writers)
         new = not (self.folder / "session.json").exists()
         self.folder.mkdir(parents=True, exist_ok=True)
-        if new:
-            write_json_atomic(self.folder / "session.json", {**header, "received_ns": time.time_ns()})
+        if new:  # plan first: session.json's presence is what makes the folder a session
             if plan is not None:
                 write_json_atomic(self.folder / "plan.json", plan)
-        self.header = json.loads((self.folder / "session.json").read_text())
+            write_json_atomic(self.folder / "session.json", {**header, "received_ns": time.time_ns()})
+        self.header = read_json(self.folder / "session.json")
         self.coils = int(self.header["coils"])
         self.points = int(self.header["points"])
         self.start_ns = int(self.header["start_time_ns"])
+        self.record_bytes = RECORD_HEADER.size + self.coils * self.points * 8
+        self._pending: list[tuple[int, str]] = []  # (seq, kind) appended since the last commit
         self._recover()
-        self._dirty: set = set()
-        self._pending_seqs: set[int] = set()
-        self._pending_transients: set[int] = set()
-        self._raw = open(self.folder / "raw.log", "ab")
-        self._index = open(self.folder / "index.bin", "ab")
-        self._events = open(self.folder / "events.jsonl", "a")
-        self._committed = {f: f.tell() for f in (self._raw, self._index, self._events)}
 
     # -------------------------------------------------------------- recovery
     def _recover(self) -> None:
-        """Cut a torn tail off raw.log, rebuild the index, and learn which seqs are stored."""
+        """Learn what is stored; cut only torn tails (bytes after the last valid record, never ACKed)."""
         raw = self.folder / "raw.log"
-        index, valid_end = scan_raw_log(raw)
-        if raw.exists() and raw.stat().st_size > valid_end:
-            with open(raw, "r+b") as f:
-                f.truncate(valid_end)
-                os.fsync(f.fileno())
         index_path = self.folder / "index.bin"
-        on_disk = np.fromfile(index_path, INDEX_DTYPE) if index_path.exists() else np.zeros(0, INDEX_DTYPE)
-        if on_disk.shape != index.shape or not np.array_equal(on_disk, index):
-            index.tofile(index_path)
-        self.seqs: set[int] = set()
-        self._upto = -1
-        self._add_seqs([0, *(int(s) for s in index["seq"])])
+        on_disk = read_index(index_path)
+        if _index_fits_raw(on_disk, raw, self.record_bytes):
+            index, valid_end = on_disk, len(on_disk) * self.record_bytes
+        else:
+            index, valid_end = scan_raw_log(raw, self.record_bytes)
+            size = raw.stat().st_size if raw.exists() else 0
+            if 0 < size - valid_end < self.record_bytes:  # shorter than a record: a write cut short, never ACKed
+                log.warning("%s: cutting a torn last record of %d bytes", raw, size - valid_end)
+                with open(raw, "r+b") as f:
+                    f.truncate(valid_end)
+                    os.fsync(f.fileno())
+                size = valid_end
+            elif size > valid_end:  # whole records that fail their check: keep them, append after them
+                log.error("%s: %d bytes after the last valid record are damaged; kept, and skipped by readers",
+                          raw, size - valid_end)
+            valid_end = size
+            tmp = index_path.with_suffix(".tmp")
+            index.tofile(tmp)
+            os.replace(tmp, index_path)
         self.n_transients = len(index)
-        events = read_jsonl(self.folder / "events.jsonl")
-        self._rewrite_torn_jsonl(self.folder / "events.jsonl", events)
-        self._add_seqs([int(e["seq"]) for e in events if e.get("seq") is not None])
+        self._raw = DurableAppendFile(raw, valid_end, self._fsync)
+        self._index = DurableAppendFile(index_path, len(index) * INDEX_DTYPE.itemsize, fsync=False)
+        events_path, refused_path = self.folder / "events.jsonl", self.folder / "refused.jsonl"
+        self._events = DurableAppendFile(events_path, cut_torn_line(events_path), self._fsync)
+        self._refusals = DurableAppendFile(refused_path, cut_torn_line(refused_path), self._fsync)
+        accounted = [0, *(int(s) for s in index["seq"])]
+        accounted += [int(e["seq"]) for e in read_jsonl(events_path) if _is_seq(e.get("seq"))]
+        accounted += [int(e["seq"]) for e in read_jsonl(refused_path) if _is_seq(e.get("seq"))]
         self.end_seq: int | None = None
         end = self.folder / "end.json"
         if end.exists():
-            self.end_seq = int(json.loads(end.read_text())["seq"])
-            self._add_seqs([self.end_seq])
+            self.end_seq = int(read_json(end)["seq"])
+            accounted.append(self.end_seq)
+        self._upto = -1
+        self._ahead: set[int] = set()
+        self._add_seqs(accounted)
 
-    @staticmethod
-    def _rewrite_torn_jsonl(path: Path, rows: list[dict]) -> None:
-        if path.exists() and len([ln for ln in path.read_text().splitlines() if ln.strip()]) != len(rows):
-            path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    @property
+    def fsync(self) -> bool:
+        return self._fsync
 
-    def _sync(self, f) -> None:
-        """Flush now; fsync at `commit()`, so a batch of messages costs one fsync (group commit)."""
-        f.flush()
-        self._dirty.add(f)
+    @fsync.setter
+    def fsync(self, on: bool) -> None:
+        self._fsync = on
+        for f in (self._raw, self._events, self._refusals):  # index.bin is rebuilt from raw.log if it lags
+            f.fsync = on
 
+    @property
+    def _files(self) -> tuple[DurableAppendFile, ...]:
+        return (self._raw, self._index, self._events, self._refusals)
+
+    def _ready(self) -> None:
+        if not any(f.is_open for f in self._files) and self._on_open is not None:
+            self._on_open(self)
+
+    # -------------------------------------------------------------- commit
     def commit(self) -> None:
         """Make every append since the last commit durable. Callers ACK only after this returns.
 
@@ -160,93 +259,130 @@ class SessionWriter:
         length, seqs forgotten), so the sender's resend is stored again rather than taken for a duplicate.
         """
         try:
-            if self.fsync:
-                for f in self._dirty:
-                    os.fsync(f.fileno())
+            for f in self._files:
+                f.sync()
         except OSError:
             self._rollback()
             raise
-        self._dirty.clear()
-        self._pending_seqs.clear()
-        self._committed = {f: f.tell() for f in (self._raw, self._index, self._events)}
+        for f in self._files:
+            f.mark_committed()
+        self._pending.clear()
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self._pending) or any(f.dirty for f in self._files)
 
     def _rollback(self) -> None:
-        for f, size in self._committed.items():
-            f.flush()
-            f.truncate(size)
-            f.seek(size)
-        self.n_transients -= sum(1 for s in self._pending_seqs if s in self._pending_transients)
-        self.seqs.difference_update(self._pending_seqs)
-        self._upto = min(self._upto, min(self._pending_seqs, default=self._upto + 1) - 1)
-        self._pending_seqs.clear()
-        self._pending_transients.clear()
-        self._dirty.clear()
+        for f in self._files:
+            f.rollback()
+        if not self._pending:
+            return
+        lost = {s for s, _ in self._pending}
+        self.n_transients -= sum(1 for _, kind in self._pending if kind == "transient")
+        low = min(lost)
+        if low <= self._upto:  # the watermark passed pending seqs: step it back, keep the durable ones ahead
+            self._ahead.update(s for s in range(low + 1, self._upto + 1) if s not in lost)
+            self._upto = low - 1
+        self._ahead.difference_update(lost)
+        self._pending.clear()
+
+    def release(self) -> None:
+        """Commit (a failure rolls back) and close the file handles; the next append reopens them."""
+        try:
+            self.commit()
+        except OSError as exc:
+            log.error("session %s: commit before releasing its files failed: %s", self.folder.name, exc)
+        for f in self._files:
+            f.close()
+
+    def close(self) -> None:
+        self.release()
 
     # -------------------------------------------------------------- appends
     def append_transient(self, seq: int, t_ns: int, scan: int, flags: frozenset[str], data: np.ndarray,
                          crc32: int | None = None) -> int:
-        """Append and fsync one transient; returns the record's offset in raw.log.
+        """Append one transient (durable at the next commit); returns the record's offset in raw.log.
 
         `crc32` is the payload's checksum when the caller has verified it already (ingest has), which
-        saves a second pass over the data on the hot path.
+        saves a second pass over the data on the hot path. All or nothing: if a write fails, nothing
+        of the record stays in raw.log or index.bin and OSError is raised.
         """
+        self._ready()
         arr = np.ascontiguousarray(data, dtype="<c8")
         buf = memoryview(arr).cast("B")
         crc = zlib.crc32(buf) if crc32 is None else crc32
-        offset = self._raw.tell()
         head = RECORD_HEADER.pack(RECORD_MAGIC, RECORD_VERSION, RECORD_HEADER.size, seq, t_ns,
                                   flags_to_bits(flags), data.shape[0], data.shape[1], crc, len(buf),
                                   scan, b"\0" * 8)
-        self._raw.write(head)
-        self._raw.write(buf)
-        self._sync(self._raw)
-        self._index.write(np.array([(seq, offset, t_ns, flags_to_bits(flags), scan & 0xFFFFFFFF)],
-                                   INDEX_DTYPE).tobytes())
-        self._index.flush()  # rebuildable from raw.log, so no fsync on the hot path
-        self._add_seqs([seq])
-        self._pending_seqs.add(seq)
-        self._pending_transients.add(seq)
+        offset = self._raw.append(head, buf)
+        entry = np.array([(seq, offset, t_ns, flags_to_bits(flags), scan & 0xFFFFFFFF)], INDEX_DTYPE)
+        try:
+            self._index.append(entry.tobytes())  # rebuildable from raw.log, but kept exact for fast reopen
+        except OSError:
+            self._raw.undo_to(offset)
+            raise
+        self._stored(seq, "transient")
         self.n_transients += 1
         return offset
 
     def append_event(self, event: dict[str, Any]) -> dict[str, Any]:
+        self._ready()
         row = {"seq": event.get("seq"), "source": event.get("source", "scanner"), "kind": event["kind"],
                "t_ns": int(event["t_ns"]), "t_s": (int(event["t_ns"]) - self.start_ns) / 1e9,
                "value": event.get("value") or {}, "note": event.get("note", "")}
         if event.get("id"):
             row["id"] = str(event["id"])
-        self._events.write(json.dumps(row) + "\n")
-        self._sync(self._events)
+        self._events.append((json.dumps(row, allow_nan=False) + "\n").encode())
         if row["seq"] is not None:
-            self._add_seqs([int(row["seq"])])
-            self._pending_seqs.add(int(row["seq"]))
+            self._stored(int(row["seq"]), "event")
+        return row
+
+    def append_refusal(self, seq: int, code: str, reason: str, type_: str) -> dict[str, Any]:
+        """Account for a seq whose message was refused for good (the sender drops it), so `upto` can pass
+        it: the session records what was lost and why instead of waiting for it forever."""
+        self._ready()
+        row = {"seq": seq, "type": type_, "code": code, "reason": reason[:300], "received_ns": time.time_ns()}
+        self._refusals.append((json.dumps(row, allow_nan=False) + "\n").encode())
+        self._stored(seq, "refusal")
         return row
 
     def end(self, header: dict[str, Any]) -> None:
+        """SESSION_END: end.json is written and fsynced at once (atomic), so it needs no commit."""
         write_json_atomic(self.folder / "end.json", header)
         self.end_seq = int(header["seq"])
         self._add_seqs([self.end_seq])
 
-    def close(self) -> None:
-        for f in (self._raw, self._index, self._events):
-            f.close()
+    def _stored(self, seq: int, kind: str) -> None:
+        self._pending.append((seq, kind))
+        self._add_seqs([seq])
 
     # -------------------------------------------------------------- state
     def _add_seqs(self, seqs: list[int]) -> None:
-        self.seqs.update(seqs)
-        while self._upto + 1 in self.seqs:  # amortised O(1): the watermark only moves forward
+        self._ahead.update(s for s in seqs if s > self._upto)
+        while self._upto + 1 in self._ahead:  # amortised O(1): the watermark only moves forward
             self._upto += 1
+            self._ahead.discard(self._upto)
+
+    def holds(self, seq: int) -> bool:
+        """True if seq is accounted for (stored, or recorded as refused)."""
+        return seq <= self._upto or seq in self._ahead
 
     def upto(self) -> int:
-        """Highest U such that every seq 0..U is stored."""
+        """Highest U such that every seq 0..U is accounted for."""
         return self._upto
 
-    def missing_below(self, seq: int) -> list[list[int]]:
-        return ranges([s for s in range(self.upto() + 1, seq) if s not in self.seqs])
+    def missing_below(self, seq: int, limit: int = 64) -> list[list[int]]:
+        """Ranges of seqs above `upto` and below `seq` not accounted for; work grows with what is held
+        above `upto`, never with the size of a gap."""
+        return missing_ranges(sorted(self._ahead), self._upto + 1, seq - 1, limit)
 
     @property
     def complete(self) -> bool:
         return self.end_seq is not None and self.upto() >= self.end_seq
+
+
+def _is_seq(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
 
 class SessionReader:
@@ -256,9 +392,9 @@ class SessionReader:
         self.folder = Path(folder)
         if not (self.folder / "session.json").exists():
             raise StoreError(f"{self.folder} is not an mrsmon session folder (no session.json)")
-        self.header: dict[str, Any] = json.loads((self.folder / "session.json").read_text())
+        self.header: dict[str, Any] = read_json(self.folder / "session.json")
         plan_path = self.folder / "plan.json"
-        self.plan: dict[str, Any] | None = json.loads(plan_path.read_text()) if plan_path.exists() else None
+        self.plan: dict[str, Any] | None = read_json(plan_path) if plan_path.exists() else None
         index, _ = self._load_index()
         order = np.argsort(index["seq"], kind="stable")
         self.index = index[order]
@@ -272,7 +408,7 @@ class SessionReader:
     def _load_index(self) -> tuple[np.ndarray, int]:
         path = self.folder / "index.bin"
         if path.exists():
-            idx = np.fromfile(path, INDEX_DTYPE)
+            idx = read_index(path)
             raw = self.folder / "raw.log"
             size = raw.stat().st_size if raw.exists() else 0
             nbytes = RECORD_HEADER.size + int(self.header["coils"]) * int(self.header["points"]) * 8
@@ -323,20 +459,25 @@ class SessionReader:
     @property
     def end(self) -> dict | None:
         p = self.folder / "end.json"
-        return json.loads(p.read_text()) if p.exists() else None
+        return read_json(p) if p.exists() else None
+
+    def refusals(self) -> list[dict]:
+        """Messages the agent refused for good (the sender dropped them): seq, type, code, reason."""
+        return read_jsonl(self.folder / "refused.jsonl")
 
     def stored_seqs(self) -> set[int]:
         s = {0} | {int(x) for x in self.index["seq"]}
-        s |= {int(e["seq"]) for e in self.events() if e.get("seq") is not None}
+        s |= {int(e["seq"]) for e in self.events() if _is_seq(e.get("seq"))}
         if self.end:
             s.add(int(self.end["seq"]))
         return s
 
     def missing(self) -> list[list[int]]:
-        """Seq ranges not stored, up to SESSION_END (or up to the highest stored seq while open)."""
-        stored = self.stored_seqs()
-        top = int(self.end["seq"]) if self.end else max(stored)
-        return ranges([s for s in range(top + 1) if s not in stored])
+        """Seq ranges neither stored nor recorded as refused, up to SESSION_END (or up to the highest
+        stored seq while open). The work grows with what is stored, never with the width of a gap."""
+        accounted = self.stored_seqs() | {int(r["seq"]) for r in self.refusals() if _is_seq(r.get("seq"))}
+        top = int(self.end["seq"]) if self.end else max(accounted)
+        return missing_ranges(sorted(accounted), 0, top)
 
     def duplicates(self) -> int:
         """Transients stored more than once (must be zero: the agent drops duplicates)."""
@@ -360,6 +501,7 @@ class SessionReader:
             "dummy": int((flags & 4 != 0).sum()),
             "coils": self.coils, "points": self.points,
             "missing": self.missing(), "duplicates": self.duplicates(),
+            "refused": ranges([int(r["seq"]) for r in self.refusals() if _is_seq(r.get("seq"))]),
             "complete": self.complete, "ended": self.end is not None,
             "events": len(self.events()), "blocks_fitted": len(fits),
             "duration_s": round(float((self.index["t_ns"].max() - self.start_ns) / 1e9), 3) if len(self.index) else 0.0,

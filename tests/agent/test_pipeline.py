@@ -108,6 +108,7 @@ def test_restarted_pipeline_resumes_without_repeating_blocks(tmp_path):
     assert len(reader.fits()) == 1
     ing = Ingest(tmp_path, fsync=False)  # the agent restarts and the rest of the session arrives
     ing.open_unfinished()
+    ing.handle(encode("SESSION_START", "p", 0, **START))  # the sender's new connection introduces it again
     for seq in range(7, 11):
         ing.handle(encode_transient("p", seq, np.full((2, 16), seq, np.complex64), t_ns=seq * 10**9, scan=seq))
     ing.close()
@@ -185,6 +186,7 @@ def test_a_resumed_session_neither_repeats_nor_loses_a_revision(tmp_path):
     assert [(r["block"], r.get("revision")) for r in reader.fits(revisions=True)] == [(0, None), (1, None), (0, 1)]
     ing = Ingest(tmp_path, fsync=False)  # the agent restarts and the next transient arrives
     ing.open_unfinished()
+    ing.handle(encode("SESSION_START", "p", 0, **START))
     ing.handle(encode_transient("p", 6, np.full((2, 16), 6, np.complex64), t_ns=6 * 10**9, scan=6))
     ing.close()
     reader = SessionReader(tmp_path / "p")

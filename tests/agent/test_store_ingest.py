@@ -64,7 +64,7 @@ def test_gap_is_stored_and_named_for_resend(tmp_path):
     ing = started(tmp_path)
     ing.handle(tr(1))
     r = replies(ing.handle(tr(4)))
-    assert r[0] == {**r[0], "type": "ACK", "seq": 4, "upto": 1}
+    assert r[0] == {**r[0], "type": "ACK", "seq": 1, "upto": 1}  # cumulative: 4 is stored, 2 and 3 are not
     assert r[1]["type"] == "NACK" and r[1]["code"] == "GAP" and r[1]["missing"] == [[2, 3]]
     ing.handle(tr(3))
     r = replies(ing.handle(tr(2)))
@@ -108,7 +108,9 @@ def test_torn_tail_is_cut_and_session_resumes(tmp_path):
     (tmp_path / "s1" / "index.bin").unlink()
     ing2 = Ingest(tmp_path, fsync=False)
     assert ing2.open_unfinished() == ["s1"]
-    assert ing2.writers["s1"].upto() == 5
+    assert ing2.writer("s1").upto() == 5
+    assert replies(ing2.handle(tr(5)))[0]["code"] == "UNKNOWN_SESSION"  # a new connection introduces it first
+    assert replies(ing2.handle(encode("SESSION_START", "s1", 0, **START)))[0]["type"] == "ACK"
     assert replies(ing2.handle(tr(5)))[0]["type"] == "ACK"      # duplicate after restart
     ing2.handle(tr(6))
     ing2.close()
@@ -144,7 +146,7 @@ def test_batch_is_committed_with_one_fsync_per_file_before_any_ack(tmp_path, mon
     monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(fd), real(fd)))
     ing.writers["s1"].fsync = True
     outcomes = ing.handle_many([tr(seq) for seq in range(1, 11)])
-    assert [replies(o)[0]["seq"] for o in outcomes] == list(range(1, 11))
+    assert [replies(o)[0]["upto"] for o in outcomes] == [10] * 10  # built after the commit: all durable
     assert len(calls) == 1  # raw.log only: ten transients, one fsync
 
 
