@@ -2,19 +2,27 @@
 in a fit cannot take ingest down. Notes go in and results come out as JSON over ZeroMQ ipc sockets;
 nothing is pickled. If the process dies, the agent starts a new one, which resumes every open session
 from disk (the pipeline already knows how: it replays stored transients and skips fitted blocks).
+
+The child is a plain `python -m agent.pipeline_process` (no multiprocessing, so no resource tracker
+that could outlive the agent), and it dies with the agent (`agent.lifeline`): a SIGKILLed agent leaves
+no orphan behind, and a restarted one starts its own child on fresh ipc paths.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import multiprocessing as mp
 import os
+import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import zmq
+
+from agent.lifeline import child_env, die_with_parent
 
 log = logging.getLogger("mrsmon.agent.pipeline")
 
@@ -31,6 +39,7 @@ def _note_from_json(raw: bytes) -> dict:
 
 
 def _child_main(notes_addr: str, results_addr: str, basis_spec: str, block: int | None, log_level: int) -> None:
+    die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the agent decides when we stop
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # before numpy loads
         os.environ.setdefault(var, "1")  # small matrices: one thread is faster and steadier under load
@@ -69,7 +78,8 @@ class PipelineProcess:
     """The agent-side handle: `submit(note)` from the poll thread; results arrive on `results_socket`."""
 
     def __init__(self, ctx: zmq.Context, basis_spec: str = "auto", block: int | None = None):
-        self._dir = tempfile.mkdtemp(prefix="mrsmon-pipe-")
+        _remove_stale_dirs()
+        self._dir = tempfile.mkdtemp(prefix=f"{_DIR_PREFIX}{os.getpid()}-")
         self.notes_addr = f"ipc://{self._dir}/notes"
         self.results_addr = f"ipc://{self._dir}/results"
         self.notes = ctx.socket(zmq.PUSH)
@@ -84,11 +94,10 @@ class PipelineProcess:
         self._start()
 
     def _start(self) -> None:
-        spawn = mp.get_context("spawn")  # a clean interpreter: no inherited sockets or threads
-        self.proc = spawn.Process(target=_child_main, name="mrsmon-pipeline", daemon=True,
-                                  args=(self.notes_addr, self.results_addr, self.basis_spec, self.block,
-                                        logging.getLogger().getEffectiveLevel()))
-        self.proc.start()
+        # a clean interpreter: no inherited sockets or threads; stdout and stderr are the agent's (its log)
+        cmd = [sys.executable, "-m", "agent.pipeline_process", self.notes_addr, self.results_addr, self.basis_spec,
+               "" if self.block is None else str(self.block), str(logging.getLogger().getEffectiveLevel())]
+        self.proc = subprocess.Popen(cmd, env=child_env(), stdin=subprocess.DEVNULL)
 
     def submit(self, note: dict) -> None:
         """Never blocks the agent's loop. With no pipeline process connected (it died and is being
@@ -99,32 +108,67 @@ class PipelineProcess:
         except zmq.Again:
             self.check_alive()
 
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def is_alive(self) -> bool:
+        return self.proc.poll() is None
+
     def check_alive(self) -> bool:
         """Restart a dead pipeline process; True if it had to."""
-        if self.proc.is_alive():
+        if self.is_alive():
             return False
         log.error("pipeline process exited (code %s); starting a new one, which resumes from disk",
-                  self.proc.exitcode)
+                  self.proc.returncode)
         self.restarts += 1
         self._start()
         return True
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Ask the process to finish what it has queued, then stop; results stay readable until close()."""
-        if self.proc.is_alive():
-            self.notes.send(b"STOP")
-            self.proc.join(timeout_s)
-        if self.proc.is_alive():
-            log.warning("pipeline process did not stop in %.0f s; terminating it (it resumes from disk)", timeout_s)
-            self.proc.terminate()
-            self.proc.join(5)
+        if self.is_alive():
+            try:
+                self.notes.send(b"STOP", zmq.NOBLOCK)
+            except zmq.Again:
+                pass
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                log.warning("pipeline process did not stop in %.0f s; killing it (it resumes from disk)", timeout_s)
+                self.proc.kill()
+                self.proc.wait(5)
 
     def close(self) -> None:
         self.notes.close(0)
         self.results_socket.close(0)
-        for name in ("notes", "results"):
-            try:
-                os.unlink(Path(self._dir) / name)
-            except OSError:
-                pass
-        os.rmdir(self._dir) if not os.listdir(self._dir) else None
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+_DIR_PREFIX = "mrsmon-pipe-"
+
+
+def _remove_stale_dirs() -> None:
+    """ipc folders left by agents that were killed (their pid is gone): nothing else cleans them up."""
+    for d in Path(tempfile.gettempdir()).glob(f"{_DIR_PREFIX}*-*"):
+        try:
+            pid = int(d.name[len(_DIR_PREFIX):].split("-", 1)[0])
+        except ValueError:
+            continue
+        if pid != os.getpid() and not _pid_alive(pid):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+if __name__ == "__main__":
+    _notes, _results, _basis, _block, _level = sys.argv[1:6]
+    _child_main(_notes, _results, _basis, int(_block) if _block else None, int(_level))

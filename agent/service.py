@@ -1,16 +1,15 @@
 """The agent process: owns the sockets and routes between ingest, the pipeline, displays and control.
 
-One thread polls the data ROUTER, the control ROUTER and the pipeline's results, and alone touches
-the PUB socket and the session writers. Fitting runs in a separate pipeline process.
+One thread polls the data ROUTER, the control ROUTER, the results XPUB and the pipeline's results, and
+alone touches the sockets and the session writers. Fitting runs in a separate pipeline process, exports
+in child processes. Nothing a peer sends reaches further than a refusal: every message and request is
+handled inside its own guard, and the loop itself never raises.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -21,14 +20,22 @@ from typing import Any
 import numpy as np
 import zmq
 
+from agent import control
+from agent.control import ControlError
+from agent.exports import ExportQueue, mark_processed, read_processed
 from agent.ingest import Ingest
-from agent.security import CurveGuard, SecurityError, is_loopback
-from agent.store import latest_revisions, read_jsonl
-from protocols.wire import EVENT_KINDS
+from agent.links import Links
+from agent.store import latest_revisions, read_json, read_jsonl
 
 log = logging.getLogger("mrsmon.agent")
 __version__ = _version("mrsmon")
 STATUS_INTERVAL_S = 1.0
+DATA_BATCH = 256                    # messages taken per turn of the loop
+DATA_BATCH_BYTES = 64 * 2**20       # ... and at most this many bytes of them
+CONTROL_BATCH = 64
+IDLE_RELEASE_S = 30.0               # a session silent this long closes its files (reopened on demand)
+STORE_ALARM_INTERVAL_S = 5.0        # while writes fail, the red alarm is repeated this often
+MAX_CACHED_RESULTS = 16             # sessions whose result rows are kept in memory for snapshots
 
 
 @dataclass
@@ -57,43 +64,28 @@ class Agent:
         self.results: dict[str, list[dict]] = {}
         self.latest: dict[str, dict] = {}
         self.last_transient: dict[str, float] = {}
-        self.guard: CurveGuard | None = None
+        self.links: Links | None = None
         self._stop = threading.Event()
         self.pipeline = None
         self._unfinished: dict[str, bool] = {}  # sessions the pipeline has not ended: sid -> scanner ended
-        self._exports: dict[str, subprocess.Popen] = {}
-        self._export_errs: dict[str, Any] = {}  # each running export's stderr file
-        self.export_state: dict[str, str] = {}
+        self.exports = ExportQueue(config.sessions_dir, config.bids, lambda a: self._publish("alarm", a))
+        self.control_refused: dict[str, int] = {}
+        self._store_alarm_at = 0.0
+        self._store_was_failing = False
         self.ready = threading.Event()
 
-    # ------------------------------------------------------------------ setup
-    def _bind(self) -> None:
-        c = self.config
-        if not is_loopback(c.listen) and c.keys is None:
-            raise SecurityError(f"{c.listen} is not a loopback address: CURVE keys are required "
-                                "(create them with `mrsmon keygen DIR`, then pass --keys DIR)")
-        self.data = self.ctx.socket(zmq.ROUTER)
-        self.data.linger = 0
-        self.data.rcvhwm = 10000
-        if c.keys is not None:
-            self.guard = CurveGuard(self.ctx, c.keys)
-            self.guard.secure(self.data)
-        self.data.bind(c.listen)
-        self.pub = self.ctx.socket(zmq.PUB)
-        self.pub.linger = 0
-        self.pub.sndhwm = 10000
-        self.pub.bind(c.publish)
-        self.ctl = self.ctx.socket(zmq.ROUTER)
-        self.ctl.linger = 0
-        self.ctl.bind(c.control)
+    @property
+    def export_state(self) -> dict[str, str]:
+        return self.exports.state
 
+    # ------------------------------------------------------------------ loop
     def stop(self) -> None:
         self._stop.set()
 
-    # ------------------------------------------------------------------ loop
     def run(self) -> None:
         try:
-            self._bind()
+            c = self.config
+            self.links = Links(self.ctx, c.listen, c.publish, c.control, c.keys)
             self._serve()
         finally:
             self._shutdown()
@@ -103,78 +95,124 @@ class Agent:
             from agent.pipeline_process import PipelineProcess
 
             self.pipeline = PipelineProcess(self.ctx, self.config.basis, self.config.block)
-        for sid in self.ingest.open_unfinished():
-            log.info("reopened unfinished session %s", sid)
-            self._load_results(sid)
-            self.current = sid
-            self._unfinished[sid] = False
-            self._to_pipeline({"kind": "open", "session": sid, "seq": 0})
+        self._recover()
         log.info("agent %s listening on %s, publishing on %s, control on %s, sessions in %s", __version__,
                  self.config.listen, self.config.publish, self.config.control, self.config.sessions_dir)
+        assert self.links is not None
+        links = self.links
         poller = zmq.Poller()
         results = self.pipeline.results_socket if self.pipeline else None
-        for s in (self.data, self.ctl, results):
+        for s in (links.data, links.ctl, links.pub, results, *links.monitor_sockets):
             if s is not None:
                 poller.register(s, zmq.POLLIN)
         next_status = time.monotonic()
         self.ready.set()
         while not self._stop.is_set():
             events = dict(poller.poll(100))
-            if self.data in events:
+            if links.data in events:
                 self._drain_data()
             if results is not None and results in events:
                 self._drain_pipeline()
-            if self.ctl in events:
+            if links.ctl in events:
                 self._drain_control()
+            if links.pub in events:
+                links.accept_subscriptions()
+            if any(m in events for m in links.monitor_sockets):
+                links.drain_monitors()
             if time.monotonic() >= next_status:
-                self._publish_status()
-                if self.pipeline:
-                    self.pipeline.check_alive()
-                self._reap_exports()
+                self._tick()
                 next_status = time.monotonic() + STATUS_INTERVAL_S
 
+    def _tick(self) -> None:
+        self._publish_status()
+        if self.pipeline:
+            self.pipeline.check_alive()
+        self.exports.poll()
+        self.ingest.release_idle(IDLE_RELEASE_S)
+        self._store_alarm()
+
+    def _recover(self) -> None:
+        """Finish what a previous run left: reopen unfinished sessions in the pipeline, and for ended
+        ones fit what was not fitted and export what was not exported (processed.json says which)."""
+        for sid in self.ingest.unfinished():
+            log.info("reopened unfinished session %s", sid)
+            self._load_results(sid)
+            self.current = sid
+            self._unfinished[sid] = False
+            self._to_pipeline({"kind": "open", "session": sid, "seq": 0})
+        for folder in sorted(self.config.sessions_dir.iterdir()):
+            if not (folder / "end.json").is_file() or not (folder / "session.json").is_file():
+                continue
+            done = read_processed(folder)
+            sid = folder.name
+            if self.config.fit and not done.get("fitted"):
+                w = self.ingest.writer(sid)
+                log.info("session %s ended but was not finished: fitting%s", sid, " and exporting" if
+                         self.config.bids else "")
+                self._unfinished[sid] = bool(w and w.complete)
+                self._to_pipeline({"kind": "open", "session": sid, "seq": 0})
+                if self._unfinished[sid]:
+                    self._to_pipeline({"kind": "end", "session": sid, "seq": -1})
+            elif self.config.bids is not None and done.get("export") not in ("done", "failed"):
+                log.info("session %s ended but was not exported: exporting", sid)
+                self.exports.submit(sid)
+
     def _shutdown(self) -> None:
-        for sid, proc in self._exports.items():
-            log.warning("export of session %s interrupted by shutdown; repeat it with `mrsmon export %s --bids %s`",
-                        sid, self.config.sessions_dir / sid, self.config.bids)
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:  # the rest of the shutdown must still run
-                proc.kill()
+        self.exports.shutdown()
         if self.pipeline is not None:
             self.pipeline.stop()
             self._drain_pipeline()
             self.pipeline.close()
         self.ingest.close()
-        if self.guard:
-            self.guard.stop()
-        for name in ("data", "pub", "ctl"):  # some may not exist if binding failed
-            sock = getattr(self, name, None)
-            if sock is not None:
-                sock.close(linger=0)
+        if self.links is not None:
+            self.links.close()
         if self._own_ctx:
             self.ctx.term()
         log.info("agent stopped: %s", self.ingest.status())
 
+    # ------------------------------------------------------------------ data
     def _drain_data(self) -> None:
-        """Take what is waiting (bounded, so control and results get their turn), store it with one
-        fsync, then ACK: group commit keeps latency at one fsync and lets throughput grow with load."""
-        batch = []
-        for _ in range(256):
+        """Take what is waiting (bounded in count and bytes, so control and results get their turn), store
+        it with one fsync, then reply: group commit keeps latency at one fsync and lets throughput grow."""
+        assert self.links is not None
+        batch: list[list[bytes]] = []
+        size = 0
+        while len(batch) < DATA_BATCH and size < DATA_BATCH_BYTES:
             try:
-                batch.append(self.data.recv_multipart(zmq.NOBLOCK, copy=True))
+                frames = self.links.data.recv_multipart(zmq.NOBLOCK, copy=True)
             except zmq.Again:
                 break
+            batch.append(frames)
+            size += sum(len(f) for f in frames)
         if not batch:
             return
         arrived = time.monotonic()
-        outcomes = self.ingest.handle_many([frames[1:] for frames in batch])
+        outcomes = self.ingest.handle_many([frames[1:] for frames in batch], [frames[0] for frames in batch])
         for frames, outcome in zip(batch, outcomes):
             for reply in outcome.replies:
-                self.data.send_multipart([frames[0], *reply])
+                try:
+                    self.links.data.send_multipart([frames[0], *reply], zmq.NOBLOCK)
+                except zmq.ZMQError:  # the peer is gone or not reading: it resends what it misses
+                    pass
             for note in outcome.notes:
                 self._on_note(note, arrived)
+        self._store_alarm()
+
+    def _store_alarm(self) -> None:
+        """While writes fail: a red alarm on the results link, repeated; when they work again: cleared."""
+        err = self.ingest.store_error
+        if err is not None and time.monotonic() - self._store_alarm_at >= STORE_ALARM_INTERVAL_S:
+            self._store_alarm_at = time.monotonic()
+            self._store_was_failing = True
+            self._publish("alarm", {"session": self.current, "level": "red", "code": "STORE_FAILED",
+                                    "message": f"cannot write to disk ({err}): transients are held by the scanner "
+                                               "and stored as soon as space is free"})
+        elif err is None and self._store_was_failing:
+            self._store_was_failing = False
+            self._store_alarm_at = 0.0
+            log.info("writes to the sessions folder work again")
+            self._publish("alarm", {"session": self.current, "level": "clear", "code": "STORE_FAILED",
+                                    "message": "writing to disk works again"})
 
     def _on_note(self, note, arrived: float) -> None:
         sid = note.session
@@ -183,8 +221,8 @@ class Agent:
             self.current = sid
             self.results[sid] = []
             self._unfinished[sid] = False
-            w = self.ingest.writers[sid]
-            self._publish("session", {"session": sid, "header": w.header, "plan": self._plan(sid)})
+            w = self.ingest.writer(sid)
+            self._publish("session", {"session": sid, "header": w.header if w else {}, "plan": self._plan(sid)})
         elif note.kind == "transient":
             self.last_transient[sid] = time.monotonic()
             self._to_pipeline({"kind": "transient", "session": sid, "seq": note.seq, "folder": folder,
@@ -197,9 +235,10 @@ class Agent:
             self._unfinished[sid] = True
             if not self.pipeline:
                 self._publish("end", {"session": sid})
-                self._start_export(sid)
+                self.exports.submit(sid)
         self._to_pipeline({"kind": note.kind, "session": sid, "seq": note.seq, "folder": folder})
 
+    # ------------------------------------------------------------------ pipeline
     def _to_pipeline(self, note: dict) -> None:
         if self.pipeline is not None:
             note.setdefault("folder", str(self.config.sessions_dir / note["session"]))
@@ -220,6 +259,8 @@ class Agent:
                 topic, body = self.pipeline.results_socket.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
+            except ValueError:  # not two frames: not from our pipeline
+                continue
             if topic == b"_hello":  # a (re)started pipeline process: give it every unfinished session
                 self._resubmit_unfinished()
                 continue
@@ -227,59 +268,32 @@ class Agent:
                 continue
             obj = json.loads(body)
             sid = obj.get("session")
-            if topic == b"end":
+            if topic == b"end" and sid:
                 self._unfinished.pop(sid, None)
-                self._start_export(sid)  # after the last fit, so the derivatives are complete
+                mark_processed(self.config.sessions_dir / sid, fitted=True)
+                self.exports.submit(sid)  # after the last fit, so the derivatives are complete
             if topic == b"result" and sid:
                 self._keep_result(sid, {k: v for k, v in obj.items() if k != "spectrum"})
                 if not obj.get("revision"):
                     self.latest[sid] = obj
             self._publish(topic.decode(), obj)
 
-    # ------------------------------------------------------------------ export
-    def _start_export(self, sid: str) -> None:
-        """Export an ended session to MRS-BIDS in a child process: never in the way of ingest or fitting."""
-        if self.config.bids is None or sid in self._exports:
-            return
-        cmd = [sys.executable, "-m", "mrsmon", "export", str(self.config.sessions_dir / sid), "--bids",
-               str(self.config.bids)]
-        # stderr to a file, not a pipe: a pipe nobody reads until the end blocks a chatty child for good
-        err_file = tempfile.TemporaryFile(mode="w+")
-        self._exports[sid] = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err_file, text=True)
-        self._export_errs[sid] = err_file
-        self.export_state[sid] = "running"
-        log.info("session %s ended: exporting to %s", sid, self.config.bids)
-
-    def _reap_exports(self) -> None:
-        for sid, proc in list(self._exports.items()):
-            if proc.poll() is None:
-                continue
-            del self._exports[sid]
-            err_file = self._export_errs.pop(sid)
-            err_file.seek(0)
-            err = err_file.read().strip()
-            err_file.close()
-            if proc.returncode == 0:
-                self.export_state[sid] = "done"
-                log.info("session %s exported to %s", sid, self.config.bids)
-            else:
-                self.export_state[sid] = "failed"
-                log.error("export of session %s failed: %s", sid, err.splitlines()[0] if err else proc.returncode)
-                self._publish("alarm", {"session": sid, "level": "amber", "code": "EXPORT_FAILED",
-                                        "message": f"export failed: {err[:200]}"})
-
     # ------------------------------------------------------------------ publishing
     def _publish(self, topic: str, obj: dict) -> None:
+        if self.links is None:
+            return
         self.pub_seq += 1
         obj = {**obj, "pub_seq": self.pub_seq}
-        self.pub.send_multipart([topic.encode(), json.dumps(obj, allow_nan=False).encode()])
+        self.links.pub.send_multipart([topic.encode(), control.dumps(obj)])
 
     def status(self) -> dict[str, Any]:
         sid = self.current
         st: dict[str, Any] = {"session": sid, "link": "no_session", **self.ingest.status(),
-                              "export": self.export_state.get(sid) if sid else None}
-        if sid and sid in self.ingest.writers:
-            w = self.ingest.writers[sid]
+                              "control_refused": dict(self.control_refused),
+                              "connections_refused": dict(self.links.refused) if self.links else {},
+                              "export": self.exports.state.get(sid) if sid else None}
+        w = self.ingest.writer(sid) if sid else None
+        if w is not None:
             tr = float(w.header.get("repetition_time_s", 2.0))
             age = time.monotonic() - self.last_transient[sid] if sid in self.last_transient else None
             st.update({"transients": w.n_transients, "last_transient_age_s": age,
@@ -294,74 +308,93 @@ class Agent:
 
     # ------------------------------------------------------------------ control
     def _drain_control(self) -> None:
-        while True:
+        assert self.links is not None
+        for _ in range(CONTROL_BATCH):
             try:
-                frames = self.ctl.recv_multipart(zmq.NOBLOCK)
+                frames = self.links.ctl.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
+            if len(frames) < 2:
+                continue
             identity, body = frames[0], frames[-1]
             envelope = frames[1:-1]  # REQ clients add an empty delimiter frame
             try:
-                req = json.loads(body)
-                if not isinstance(req, dict):
-                    raise ValueError("request must be a JSON object")
-                reply = self._control(req)
-            except (ValueError, KeyError, TypeError) as exc:
-                reply = {"ok": False, "error": str(exc)}
-            self.ctl.send_multipart([identity, *envelope, json.dumps(reply, allow_nan=False).encode()])
+                reply = self._control(control.parse_request(body))
+            except ControlError as exc:
+                reply = self._control_refusal(exc.code, str(exc))
+            except OSError as exc:  # a session folder that cannot be read or written
+                reply = self._control_refusal("STORE_FAILED", f"the agent could not read or write the session: {exc}")
+            except Exception as exc:  # a bug must cost one request, never the agent
+                log.exception("control request failed")
+                reply = self._control_refusal("INTERNAL", f"the agent failed on this request ({type(exc).__name__})")
+            try:
+                self.links.ctl.send_multipart([identity, *envelope, control.dumps(reply)], zmq.NOBLOCK)
+            except zmq.ZMQError:
+                pass
+
+    def _control_refusal(self, code: str, sentence: str) -> dict:
+        self.control_refused[code] = self.control_refused.get(code, 0) + 1
+        n = self.control_refused[code]
+        if n <= 10 or n % 1000 == 0:
+            log.warning("refused a control request (%s): %s [%d so far]", code, sentence, n)
+        return {"ok": False, "code": code, "error": sentence}
+
+    def _session(self, req: dict) -> str:
+        sid = req.get("session") or self.current
+        if sid is None:
+            raise ControlError("NO_SESSION", "no session has been started")
+        control.session_folder(self.config.sessions_dir, sid)
+        return sid
 
     def _control(self, req: dict) -> dict:
-        op = req.get("op")
+        op = req["op"]
         if op == "ping":
             return {"ok": True, "version": __version__, "session": self.current}
         if op == "snapshot":
-            sid = req.get("session") or self.current
-            if sid is None:
+            if req.get("session") is None and self.current is None:
                 return {"ok": True, "session": None, "results": [], "events": [], "status": self.status(),
                         "last_pub_seq": self.pub_seq}
+            sid = self._session(req)
             folder = self.config.sessions_dir / sid
-            header = json.loads((folder / "session.json").read_text())
-            if sid not in self.results:
-                self._load_results(sid)
-            return {"ok": True, "session": header, "plan": self._plan(sid), "results": self.results[sid],
-                    "events": read_jsonl(folder / "events.jsonl"), "latest": self.latest.get(sid),
-                    "status": self.status(), "last_pub_seq": self.pub_seq}
+            return {"ok": True, "session": read_json(folder / "session.json"), "plan": self._plan(sid),
+                    "results": self._results_of(sid), "events": read_jsonl(folder / "events.jsonl"),
+                    "latest": self.latest.get(sid), "status": self.status(), "last_pub_seq": self.pub_seq}
         if op == "event":
             return self._control_event(req)
-        if op == "block":
-            sid = req.get("session") or self.current
-            return {"ok": True, "result": self._block(sid, int(req["block"]))}
-        raise ValueError(f"unknown op {op!r}; use ping, snapshot, event or block")
+        sid = self._session(req)  # op == "block"
+        return {"ok": True, "result": self._block(sid, control.block_number(req.get("block")))}
 
     def _control_event(self, req: dict) -> dict:
+        fields = control.event_fields(req)
         sid = self.current
-        if sid is None or sid not in self.ingest.writers:
-            raise ValueError("no session is open to mark an event in")
-        kind = req.get("kind")
-        if kind not in EVENT_KINDS:
-            raise ValueError(f"event kind {kind!r} is not one of {', '.join(EVENT_KINDS)}")
-        value = req.get("value") or {}
-        note = str(req.get("note", ""))[:500]
-        if not isinstance(value, dict):
-            raise ValueError("event value must be a JSON object")
-        event_id = req.get("id")
-        if event_id is not None and not (isinstance(event_id, str) and 0 < len(event_id) <= 64):
-            raise ValueError("event id must be a string of 1 to 64 characters")
-        w = self.ingest.writers[sid]
-        if event_id is not None:  # idempotent: a resend after a lost reply returns the stored event
-            stored = next((e for e in read_jsonl(w.folder / "events.jsonl") if e.get("id") == event_id), None)
+        w = self.ingest.writer(sid) if sid else None
+        if sid is None or w is None:
+            raise ControlError("NO_SESSION", "no session is open to mark an event in")
+        if fields["id"] is not None:  # idempotent: a resend after a lost reply returns the stored event
+            stored = next((e for e in read_jsonl(w.folder / "events.jsonl") if e.get("id") == fields["id"]), None)
             if stored is not None:
                 return {"ok": True, "event": stored, "duplicate": True}
-        t_ns = int(req.get("t_ns") or time.time_ns())
-        row = w.append_event({"seq": None, "source": "display", "kind": kind, "t_ns": t_ns, "value": value,
-                              "note": note, "id": event_id})
-        w.commit()
+        try:
+            row = w.append_event({"seq": None, "source": "display", **fields})
+            w.commit()
+        except OSError as exc:
+            self.ingest._store_failed(exc)
+            self._store_alarm()
+            raise ControlError("STORE_FAILED", f"the event could not be stored ({exc}); send it again") from None
         self._publish("event", {"session": sid, **row})
         return {"ok": True, "event": row}
 
     def _plan(self, sid: str) -> dict | None:
         p = self.config.sessions_dir / sid / "plan.json"
-        return json.loads(p.read_text()) if p.exists() else None
+        return read_json(p) if p.exists() else None
+
+    def _results_of(self, sid: str) -> list[dict]:
+        if sid in self.results:
+            return self.results[sid]
+        rows = latest_revisions(read_jsonl(self.config.sessions_dir / sid / "fits.jsonl"))
+        if sid in self._unfinished or sid == self.current or len(self.results) < MAX_CACHED_RESULTS:
+            self.results[sid] = rows
+        return rows
 
     def _load_results(self, sid: str) -> None:
         self.results[sid] = latest_revisions(read_jsonl(self.config.sessions_dir / sid / "fits.jsonl"))
@@ -376,17 +409,14 @@ class Agent:
                     return
         rows.append(row)
 
-    def _block(self, sid: str | None, block: int) -> dict:
-        if sid is None:
-            raise ValueError("no session")
-        rows = [r for r in self.results.get(sid) or read_jsonl(self.config.sessions_dir / sid / "fits.jsonl")
-                if r.get("block") == block]
+    def _block(self, sid: str, block: int) -> dict:
+        rows = [r for r in self._results_of(sid) if r.get("block") == block]
         if not rows:
-            raise ValueError(f"block {block} has not been fitted")
+            raise ControlError("NOT_FITTED", f"block {block} of session {sid!r} has not been fitted")
         result = dict(rows[-1])
         npz = self.config.sessions_dir / sid / "spectra" / f"block-{block:05d}.npz"
         if npz.exists():
-            with np.load(npz) as z:
+            with np.load(npz, allow_pickle=False) as z:
                 spec = {k: z[k].tolist() for k in z.files if not k.startswith("comp_")}
                 spec["components"] = {k[5:]: z[k].tolist() for k in z.files if k.startswith("comp_")}
             result["spectrum"] = spec

@@ -25,6 +25,8 @@ from typing import Any
 import zmq
 from PySide6 import QtCore
 
+from protocols.sender import CurveClientKeys
+
 TOPICS = ("session", "result", "status", "event", "alarm", "end")
 SILENCE_S = 3.0
 REQUEST_TIMEOUT_S = 2.0
@@ -51,9 +53,11 @@ class AgentLink(QtCore.QObject):
     _incoming = QtCore.Signal(str, object, object)  # worker -> GUI thread (queued)
 
     def __init__(self, publish: str, control: str, silence_s: float = SILENCE_S,
-                 request_timeout_s: float = REQUEST_TIMEOUT_S, parent: QtCore.QObject | None = None) -> None:
+                 request_timeout_s: float = REQUEST_TIMEOUT_S, parent: QtCore.QObject | None = None,
+                 curve: CurveClientKeys | None = None) -> None:
         super().__init__(parent)
         self.publish_addr, self.control_addr = publish, control
+        self.curve = curve  # CURVE client keys, for an agent whose links leave loopback
         self.silence_s, self.request_timeout_s = silence_s, request_timeout_s
         self._requests: queue.Queue[dict[str, Any]] = queue.Queue()
         self._thread: _Worker | None = None
@@ -113,6 +117,7 @@ class _Worker(QtCore.QThread):
         ctx = zmq.Context()
         sub = ctx.socket(zmq.SUB)
         sub.setsockopt(zmq.LINGER, 0)
+        _secure(sub, link.curve)
         for topic in TOPICS:
             sub.setsockopt(zmq.SUBSCRIBE, topic.encode())
         sub.connect(link.publish_addr)
@@ -265,5 +270,12 @@ class _Worker(QtCore.QThread):
     def _new_dealer(self, ctx: zmq.Context) -> zmq.Socket:
         d = ctx.socket(zmq.DEALER)
         d.setsockopt(zmq.LINGER, 0)
+        _secure(d, self.link.curve)
         d.connect(self.link.control_addr)
         return d
+
+
+def _secure(sock: zmq.Socket, curve: CurveClientKeys | None) -> None:
+    if curve is not None:
+        sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = curve.public, curve.secret, \
+            curve.server_public

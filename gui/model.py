@@ -586,7 +586,13 @@ class SessionModel:
             self._emit("status")
 
     def add_alarm(self, alarm: Mapping[str, Any]) -> None:
-        self.alarms.append((self.clock(), {k: v for k, v in alarm.items() if k != "pub_seq"}))
+        """An alarm from the agent; one with level "clear" ends the earlier alarms of its code."""
+        if str(alarm.get("level", "")).lower() == "clear":
+            kept = [(t, a) for t, a in self.alarms if a.get("code") != alarm.get("code")]
+            self.alarms.clear()
+            self.alarms.extend(kept)
+        else:
+            self.alarms.append((self.clock(), {k: v for k, v in alarm.items() if k != "pub_seq"}))
         self._emit("alarms")
 
     def set_link(self, state: str, detail: str = "") -> None:

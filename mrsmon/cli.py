@@ -117,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--publish", default=DEFAULT_PUBLISH)
     s.add_argument("--control", default=DEFAULT_CONTROL)
     s.add_argument("--session", default=None, help="review a stored session folder")
+    s.add_argument("--keys", default=None, help="CURVE key folder, for an agent whose links leave loopback")
+    s.add_argument("--key-name", default="display", help="this display's key pair in --keys (default display; "
+                                                         "make it with `mrsmon keygen DIR --client display`)")
     s.add_argument("--screenshot", default=None, help="render to this PNG and exit")
     s.add_argument("--size", default="1600x1000")
     s.add_argument("--theme", choices=["dark", "light"], default="dark")
@@ -182,6 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     # (a multithreaded OpenBLAS decomposition was measured 6x slower). Set before numpy loads; overridable.
     for var in BLAS_THREAD_VARS:
         os.environ.setdefault(var, "1")
+    if os.environ.get("MRSMON_PARENT_PID"):  # a child of the agent (an export): it must not outlive the agent
+        from agent.lifeline import die_with_parent
+
+        die_with_parent()
     module = importlib.import_module(f"mrsmon.commands.{args.command.replace('-', '_')}")
     try:
         return int(module.run(args) or 0)

@@ -39,10 +39,12 @@ def run(args: argparse.Namespace) -> int:
         window = MainWindow(model, theme_name=args.theme, session_dir=args.session)
     else:
         from gui.link import AgentLink
+        from protocols.sender import CurveClientKeys
 
         publish, control = endpoints(args)
         model = SessionModel(live=True)
-        link = AgentLink(publish, control)
+        keys = CurveClientKeys.from_dir(args.keys, args.key_name) if getattr(args, "keys", None) else None
+        link = AgentLink(publish, control, curve=keys)
         window = MainWindow(model, theme_name=args.theme, link=link)
         link.start()
     window.resize(*size)

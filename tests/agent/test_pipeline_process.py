@@ -14,8 +14,8 @@ from agent.store import SessionReader
 
 
 def pipeline_child(agent_pid: int) -> int | None:
-    # the pipeline child, not multiprocessing's resource tracker
-    out = subprocess.run(["pgrep", "-P", str(agent_pid), "-f", "spawn_main"], capture_output=True,
+    # the pipeline child (python -m agent.pipeline_process)
+    out = subprocess.run(["pgrep", "-P", str(agent_pid), "-f", "agent.pipeline_process"], capture_output=True,
                          text=True).stdout.split()
     return int(out[0]) if out else None
 

@@ -224,8 +224,8 @@ def test_agent_shuts_down_cleanly_on_signal_with_its_pipeline_process(tmp_path, 
     agent = AgentProcess(tmp_path / "s", extra=[]).start()  # fitting on: a pipeline process exists
     try:
         stream(agent.listen, "sig", 10)
-        children = subprocess.run(["pgrep", "-P", str(agent.proc.pid), "-f", "spawn_main"], capture_output=True,
-                                  text=True).stdout.split()
+        children = subprocess.run(["pgrep", "-P", str(agent.proc.pid), "-f", "agent.pipeline_process"],
+                                  capture_output=True, text=True).stdout.split()
         assert children, "no pipeline process: " + agent.log()[-3000:]
         agent.proc.send_signal(getattr(signal, sig))
         assert agent.proc.wait(60) == 0
