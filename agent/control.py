@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from protocols.wire import EVENT_KINDS, parse_json, valid_session_id
 
 CONTROL_OPS = ("ping", "snapshot", "event", "block")
@@ -95,3 +97,18 @@ def dumps(obj: Any) -> bytes:
         return json.dumps(obj, allow_nan=False).encode()
     except ValueError:
         return json.dumps(finite(obj), allow_nan=False).encode()
+
+
+def block_result(folder: Path, rows: list[dict], block: int) -> dict:
+    """A block's latest result row with its stored spectrum arrays; ControlError if it is not fitted."""
+    mine = [r for r in rows if r.get("block") == block]
+    if not mine:
+        raise ControlError("NOT_FITTED", f"block {block} of session {folder.name!r} has not been fitted")
+    result = dict(mine[-1])
+    npz = folder / "spectra" / f"block-{block:05d}.npz"
+    if npz.exists():
+        with np.load(npz, allow_pickle=False) as z:
+            spec = {k: z[k].tolist() for k in z.files if not k.startswith("comp_")}
+            spec["components"] = {k[5:]: z[k].tolist() for k in z.files if k.startswith("comp_")}
+        result["spectrum"] = spec
+    return result

@@ -154,7 +154,7 @@ class Ingest:
                 try:
                     w.commit()
                 except OSError as exc:  # rolled back: what it held of this batch is answered STORE_FAILED
-                    self._store_failed(exc)
+                    self.note_store_failure(exc)
         return [self._finish(p) for p in pending]
 
     def _handle_one(self, peer: bytes, frames: list[bytes]) -> _Pending:
@@ -166,21 +166,21 @@ class Ingest:
         except WireError as exc:
             err = exc
         except OSError as exc:  # disk full, permissions: refuse, keep serving; the sender resends
-            self._store_failed(exc)
+            self.note_store_failure(exc)
             assert msg is not None
             return _Pending(first=[self._nack(WireError("STORE_FAILED", self._store_sentence(exc), msg.session,
                                                         msg.seq))])
         except Exception as exc:  # a bug must cost one message, never the agent
             log.exception("ingest failed on a message")
             err = WireError("INTERNAL", f"the agent failed on this message ({type(exc).__name__}); it is logged",
-                            msg.session if msg else "", msg.seq if msg else -1)
+                            msg.session if msg else "", msg.seq if msg else -1, msg.type if msg else "")
         return self._refuse(peer, err)
 
     def _refuse(self, peer: bytes, err: WireError) -> _Pending:
         """NACK; a final refusal of a data message of a session this connection writes is also recorded,
         so that `upto` can pass its seq (the sender drops the message: it would otherwise wait forever)."""
         p = _Pending(first=[self._nack(err)])
-        if err.code in RETRY_CODES or err.code in _NOT_RECORDED or err.code == "INTERNAL":
+        if err.code in RETRY_CODES or err.code in _NOT_RECORDED:
             return p
         if err.type not in DATA_TYPES or err.seq < 1 or err.session not in self._peers.get(peer, ()):
             return p
@@ -191,7 +191,7 @@ class Ingest:
         try:
             w.append_refusal(err.seq, err.code, str(err), err.type)
         except OSError as exc:
-            self._store_failed(exc)
+            self.note_store_failure(exc)
             return _Pending(first=[self._nack(WireError("STORE_FAILED", self._store_sentence(exc), err.session,
                                                         err.seq))])
         p.writer, p.stored = w, err.seq
@@ -224,7 +224,7 @@ class Ingest:
                 log.warning("refused %s session=%r seq=%s: %s [%d so far]", err.code, err.session, err.seq, err, n)
         return encode_reply("NACK", err.session, err.seq, code=err.code, reason=str(err))
 
-    def _store_failed(self, exc: BaseException) -> None:
+    def note_store_failure(self, exc: BaseException) -> None:
         if self.store_error is None:
             log.error("cannot write to the sessions folder: %s", exc)
         self.store_error = str(exc)

@@ -17,7 +17,6 @@ from importlib.metadata import version as _version
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import zmq
 
 from agent import control
@@ -136,9 +135,9 @@ class Agent:
         ones fit what was not fitted and export what was not exported (processed.json says which)."""
         for sid in self.ingest.unfinished():
             log.info("reopened unfinished session %s", sid)
-            self._load_results(sid)
             self.current = sid
             self._unfinished[sid] = False
+            self._results_of(sid)
             self._to_pipeline({"kind": "open", "session": sid, "seq": 0})
         for folder in sorted(self.config.sessions_dir.iterdir()):
             if not (folder / "end.json").is_file() or not (folder / "session.json").is_file():
@@ -362,7 +361,9 @@ class Agent:
         if op == "event":
             return self._control_event(req)
         sid = self._session(req)  # op == "block"
-        return {"ok": True, "result": self._block(sid, control.block_number(req.get("block")))}
+        block = control.block_number(req.get("block"))
+        return {"ok": True, "result": control.block_result(self.config.sessions_dir / sid, self._results_of(sid),
+                                                           block)}
 
     def _control_event(self, req: dict) -> dict:
         fields = control.event_fields(req)
@@ -378,7 +379,7 @@ class Agent:
             row = w.append_event({"seq": None, "source": "display", **fields})
             w.commit()
         except OSError as exc:
-            self.ingest._store_failed(exc)
+            self.ingest.note_store_failure(exc)
             self._store_alarm()
             raise ControlError("STORE_FAILED", f"the event could not be stored ({exc}); send it again") from None
         self._publish("event", {"session": sid, **row})
@@ -396,9 +397,6 @@ class Agent:
             self.results[sid] = rows
         return rows
 
-    def _load_results(self, sid: str) -> None:
-        self.results[sid] = latest_revisions(read_jsonl(self.config.sessions_dir / sid / "fits.jsonl"))
-
     def _keep_result(self, sid: str, row: dict) -> None:
         """Snapshots carry each block once: a revision replaces the row of its block."""
         rows = self.results.setdefault(sid, [])
@@ -408,16 +406,3 @@ class Agent:
                     rows[i] = row
                     return
         rows.append(row)
-
-    def _block(self, sid: str, block: int) -> dict:
-        rows = [r for r in self._results_of(sid) if r.get("block") == block]
-        if not rows:
-            raise ControlError("NOT_FITTED", f"block {block} of session {sid!r} has not been fitted")
-        result = dict(rows[-1])
-        npz = self.config.sessions_dir / sid / "spectra" / f"block-{block:05d}.npz"
-        if npz.exists():
-            with np.load(npz, allow_pickle=False) as z:
-                spec = {k: z[k].tolist() for k in z.files if not k.startswith("comp_")}
-                spec["components"] = {k[5:]: z[k].tolist() for k in z.files if k.startswith("comp_")}
-            result["spectrum"] = spec
-        return result

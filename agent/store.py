@@ -2,6 +2,10 @@
 
 Layout and record format: docs/session-format.md. Writers own one session folder; readers never load
 a whole session: `SessionReader.transient(seq)` reads through a memory map.
+
+Over 400 lines for now because the writer and the reader share this module; the reader
+(`SessionReader`, `read_jsonl`) moves to `protocols/session_folder.py` with issue 13, which leaves the
+writer and its recovery here.
 """
 
 from __future__ import annotations

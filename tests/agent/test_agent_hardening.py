@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 import zmq
 from agent_process import AgentProcess
+from fault_tools import simulate
 from test_spine_e2e import START, payload, stream
 
 from agent.store import SessionReader, SessionWriter
+from protocols.sender import Sender
 from protocols.wire import encode, encode_transient
 
 
@@ -55,17 +57,37 @@ def alive(agent: AgentProcess) -> bool:
 
 def test_a_conflicting_sender_stores_nothing_in_the_existing_session(tmp_path):
     with AgentProcess(tmp_path / "s") as agent:
-        stream(agent.listen, "dup", 5)
-        other = Peer(agent.listen)
-        r = other.ask(encode("SESSION_START", "dup", 0, **dict(START, start_time_ns=9_000_000_000)))
-        assert r[0]["code"] == "SESSION_CONFLICT"
-        for seq in (7, 8, 9):  # a second acquisition, same shape, same id
-            r = other.ask(encode_transient("dup", seq, payload(seq), t_ns=1, scan=seq))
-            assert r[0]["type"] == "NACK" and r[0]["code"] in ("SESSION_CONFLICT", "AFTER_END")
-        other.close()
+        with Sender(agent.listen, "dup") as first:  # the session's own scanner, mid-session
+            first.send(0, encode("SESSION_START", "dup", 0, **START))
+            for seq in range(1, 6):
+                first.send(seq, encode_transient("dup", seq, payload(seq), t_ns=1, scan=seq))
+            assert first.flush(30)
+            other = Peer(agent.listen)  # a second acquisition with the same id and the same shape
+            r = other.ask(encode("SESSION_START", "dup", 0, **dict(START, start_time_ns=9_000_000_000)))
+            assert r[0]["code"] == "SESSION_CONFLICT"
+            for seq in (6, 7, 8):
+                r = other.ask(encode_transient("dup", seq, payload(100 + seq), t_ns=1, scan=seq))
+                assert r[0]["type"] == "NACK" and r[0]["code"] == "SESSION_CONFLICT"
+            other.close()
+            for seq in range(6, 11):  # the first scanner goes on and ends its session
+                first.send(seq, encode_transient("dup", seq, payload(seq), t_ns=1, scan=seq))
+            first.send(11, encode("SESSION_END", "dup", 11, t_ns=2))
+            assert first.flush(30) and first.refused == []
         assert alive(agent)
-    s = SessionReader(tmp_path / "s" / "dup").summary()
-    assert s["transients"] == 5 and s["complete"]
+    reader = SessionReader(tmp_path / "s" / "dup")
+    assert reader.summary()["transients"] == 10 and reader.summary()["complete"]
+    assert all(np.array_equal(reader.transient(seq), payload(seq)) for seq in range(1, 11))
+
+
+def test_a_sender_refused_for_a_conflict_stops_with_the_reason(tmp_path):
+    with AgentProcess(tmp_path / "s") as agent:
+        first = simulate(agent.listen, "same", "--protocol", "quick", "--speed", "max", "--transients", "10")
+        assert first.wait(120) == 0
+        second = simulate(agent.listen, "same", "--protocol", "quick", "--speed", "max", "--transients", "10",
+                          "--seed", "9")
+        out, err = second.communicate(timeout=120)
+    assert second.returncode == 2 and "SESSION_CONFLICT" in err
+    assert SessionReader(tmp_path / "s" / "same").summary()["transients"] == 10
 
 
 def test_non_finite_numbers_are_refused_and_stored_ones_never_break_a_snapshot(tmp_path):

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import time
 
 import pytest
 import zmq
@@ -83,3 +84,62 @@ def test_a_busy_port_is_one_line_and_the_agent_exits_even_with_curve_on(tmp_path
                               "--sessions", str(tmp_path / "b"), "--keys", str(keys), "--no-fit"],
                              capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "Address already in use" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("link", ["--publish", "--control"])
+def test_results_and_control_links_off_loopback_need_keys_too(tmp_path, link):
+    out = subprocess.run([sys.executable, "-m", "mrsmon", "agent", "--listen", f"tcp://127.0.0.1:{free_port()}",
+                          link, f"tcp://0.0.0.0:{free_port()}", "--sessions", str(tmp_path), "--no-fit"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert "CURVE keys are required" in out.stderr and "0.0.0.0" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_off_loopback_control_and_results_take_only_allowed_keys_and_log_refusals(tmp_path, monkeypatch, caplog):
+    """In-process, with loopback sockets standing in for exposed ones (the test binds nothing public)."""
+    import logging
+
+    from agent import links as links_mod
+    from agent.links import Links
+
+    keys = tmp_path / "keys"
+    keygen(keys, "display")
+    monkeypatch.setattr(links_mod, "is_loopback", lambda address: False)  # treat every address as exposed
+    ctx = zmq.Context()
+    caplog.set_level(logging.WARNING, "mrsmon.agent")
+    ports = [free_port() for _ in range(3)]
+    links = Links(ctx, *(f"tcp://127.0.0.1:{p}" for p in ports), keys=keys)
+    display = CurveClientKeys.from_dir(keys, "display")
+    try:
+        def client(kind, curve):
+            s = ctx.socket(kind)
+            s.linger = 0
+            if curve:
+                s.curve_publickey, s.curve_secretkey, s.curve_serverkey = (display.public, display.secret,
+                                                                          display.server_public)
+            return s
+
+        plain, keyed = client(zmq.DEALER, False), client(zmq.DEALER, True)
+        for s in (plain, keyed):
+            s.connect(f"tcp://127.0.0.1:{ports[2]}")
+            s.send(b'{"op": "ping"}')
+        deadline = time.monotonic() + 10
+        got = None
+        while got is None and time.monotonic() < deadline:
+            if links.ctl.poll(100):
+                got = links.ctl.recv_multipart()
+            for m in links.monitor_sockets:
+                if m.poll(0):
+                    links.drain_monitors()
+        assert got is not None and got[-1] == b'{"op": "ping"}'  # only the keyed client gets through
+        links.ctl.send_multipart([got[0], b'{"ok": true}'])
+        assert keyed.poll(5000) and not plain.poll(500)
+        time.sleep(0.5)
+        links.drain_monitors()
+        plain.close(0)
+        keyed.close(0)
+    finally:
+        links.close()
+        ctx.term()
+    assert "refused a client on the control link" in caplog.text
+    assert links.refused

@@ -250,3 +250,49 @@ def test_abandoned_sessions_do_not_keep_file_handles(tmp_path):
     ing.close()
     assert len(os.listdir("/proc/self/fd")) == fds_before
     assert all(SessionReader(tmp_path / f"s{i}").summary()["transients"] == 2 for i in range(40))
+
+
+def test_a_real_full_disk_never_costs_an_acknowledged_record_even_across_a_reopen(tmp_path):
+    """On a small tmpfs (as root; skipped elsewhere, where tests/faults injects the failure instead):
+    fill it, keep sending, free it, keep sending, reopen. Every seq ever ACKed is still there."""
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        ing = Ingest(disk / "sessions", fsync=True)
+        ing.handle(encode("SESSION_START", "s1", 0, **START))
+        with open(disk / "ballast", "wb") as f:  # all but ~40 kB taken
+            try:
+                f.write(b"\0" * (2**20 - 40_000 - (disk / "sessions").stat().st_blocks * 512))
+            except OSError:
+                pass
+        acked, seq, failures = set(), 0, 0
+        for round_ in range(2):
+            for _ in range(120):
+                seq += 1
+                for r in replies(ing.handle(tr(seq))):
+                    if r["type"] == "ACK":
+                        acked.update(range(1, r["upto"] + 1))
+                    elif r["code"] == "STORE_FAILED":
+                        failures += 1
+            if round_ == 0:
+                (disk / "ballast").unlink()  # space comes back; the unstored seqs are sent again
+                for s in range(1, seq + 1):
+                    for r in replies(ing.handle(tr(s))):
+                        if r["type"] == "ACK":
+                            acked.update(range(1, r["upto"] + 1))
+        ing.close()
+        assert failures > 0 and len(acked) == seq
+        reopened = Ingest(disk / "sessions", fsync=True)
+        reopened.handle(encode("SESSION_START", "s1", 0, **START))
+        assert reopened.writer("s1").upto() == seq
+        reopened.close()
+        reader = SessionReader(disk / "sessions" / "s1")
+        assert set(int(s) for s in reader.seqs) == acked
+        assert all(np.array_equal(reader.transient(s), data(s % 1000)) for s in acked)
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)

@@ -232,6 +232,18 @@ def test_recent_error_alarm_turns_light_red_then_expires() -> None:
     assert m.light().level == "green"
 
 
+def test_agent_store_failed_alarm_is_red_until_the_agent_clears_it() -> None:
+    clock = Clock()
+    m = live_model(clock)
+    m.add_result(result(0, 1.0))
+    m.set_status({"link": "receiving", "transients": 41, "last_transient_age_s": 0.5})
+    m.add_alarm({"level": "red", "code": "STORE_FAILED", "message": "cannot write to disk (No space left)"})
+    assert m.light().level == "red" and "cannot write to disk" in m.light().reason
+    clock.t += 5
+    m.add_alarm({"level": "clear", "code": "STORE_FAILED", "message": "writing to disk works again"})
+    assert m.light().level == "green"
+
+
 def test_growing_array_doubles_and_keeps_values() -> None:
     g = GrowingArray(capacity=2)
     for i in range(9):

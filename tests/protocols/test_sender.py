@@ -8,7 +8,7 @@ import pytest
 import zmq
 
 from protocols import sender as sender_mod
-from protocols.sender import Faults, Sender, SenderError
+from protocols.sender import Sender, SenderError
 from protocols.wire import encode, encode_reply
 
 _ids = itertools.count()
@@ -49,7 +49,7 @@ class ScriptedAgent:
 def ctx():
     c = zmq.Context()
     yield c
-    c.term()
+    c.destroy(linger=0)  # closes what a failed test left open, then terminates
 
 
 def _pump(s: Sender, seconds: float = 0.3) -> None:

@@ -22,8 +22,11 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 class AgentProcess:
     def __init__(self, sessions: Path, host: str = "127.0.0.1", extra: list[str] | None = None,
-                 ports: tuple[int, int, int] | None = None, log_path: Path | None = None):
+                 ports: tuple[int, int, int] | None = None, log_path: Path | None = None,
+                 env: dict[str, str] | None = None, command: list[str] | None = None):
         self.sessions = Path(sessions)
+        self.env = env or {}
+        self.command = command or [sys.executable, "-m", "mrsmon"]
         self.host = host
         self.ports = ports or (free_port(host), free_port(), free_port())
         self.extra = ["--no-fit"] if extra is None else extra
@@ -43,12 +46,12 @@ class AgentProcess:
         return f"tcp://127.0.0.1:{self.ports[2]}"
 
     def start(self, timeout_s: float = 30.0) -> AgentProcess:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         if getattr(self, "_log", None):
             self._log.close()
         self._log = open(self.log_path, "a")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mrsmon", "agent", "--listen", self.listen, "--publish", self.publish,
+            [*self.command, "agent", "--listen", self.listen, "--publish", self.publish,
              "--control", self.control, "--sessions", str(self.sessions), *self.extra],
             stdout=self._log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + timeout_s
