@@ -110,7 +110,10 @@ class Ingest:
         folder = self.folder(session)
         if not (folder / "session.json").exists():
             return None
-        return self._keep(session, SessionWriter(folder, {}, fsync=self.fsync, on_open=self._opening))
+        w = SessionWriter(folder, {}, fsync=self.fsync, on_open=self._opening)
+        if w.complete:  # completed before this process: its end was noted then (recovery finishes it)
+            self._end_noted.add(session)
+        return self._keep(session, w)
 
     def _keep(self, session: str, w: SessionWriter) -> SessionWriter:
         self.writers[session] = w
@@ -179,23 +182,20 @@ class Ingest:
     def _refuse(self, peer: bytes, err: WireError) -> _Pending:
         """NACK; a final refusal of a data message of a session this connection writes is also recorded,
         so that `upto` can pass its seq (the sender drops the message: it would otherwise wait forever)."""
-        p = _Pending(first=[self._nack(err)])
-        if err.code in RETRY_CODES or err.code in _NOT_RECORDED:
-            return p
-        if err.type not in DATA_TYPES or err.seq < 1 or err.session not in self._peers.get(peer, ()):
-            return p
+        if err.code in RETRY_CODES or err.code in _NOT_RECORDED or err.type not in DATA_TYPES or err.seq < 1 \
+                or err.session not in self._peers.get(peer, ()):
+            return _Pending(first=[self._nack(err)])
         w = self.writer(err.session)
         if w is None or w.holds(err.seq) or err.seq > w.upto() + MAX_SEQ_AHEAD or \
                 (w.end_seq is not None and err.seq > w.end_seq):
-            return p
+            return _Pending(first=[self._nack(err)])
         try:
             w.append_refusal(err.seq, err.code, str(err), err.type)
         except OSError as exc:
             self.note_store_failure(exc)
-            return _Pending(first=[self._nack(WireError("STORE_FAILED", self._store_sentence(exc), err.session,
-                                                        err.seq))])
-        p.writer, p.stored = w, err.seq
-        return p
+            err = WireError("STORE_FAILED", self._store_sentence(exc), err.session, err.seq)
+            return _Pending(first=[self._nack(err)])
+        return _Pending(first=[self._nack(err)], writer=w, stored=err.seq)
 
     def _finish(self, p: _Pending) -> Outcome:
         w = p.writer

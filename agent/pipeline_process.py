@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import zmq
@@ -91,6 +92,7 @@ class PipelineProcess:
         self.results_socket.bind(self.results_addr)
         self.basis_spec, self.block = basis_spec, block
         self.restarts = 0
+        self._stopping = False
         self._start()
 
     def _start(self) -> None:
@@ -116,8 +118,8 @@ class PipelineProcess:
         return self.proc.poll() is None
 
     def check_alive(self) -> bool:
-        """Restart a dead pipeline process; True if it had to."""
-        if self.is_alive():
+        """Restart a dead pipeline process; True if it had to (never once stop() was called)."""
+        if self.is_alive() or self._stopping:
             return False
         log.error("pipeline process exited (code %s); starting a new one, which resumes from disk",
                   self.proc.returncode)
@@ -127,13 +129,16 @@ class PipelineProcess:
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Ask the process to finish what it has queued, then stop; results stay readable until close()."""
+        self._stopping = True
+        deadline = time.monotonic() + timeout_s
         if self.is_alive():
+            self.notes.sndtimeo = int(timeout_s * 1000)  # a process still starting connects within this
             try:
-                self.notes.send(b"STOP", zmq.NOBLOCK)
+                self.notes.send(b"STOP")
             except zmq.Again:
                 pass
             try:
-                self.proc.wait(timeout_s)
+                self.proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 log.warning("pipeline process did not stop in %.0f s; killing it (it resumes from disk)", timeout_s)
                 self.proc.kill()

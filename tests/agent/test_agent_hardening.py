@@ -38,12 +38,13 @@ class Peer:
         self.sock.linger = 0
         self.sock.connect(address)
 
-    def ask(self, frames: list[bytes], timeout_s: float = 10.0) -> list[dict]:
+    def ask(self, frames: list[bytes], timeout_s: float = 10.0, drain_s: float = 0.2) -> list[dict]:
+        """Send, wait for the first reply, then collect what else comes within drain_s."""
         self.sock.send_multipart(frames)
         if not self.sock.poll(int(timeout_s * 1000)):
             raise TimeoutError("no reply from the agent")
         out = []
-        while self.sock.poll(200):
+        while self.sock.poll(int(drain_s * 1000)):
             out.append(json.loads(self.sock.recv_multipart()[0]))
         return out
 
@@ -262,9 +263,9 @@ def test_abandoned_sessions_do_not_keep_file_handles_in_the_agent(tmp_path):
         peer = Peer(agent.listen)
         for i in range(60):
             sid = f"abandoned-{i}"
-            peer.ask(encode("SESSION_START", sid, 0, **START))
-            peer.ask(encode_transient(sid, 1, payload(1), t_ns=1, scan=1))
-            peer.ask(encode("EVENT", sid, 2, t_ns=5, kind="note"))
+            peer.ask(encode("SESSION_START", sid, 0, **START), drain_s=0.01)
+            peer.ask(encode_transient(sid, 1, payload(1), t_ns=1, scan=1), drain_s=0.01)
+            peer.ask(encode("EVENT", sid, 2, t_ns=5, kind="note"), drain_s=0.01)
         peer.close()
         during = open_fds(agent.proc.pid)
         stream(agent.listen, "still-works", 3)
