@@ -91,7 +91,7 @@ def test_a_sender_refused_for_a_conflict_stops_with_the_reason(tmp_path):
     assert SessionReader(tmp_path / "s" / "same").summary()["transients"] == 10
 
 
-def test_non_finite_numbers_are_refused_and_stored_ones_never_break_a_snapshot(tmp_path):
+def test_non_finite_and_deeply_nested_json_is_refused_and_stored_nan_never_breaks_a_snapshot(tmp_path):
     SessionWriter(tmp_path / "s" / "old", {**START, "session": "old"}, fsync=False).close()
     header = tmp_path / "s" / "old" / "session.json"  # as an older version stored them
     header.write_text(header.read_text().replace('"coils"', '"extra": NaN, "coils"'))
@@ -104,7 +104,9 @@ def test_non_finite_numbers_are_refused_and_stored_ones_never_break_a_snapshot(t
         assert peer.ask(encode("SESSION_START", "nan", 0, **START))[0]["type"] == "ACK"
         for raw in (b'{"v":1,"type":"EVENT","session":"nan","seq":1,"t_ns":5,"kind":"vitals","value":{"x":1e400}}',
                     b'{"v":1,"type":"EVENT","session":"nan","seq":1,"t_ns":5,"kind":"vitals","value":{"x":NaN}}',
-                    b'{"v":1,"type":"EVENT","session":"nan","seq":1,"t_ns":5,"kind":"note","x_extra":-Infinity}'):
+                    b'{"v":1,"type":"EVENT","session":"nan","seq":1,"t_ns":5,"kind":"note","x_extra":-Infinity}',
+                    b'{"v":1,"type":"EVENT","session":"nan","seq":1,"t_ns":5,"kind":"note","value":{"a":'
+                    + b"[" * 30_000 + b"]" * 30_000 + b"}}"):  # nested deeper than any parser's stack
             assert peer.ask([raw])[0]["code"] == "BAD_JSON"
         peer.close()
         bad = agent.request({"op": "snapshot"})  # the current session ("nan") holds nothing non-finite
