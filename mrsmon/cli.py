@@ -71,6 +71,34 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fault injection NAME[=VALUE]: drop, duplicate, reorder, delay_ms (repeatable)")
     s.add_argument("--progress", action="store_true", help="print progress")
 
+    s = _sub(subs, "bridge", "Accept a scanner's MRD stream (Siemens FIRE, Gadgetron clients); forward it to an agent.",
+             "mrsmon bridge mrd --listen 0.0.0.0:9002 --connect tcp://127.0.0.1:5555 --allow 192.168.2.2")
+    s.add_argument("kind", choices=["mrd"], help="the scanner-side protocol (MRD streaming)")
+    s.add_argument("--listen", default="127.0.0.1:9002",
+                   help="HOST:PORT to serve MRD on (default 127.0.0.1:9002); with --mrd2, '-' reads standard input")
+    s.add_argument("--connect", default=DEFAULT_LISTEN, help=f"agent data address (default {DEFAULT_LISTEN})")
+    s.add_argument("--mrd2", action="store_true", help="MRD 2 binary streams (mrd-python) instead of MRD 1")
+    s.add_argument("--state", default="mrsmon-bridge", help="folder for the journal and the site salt "
+                                                             "(default ./mrsmon-bridge)")
+    s.add_argument("--salt-file", default=None, help="site salt for pseudonyms (default STATE/site.salt, "
+                                                     "created on first use)")
+    s.add_argument("--subject", default=None, help="explicit pseudonymous subject code (instead of a salted hash)")
+    s.add_argument("--session-code", default=None, help="explicit pseudonymous session code")
+    s.add_argument("--kit", default=None, help="blinded kit code (else the header's kit_code user parameter)")
+    s.add_argument("--protocol", default=None, help="mrsmon session plan to name, e.g. ketamine-infusion "
+                                                    "(default: the scanner's protocol name)")
+    s.add_argument("--nucleus", default="1H")
+    s.add_argument("--water-flag", action="append", default=None,
+                   help="MRD flag that marks water reference scans (default IS_PHASECORR_DATA; repeatable, "
+                        "e.g. USER1)")
+    s.add_argument("--tick-ms", type=float, default=2.5, help="unit of acquisition_time_stamp (default 2.5)")
+    s.add_argument("--keys", help="folder with this client's CURVE key pair and the agent's public key")
+    s.add_argument("--client", default="scanner", help="name of the client key pair in --keys (default scanner)")
+    s.add_argument("--allow", action="append", default=[], help="accept MRD connections only from this address "
+                                                                "(repeatable)")
+    s.add_argument("--log-level", default="INFO")
+    s.add_argument("--latency-log", default=None, help=argparse.SUPPRESS)
+
     s = _sub(subs, "inspect", "Summarise a stored session (what was received, what is missing).",
              "mrsmon inspect sessions/quick-0 --json")
     s.add_argument("session_dir")
