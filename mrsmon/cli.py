@@ -155,9 +155,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("session_dir")
     s.add_argument("--bids", required=True)
 
-    s = _sub(subs, "replay", "Stream a stored session or NIfTI-MRS file through an agent as a scanner would.",
-             "mrsmon replay sessions/quick-0 --speed max")
-    s.add_argument("source")
+    s = _sub(subs, "replay", "Stream a stored session, a NIfTI-MRS or MRD file, or a vendor raw file (via spec2nii) "
+             "through an agent as a scanner would.", "mrsmon replay meas_MID42_svs_se.dat --speed 10")
+    s.add_argument("source", help="session folder, .nii(.gz), MRD .h5/.mrd/.bin, or a vendor file: twix .dat, "
+                                  ".rda, DICOM (file or folder), .sdat/.spar, .data/.list, GE .7")
+    s.add_argument("--water", default=None, help="vendor water reference file to stream before the data")
+    s.add_argument("--sequence", default=None, help="sequence name when the file does not state it (PRESS, ...)")
+    s.add_argument("--water-flag", action="append", default=None,
+                   help="MRD files: flag marking water reference scans (default IS_PHASECORR_DATA)")
+    s.add_argument("--tick-ms", type=float, default=2.5, help="MRD files: acquisition_time_stamp unit (2.5)")
     s.add_argument("--connect", default=DEFAULT_LISTEN)
     s.add_argument("--speed", default="max")
     s.add_argument("--session", default=None, help="session id to use (default: source's id + -replay)")
