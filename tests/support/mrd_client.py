@@ -119,10 +119,38 @@ class Mrd1Client:
             for item in ismrmrd.ProtocolDeserializer(self.sock.makefile("rb")).deserialize():
                 got.append(item)
             got.append("CLOSE")
-        except EOFError:
+        except (EOFError, OSError):
             pass
+        finally:
+            self.abort()
         return got
 
     def abort(self) -> None:
         """Drop the connection mid-measurement, as a crashed client would."""
+        self.out.close()
         self.sock.close()
+
+
+def mrd2_stream(scans: list[Scan]) -> bytes:
+    """An MRD 2 binary stream (header, acquisitions, end) written by the `mrd` package."""
+    import io
+
+    import mrd
+
+    h = mrd.Header(experimental_conditions=mrd.ExperimentalConditionsType(h1resonance_frequency_hz=123_249_000),
+                   sequence_parameters=mrd.SequenceParametersType(t_r=[TR_MS], t_e=[30.0]),
+                   measurement_information=mrd.MeasurementInformationType(measurement_id="mrd2-test",
+                                                                          sequence_name="svs_slaser"),
+                   subject_information=mrd.SubjectInformationType(patient_name=IDENTITY["name"]))
+    flag = {"noise": mrd.AcquisitionFlags.IS_NOISE_MEASUREMENT, "dummy": mrd.AcquisitionFlags.IS_DUMMYSCAN_DATA,
+            "water": mrd.AcquisitionFlags.IS_PHASECORR_DATA}
+    buf = io.BytesIO()
+    w = mrd.BinaryMrdWriter(buf)
+    w.write_header(h)
+    w.write_data(mrd.StreamItem.Acquisition(mrd.Acquisition(
+        head=mrd.AcquisitionHeader(flags=flag.get(s.kind, mrd.AcquisitionFlags(0)), scan_counter=s.scan_counter,
+                                   acquisition_time_stamp=s.time_stamp, sample_time_us=DWELL_US,
+                                   discard_pre=s.discard_pre),
+        data=s.data)) for s in scans)
+    w.close()
+    return buf.getvalue()
