@@ -11,17 +11,19 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 log = logging.getLogger("mrsmon.replay")
 
 
 def other_source(path: Path, water: str | Path | None = None, sequence: str | None = None,
-                 water_flags: tuple[str, ...] | None = None, tick_ms: float = 2.5):
+                 water_flags: tuple[str, ...] | None = None, tick_ms: float = 2.5, conjugate: bool = False):
     from agent.vendor import is_vendor_file, vendor_source
     from protocols.mrd.files import MRD_SUFFIXES, mrd_file_source
     from protocols.mrd.mapping import DEFAULT_WATER_FLAGS
 
     if path.is_file() and path.suffix.lower() in MRD_SUFFIXES:
-        src = mrd_file_source(path, water_flags or DEFAULT_WATER_FLAGS, int(round(tick_ms * 1e6)))
+        src = mrd_file_source(path, water_flags or DEFAULT_WATER_FLAGS, int(round(tick_ms * 1e6)), conjugate)
         header: dict[str, Any] = dict(src.header)
         if sequence:
             header["sequence"] = sequence
@@ -32,6 +34,8 @@ def other_source(path: Path, water: str | Path | None = None, sequence: str | No
         return header, rows, src.end_s
     if is_vendor_file(path):
         header, rows, end_s, notes = vendor_source(path, water=water, sequence=sequence)
+        if conjugate:
+            rows = [(f, o, np.conj(d), s) for f, o, d, s in rows]
         for note in notes:
             log.info("%s: %s", path.name, note)
         return header, rows, end_s

@@ -92,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="MRD flag that marks water reference scans (default IS_PHASECORR_DATA; repeatable, "
                         "e.g. USER1)")
     s.add_argument("--tick-ms", type=float, default=2.5, help="unit of acquisition_time_stamp (default 2.5)")
+    s.add_argument("--conjugate", action="store_true",
+                   help="conjugate every FID: for scanners whose phase convention is the opposite of mrsmon's "
+                        "(the spectrum shows mirrored, NAA near 7.3 ppm); see docs/scanner.md")
     s.add_argument("--keys", help="folder with this client's CURVE key pair and the agent's public key")
     s.add_argument("--client", default="scanner", help="name of the client key pair in --keys (default scanner)")
     s.add_argument("--allow", action="append", default=[], help="accept MRD connections only from this address "
@@ -164,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--water-flag", action="append", default=None,
                    help="MRD files: flag marking water reference scans (default IS_PHASECORR_DATA)")
     s.add_argument("--tick-ms", type=float, default=2.5, help="MRD files: acquisition_time_stamp unit (2.5)")
+    s.add_argument("--conjugate", action="store_true", help="MRD and vendor files: conjugate every FID (mirrored "
+                                                            "spectra; see docs/scanner.md)")
     s.add_argument("--connect", default=DEFAULT_LISTEN)
     s.add_argument("--speed", default="max")
     s.add_argument("--session", default=None, help="session id to use (default: source's id + -replay)")

@@ -30,7 +30,7 @@ def run(args) -> int:
     salt = read_salt(Path(args.salt_file) if args.salt_file else state / "site.salt")
     cfg = BridgeConfig(agent=args.connect, state_dir=state, protocol=args.protocol, nucleus=args.nucleus,
                        pseudonyms=Pseudonyms(salt, args.subject, args.session_code, args.kit),
-                       water_flags=water, tick_ns=int(round(args.tick_ms * 1e6)),
+                       water_flags=water, tick_ns=int(round(args.tick_ms * 1e6)), conjugate=args.conjugate,
                        curve=CurveClientKeys.from_dir(args.keys, args.client) if args.keys else None,
                        track_latency=bool(args.latency_log))
     bridge = Bridge(cfg, mrd2=args.mrd2, allow=tuple(args.allow))

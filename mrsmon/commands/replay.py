@@ -11,7 +11,7 @@ def run(args) -> int:
     from simulator.stream import parse_speed
 
     setup_logging("INFO")  # conversion notes (what a vendor file held, what was left out) are worth reading
-    options = {"water": args.water, "sequence": args.sequence, "tick_ms": args.tick_ms,
+    options = {"water": args.water, "sequence": args.sequence, "tick_ms": args.tick_ms, "conjugate": args.conjugate,
                "water_flags": tuple(f.upper() for f in args.water_flag) if args.water_flag else None}
 
     speed = parse_speed(args.speed)

@@ -48,6 +48,7 @@ class BridgeConfig:
     nucleus: str = "1H"
     water_flags: tuple[str, ...] = DEFAULT_WATER_FLAGS
     tick_ns: int = 2_500_000  # MRD acquisition_time_stamp unit: 2.5 ms on Siemens
+    conjugate: bool = False  # the scanner's phase convention is the opposite of mrsmon's (docs/scanner.md)
     curve: CurveClientKeys | None = None
     context: zmq.Context | None = None
     track_latency: bool = False
@@ -208,6 +209,8 @@ class MeasurementSession:
         sender = self._ensure_sender()
         if self.cfg.track_latency and t_in is not None:
             self._in_flight[seq] = t_in
+        if self.cfg.conjugate:
+            data = np.conj(data)
         t_ns = self._t_ns(r, arrival_ns)
         self.last_t_ns = max(self.last_t_ns or 0, t_ns)
         sender.send(seq, encode_transient(self.sid, seq, data, t_ns=t_ns, scan=r.scan_counter, flags=flags))

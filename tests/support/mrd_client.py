@@ -14,11 +14,11 @@ IDENTITY = dict(name="Doe^Jane", pid="PID-4711-SECRET", birth="1970-01-31")
 
 
 def mrd1_header(measurement_id: str = "45046_111_222_7", tr_ms: float | None = TR_MS, coils: int = COILS,
-                sequence: str = "*svs_se"):
+                sequence: str = "*svs_se", f0_hz: float = F0_HZ):
     import ismrmrd.xsd as X
 
     h = X.ismrmrdHeader(
-        experimentalConditions=X.experimentalConditionsType(H1resonanceFrequency_Hz=int(F0_HZ)),
+        experimentalConditions=X.experimentalConditionsType(H1resonanceFrequency_Hz=int(round(f0_hz))),
         encoding=[X.encodingType(
             encodedSpace=X.encodingSpaceType(matrixSize=X.matrixSizeType(x=POINTS, y=1, z=1),
                                              fieldOfView_mm=X.fieldOfViewMm(x=20, y=20, z=20)),
@@ -63,13 +63,30 @@ def session_scans(n_metab: int, coils: int = COILS, points: int = POINTS, seed: 
     return scans
 
 
-def mrd1_acquisition(s: Scan, last: bool = False):
+def simulated_scans(n_metabolite: int, coils: int = COILS, seed: int = 5, plan_name: str = "quick"):
+    """Scans from mrsmon's own simulator (a realistic brain spectrum), as an MRD client would send them; and
+    the plan, whose acquisition the MRD header must describe."""
+    from protocols.plan import load_plan
+    from simulator.forward import SessionSimulator
+
+    plan = load_plan(plan_name)
+    kinds = {"metabolite": "metab", "water_ref": "water"}
+    out, n = [], 0
+    for s in SessionSimulator(plan, seed=seed, coils=coils).scans():
+        out.append(Scan(s.index + 1, kinds.get(s.kind, s.kind), s.data, 40_000_000 + int(round(s.t_s / 2.5e-3))))
+        n += s.kind == "metabolite"
+        if n >= n_metabolite:
+            return plan, out
+    return plan, out
+
+
+def mrd1_acquisition(s: Scan, last: bool = False, dwell_us: float = DWELL_US):
     import ismrmrd
 
     acq = ismrmrd.Acquisition.from_array(s.data)
     acq.scan_counter = s.scan_counter
     acq.acquisition_time_stamp = s.time_stamp
-    acq.sample_time_us = DWELL_US
+    acq.sample_time_us = dwell_us
     acq.discard_pre = s.discard_pre
     acq.version = 1
     flag = {"noise": FLAG["noise"], "dummy": FLAG["dummy"], "water": FLAG["phasecorr"],
