@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from protocols.mrd import framing
-from protocols.mrd.header import HeaderError, HeaderInfo, info_from_mrd1, info_from_mrd2
+from protocols.mrd.header import HeaderError, HeaderInfo, info_from_mrd1, info_from_mrd2, require_fields
 from protocols.mrd.mapping import Refused, readout_from_mrd1, readout_from_mrd2
 from protocols.mrd.session import BridgeConfig, MeasurementSession
 
@@ -223,6 +223,7 @@ class Bridge:
             return
         try:
             info: HeaderInfo = parse()
+            require_fields(info, self.cfg.nucleus)
         except HeaderError as exc:
             self._refuse_connection(conn, "bad_header", str(exc))
             return
@@ -267,18 +268,30 @@ class Bridge:
     def _finish_closing(self) -> None:
         for conn in [c for c in self.conns.values() if c.closing]:
             s = conn.session
-            if s is not None and not s.acknowledged:
+            if self._refused_by_agent(conn) or (s is not None and not s.acknowledged):
                 continue
             refused = {k: v for k, v in conn.counts.items() if k not in ("forwarded", "resent")}
             text = (f"mrsmon bridge: {conn.counts['forwarded']} acquisitions durable in session "
                     f"{s.sid if s else '-'} ({conn.counts['resent']} already held)"
                     + (f"; refused {dict(refused)}" if refused else ""))
-            agent_refused = s.refused_by_agent() if s else []
-            if agent_refused:
-                text += f"; the agent refused {len(agent_refused)}"
             log.info("connection %d: %s", conn.cid, text)
             self._reply(conn, framing.encode_text(text) + framing.encode_close())
             self._drop(conn)
+
+    def _refused_by_agent(self, conn: Connection) -> bool:
+        """The agent refused part of the measurement for good: say so and close WITHOUT the CLOSE that
+        would mean 'all durable' (the client must treat the measurement as not delivered)."""
+        s = conn.session
+        refused = s.refused_by_agent() if s else []
+        if not refused or s is None or s.pending:
+            return False
+        first = refused[0]
+        text = (f"mrsmon bridge: the agent refused {len(refused)} message(s) of session {s.sid}, e.g. seq "
+                f"{first.get('seq')}: {first.get('code')}: {first.get('reason')}; the measurement is NOT complete")
+        log.error("connection %d: %s", conn.cid, text)
+        self._reply(conn, framing.encode_text(text))
+        self._drop(conn)
+        return True
 
     def _refuse_connection(self, conn: Connection, code: str, sentence: str) -> None:
         self.stats.refused[code] += 1

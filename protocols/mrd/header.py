@@ -176,9 +176,8 @@ class Pseudonyms:
         return self.kit_code or "KIT-UNSET"
 
 
-def session_start_fields(info: HeaderInfo, *, points: int, coils: int, dwell_s: float, pseudonyms: Pseudonyms,
-                         protocol: str | None, nucleus: str = "1H") -> dict[str, Any]:
-    """SESSION_START fields (without session id, seq and start time); HeaderError names what is missing."""
+def require_fields(info: HeaderInfo, nucleus: str = "1H") -> float:
+    """The spectrometer frequency (Hz), once the header holds everything a session needs; else HeaderError."""
     freq_hz = info.user_doubles.get("SpectrometerFrequency_Hz") or info.h1_frequency_hz
     if not freq_hz or freq_hz <= 0:
         raise HeaderError("the header has no H1 resonance frequency (experimentalConditions.H1resonanceFrequency_Hz)")
@@ -189,6 +188,14 @@ def session_start_fields(info: HeaderInfo, *, points: int, coils: int, dwell_s: 
         raise HeaderError("the header has no repetition time (sequenceParameters.TR)")
     if info.te_ms is None or info.te_ms < 0:
         raise HeaderError("the header has no echo time (sequenceParameters.TE)")
+    return float(freq_hz)
+
+
+def session_start_fields(info: HeaderInfo, *, points: int, coils: int, dwell_s: float, pseudonyms: Pseudonyms,
+                         protocol: str | None, nucleus: str = "1H") -> dict[str, Any]:
+    """SESSION_START fields (without session id, seq and start time); HeaderError names what is missing."""
+    freq_hz = require_fields(info, nucleus)
+    assert info.tr_ms is not None and info.te_ms is not None
     fields: dict[str, Any] = {
         "spectrometer_frequency_mhz": float(freq_hz) / 1e6, "nucleus": nucleus, "dwell_time_s": float(dwell_s),
         "points": int(points), "coils": int(coils), "echo_time_s": float(info.te_ms) / 1000,

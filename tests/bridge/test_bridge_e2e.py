@@ -120,6 +120,10 @@ def test_malformed_and_truncated_messages_are_refused_and_the_bridge_stays_up(br
     bad_header.send_raw(struct.pack("<H", framing.HEADER) + struct.pack("<I", 9) + b"<nothing>")
     assert "does not parse" in bad_header.replies()[0]
 
+    no_tr = connect(bridge)
+    no_tr.begin(mrd1_header(measurement_id="no-tr", tr_ms=None))
+    assert "no repetition time" in no_tr.replies()[0]
+
     truncated = connect(bridge)
     truncated.begin(mrd1_header(measurement_id="cut"))
     raw = truncated_acquisition_bytes()
