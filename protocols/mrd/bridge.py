@@ -260,9 +260,13 @@ class Bridge:
 
     def _on_eof(self, conn: Connection) -> None:
         s = conn.session
+        if s is None:
+            log.info("connection %d from %s closed before any acquisition header", conn.cid, conn.peer)
+            self._drop(conn)
+            return
         log.warning("connection %d from %s ended without CLOSE (%d forwarded on it): nothing on it was "
                     "acknowledged; %s stays open for the client to send again", conn.cid, conn.peer,
-                    conn.counts["forwarded"], s.sid if s else "no session")
+                    conn.counts["forwarded"], s.sid)
         self._drop(conn)
 
     def _finish_closing(self) -> None:

@@ -198,11 +198,17 @@ def test_mrd2_over_a_socket_and_over_stdin(tmp_path, agent):
             s.shutdown(socket.SHUT_WR)
             reply = b"".join(iter(lambda: s.recv(65536), b""))
         assert reply.startswith(b"yardl")  # a complete MRD 2 reply stream: everything is durable
-    assert_equals_source(only_session(agent), scans)
-    assert only_session(agent).header["sequence"] == "sLASER"
+    socket_session = only_session(agent)
+    assert_equals_source(socket_session, scans)
+    assert socket_session.header["sequence"] == "sLASER"
 
     piped = subprocess.run([sys.executable, "-m", "mrsmon", "bridge", "mrd", "--mrd2", "--listen", "-", "--connect",
-                            agent.listen, "--state", str(tmp_path / "state3"), "--subject", "P01"],
-                           input=mrd2_stream(scans[:5]), capture_output=True, timeout=120)
+                            agent.listen, "--state", str(tmp_path / "state3"), "--subject", "P01", "--conjugate"],
+                           input=mrd2_stream(scans[:5], measurement_id="mrd2-stdin"), capture_output=True, timeout=120)
     assert piped.returncode == 0, piped.stderr.decode()[-2000:]
     assert b"5 acquisitions durable" in piped.stderr
+    sid = piped.stderr.decode().split("-> mrsmon session ")[1].split()[0]
+    stdin_session = SessionReader(agent.sessions / sid)
+    assert stdin_session.header["subject"] == "P01"
+    for seq, s in zip(stdin_session.seqs, scans[:5], strict=True):  # --conjugate: the other phase convention
+        assert np.array_equal(stdin_session.transient(seq), np.conj(s.data[:, s.discard_pre:]))

@@ -148,7 +148,7 @@ class Mrd1Client:
         self.sock.close()
 
 
-def mrd2_stream(scans: list[Scan]) -> bytes:
+def mrd2_stream(scans: list[Scan], measurement_id: str = "mrd2-test") -> bytes:
     """An MRD 2 binary stream (header, acquisitions, end) written by the `mrd` package."""
     import io
 
@@ -156,7 +156,7 @@ def mrd2_stream(scans: list[Scan]) -> bytes:
 
     h = mrd.Header(experimental_conditions=mrd.ExperimentalConditionsType(h1resonance_frequency_hz=123_249_000),
                    sequence_parameters=mrd.SequenceParametersType(t_r=[TR_MS], t_e=[30.0]),
-                   measurement_information=mrd.MeasurementInformationType(measurement_id="mrd2-test",
+                   measurement_information=mrd.MeasurementInformationType(measurement_id=measurement_id,
                                                                           sequence_name="svs_slaser"),
                    subject_information=mrd.SubjectInformationType(patient_name=IDENTITY["name"]))
     flag = {"noise": mrd.AcquisitionFlags.IS_NOISE_MEASUREMENT, "dummy": mrd.AcquisitionFlags.IS_DUMMYSCAN_DATA,
