@@ -23,6 +23,7 @@ class BridgeProcess:
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout_s: float = 30.0) -> BridgeProcess:
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0  # a restart appends to the log
         self._log = open(self.log_path, "a")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mrsmon", "bridge", "mrd", "--listen", f"127.0.0.1:{self.port}", "--connect",
@@ -32,7 +33,7 @@ class BridgeProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"bridge exited with {self.proc.returncode}: {self.log()[-2000:]}")
-            if "listening on" in self.log():  # logged after bind+listen: no probe connection needed
+            if b"listening on" in self.log_path.read_bytes()[offset:]:  # logged after bind+listen: no probe needed
                 return self
             time.sleep(0.05)
         raise RuntimeError(f"bridge did not listen within {timeout_s} s: {self.log()[-2000:]}")
