@@ -35,6 +35,16 @@ QUEUE_DEPTH = 64               # messages read ahead of the main thread per brid
 IDLE_SESSION_CLOSE_S = 600.0   # a session with no client and nothing pending lets its sender go
 
 
+def _load_format_library(mrd2: bool) -> None:
+    """Import the MRD library when the bridge starts, not when the first scanner connects: the import takes
+    most of a second, and the first acquisitions of a measurement would wait for it."""
+    if mrd2:
+        import mrd  # noqa: F401
+    else:
+        import ismrmrd  # noqa: F401
+        import ismrmrd.xsd  # noqa: F401
+
+
 @dataclass
 class Connection:
     cid: int
@@ -70,6 +80,7 @@ class Bridge:
         self._next_cid = 0
         self._listener: socket.socket | None = None
         self.address: tuple[str, int] | None = None
+        _load_format_library(mrd2)
 
     # ------------------------------------------------------------------ intake
     def listen(self, host: str, port: int) -> tuple[str, int]:

@@ -101,8 +101,10 @@ def mrd1_acquisition(s: Scan, last: bool = False, dwell_us: float = DWELL_US):
 class Mrd1Client:
     """config, header, acquisitions, close; reads the server's TEXT and CLOSE replies."""
 
-    def __init__(self, host: str, port: int, timeout_s: float = 60.0):
+    def __init__(self, host: str, port: int, timeout_s: float = 60.0, nodelay: bool = True):
         self.sock = socket.create_connection((host, port), timeout=timeout_s)
+        if nodelay:  # a streaming client sends each acquisition at once (no Nagle wait for the last segment)
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.out = self.sock.makefile("wb")
 
     def begin(self, header, config: str = "mrsmon") -> None:
