@@ -2,6 +2,6 @@
 
 `framing` (MRD 1 session messages), `header` (acquisition header -> session fields, pseudonyms),
 `mapping` (acquisition -> transient), `session` (one measurement as one mrsmon session),
-`bridge` (the server), `files` (MRD files for replay). The `ismrmrd` and `mrd` packages are imported
-only inside these modules' functions, so `mrsmon agent` never loads them.
+`bridge` (the server), `mrd2` (MRD 2 streams), `files` (MRD files for replay). The `ismrmrd` and
+`mrd` packages are imported only inside functions here, so `mrsmon agent` never loads them.
 """

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from protocols.mrd import framing
+from protocols.mrd import framing, mrd2
 from protocols.mrd.header import HeaderError, HeaderInfo, info_from_mrd1, info_from_mrd2, require_fields
 from protocols.mrd.mapping import Refused, readout_from_mrd1, readout_from_mrd2
 from protocols.mrd.session import BridgeConfig, MeasurementSession
@@ -141,21 +141,7 @@ class Bridge:
             self.q.put(("eof", cid, None, 0.0))
 
     def _read_mrd2(self, cid: int, stream) -> None:
-        import mrd
-
-        try:
-            reader = mrd.BinaryMrdReader(stream)
-            header = reader.read_header()
-            self.q.put(("header2", cid, header, time.monotonic()))
-            for item in reader.read_data():
-                kind = "acq2" if isinstance(item, mrd.StreamItem.Acquisition) else "other2"
-                self.q.put((kind, cid, item.value if kind == "acq2" else type(item).__name__, time.monotonic()))
-            self.q.put(("close2", cid, None, time.monotonic()))
-        except EOFError:
-            self.q.put(("bad", cid, framing.Truncated("the MRD 2 stream ended before its end marker"), 0.0))
-        except Exception as exc:  # the generated reader raises many types for bad bytes; all end this stream
-            self.q.put(("bad", cid, framing.FramingError("bad_mrd2", f"unreadable MRD 2 stream: "
-                                                         f"{type(exc).__name__}: {str(exc)[:120]}"), 0.0))
+        mrd2.read_stream(stream, lambda kind, payload, t_in: self.q.put((kind, cid, payload, t_in)))
 
     # ------------------------------------------------------------------ main loop
     def serve(self, until_idle: bool = False) -> None:
@@ -339,7 +325,7 @@ class Bridge:
         self.conns.pop(conn.cid, None)
         if conn.sock is not None:
             if conn.mrd2 and conn.closing:
-                _write_mrd2_end(conn.sock)
+                mrd2.write_end(conn.sock)
             try:
                 conn.sock.shutdown(socket.SHUT_RDWR)
             except OSError:
@@ -388,15 +374,3 @@ class Bridge:
                  self.stats.connections, self.stats.forwarded, self.stats.resent, dict(self.stats.refused),
                  dict(self.stats.ignored), f"; {left} unacknowledged" if left else "")
         return left
-
-
-def _write_mrd2_end(sock: socket.socket) -> None:
-    """MRD 2 has no CLOSE message: the acknowledgement is a complete (empty) reply stream."""
-    import mrd
-
-    try:
-        with sock.makefile("wb") as f, mrd.BinaryMrdWriter(f) as w:
-            w.write_header(mrd.Header())
-            w.write_data([])
-    except (OSError, ValueError):
-        pass

@@ -219,6 +219,9 @@ class MeasurementSession:
     def end(self, reason: str = "completed") -> None:
         """SESSION_END once the client closed the measurement (again after a resend: same seq)."""
         if self.start is None:
+            if self._held:
+                log.warning("session %s: %d noise scans but no MRS transient in the measurement: nothing "
+                            "forwarded", self.sid, len(self._held))
             return
         if self.end_seq is None:
             self.end_seq = self.next_seq
