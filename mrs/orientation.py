@@ -10,7 +10,7 @@ that the input layer acts on and records (`mrs.io.prepare`).
   pattern NAA 2.008, Cr 3.027, Cho 3.21, Cr 3.92 ppm (weights 1, 0.8, 0.6, 0.4) at every offset
   within +-`search_ppm` of the expected place, as stored and mirrored. Scores are in units of the
   noise (robust SD) of the same spectrum. Decisive when the better one reaches 5 and beats the other
-  by 30 %; otherwise undetermined (the caller may then compare the fit's chi2 both ways).
+  by 30 %; otherwise undetermined (the caller may then fit both ways: mrs.io.prepare).
 * Basis: where each entry named NAA / Cr / PCr / GPC / PCh / Cho peaks (noise-free, zero-filled):
   nearer its ppm or its mirror image; the median distance to the expected ppm is the basis's
   reference offset (a basis made with the receiver at 4.70 ppm instead of 4.65 sits 0.05 off).
@@ -40,7 +40,7 @@ class Orientation:
     score: float              # as stored (noise SDs for data; entries agreeing for a basis)
     score_mirrored: float     # the same for the mirror image
     offset_ppm: float         # the singlets sit this far from their ppm, in the winning orientation
-    method: str               # "singlets" | "basis singlets" | "fit chi2"
+    method: str               # "singlets" | "basis singlets" | "basis pattern" | "fit"
     message: str
 
 

@@ -10,9 +10,10 @@ The fitter never repairs anything (it is told the convention); every decision is
   mirrored basis, yes always, no never (a mirrored one is then a warning); a basis whose singlets sit
   consistently more than 0.02 ppm off is re-referenced (receiver at 4.70 instead of 4.65, say);
 * data orientation (mrs.orientation.data_orientation, then, when that is undetermined and a basis
-  is at hand, the fit's chi2 as stored and conjugated): `conjugate` auto / yes / no likewise, the
-  water reference following the data; singlets more than 0.1 ppm off move the data's ppm reference
-  (a file with another centre convention), a larger search when the usual +-0.6 ppm finds nothing;
+  is at hand, how much of the data the fit explains as stored and conjugated): `conjugate` auto /
+  yes / no likewise, the
+  water reference following the data; singlets more than 0.1 ppm off move the data's ppm reference,
+  and a header far from 4.65 ppm (a receiver said to sit at 0 ppm) is checked against 4.65;
 * the basis's conversion to the data's grid (field, dwell, points, centre: Basis.conversion_notes).
 """
 
@@ -24,13 +25,14 @@ import numpy as np
 
 from mrs.basis import Basis
 from mrs.io.record import InputRecord
-from mrs.io.spectrum import Spectrum, SpectrumFormatError, note
+from mrs.io.spectrum import WATER_PPM, Spectrum, SpectrumFormatError, note
 from mrs.orientation import Orientation, basis_orientation, data_orientation
 
 MODES = ("auto", "yes", "no")
 BASIS_OFFSET_PPM = 0.02     # a basis's singlets further off than this (all agreeing): re-referenced
 DATA_OFFSET_PPM = 0.1       # data singlets further off: the ppm reference moves (the fit's shift is +-25 Hz)
-CHI2_MARGIN = 0.02          # chi2 as stored vs conjugated must differ by 2 % to decide
+FIT_DECISIVE = 25.0         # the fit must explain this many noise variances ...
+FIT_RATIO = 2.0             # ... and twice as much one way as the other
 
 
 @dataclass(frozen=True)
@@ -89,38 +91,58 @@ def prepare_basis(basis: Basis, mode: str, record: InputRecord) -> Basis:
     return basis
 
 
-def _chi2_both_ways(basis: Basis, spectrum: Spectrum, window_ppm: tuple[float, float]) -> tuple[float, float]:
+def _explained_both_ways(basis: Basis, spectrum: Spectrum, window_ppm: tuple[float, float]) -> tuple[float, float]:
+    """How much of the data the fit explains, as stored and conjugated: (|data|^2 - chi2) over the
+    window, in units of the noise variance measured outside the metabolites (mrs.qc.noise_sd). The
+    chi2 alone cannot tell: mirrored, the metabolites leave the window and what remains is fitted
+    to the noise level too."""
     from mrs.fit import FitSettings, LCFitter
     from mrs.preproc.coils import combine, svd_weights
+    from mrs.qc import noise_sd
 
     acq = spectrum.acq
+    dwell, cf, centre = float(acq["dwell_time_s"]), float(acq["spectrometer_frequency_mhz"]), float(acq["centre_ppm"])
     mean = np.asarray(spectrum.data, complex).mean(axis=0)
     fid = combine(mean, svd_weights(mean)) if mean.shape[0] > 1 else mean[0]
-    fitter = LCFitter(basis, float(acq["dwell_time_s"]), fid.size, float(acq["spectrometer_frequency_mhz"]),
-                      float(acq["centre_ppm"]), FitSettings(window_ppm=window_ppm))
-    return tuple(float(np.sum(np.abs(fitter.fit(f).residual) ** 2)) for f in (fid, np.conj(fid)))
+    fitter = LCFitter(basis, dwell, fid.size, cf, centre, FitSettings(window_ppm=window_ppm))
+    var = 2.0 * max(noise_sd(fid, dwell, cf, centre), 1e-300) ** 2
+    out = []
+    for f in (fid, np.conj(fid)):
+        res = fitter.fit(f)
+        out.append(float((np.sum(np.abs(res.data) ** 2) - np.sum(np.abs(res.residual) ** 2)) / var))
+    return out[0], out[1]
 
 
-def _data_orientation(spectrum: Spectrum, basis: Basis | None, window_ppm: tuple[float, float]) -> Orientation:
+def _margin(o: Orientation) -> float:
+    return abs(o.score - o.score_mirrored)
+
+
+def _data_orientation(spectrum: Spectrum, basis: Basis | None,
+                      window_ppm: tuple[float, float]) -> tuple[Orientation, float]:
+    """The orientation, and the ppm reference it was found at: the header's, or 4.65 ppm when the
+    header's is far from it (a receiver at '0 ppm', say) and the singlets are clearer there. Only
+    +-0.6 ppm around a reference is searched: over a wider range the mirrored pattern can land its
+    Cr-Cho pair on the real one, and the match stops telling the two orientations apart."""
     acq = spectrum.acq
-    args = (spectrum.data, float(acq["dwell_time_s"]), float(acq["spectrometer_frequency_mhz"]),
-            float(acq["centre_ppm"]))
-    o = data_orientation(*args)
-    if o.reversed is None:  # another ppm reference? search the whole band
-        half_ppm = 0.5 / float(acq["dwell_time_s"]) / float(acq["spectrometer_frequency_mhz"])
-        wide = data_orientation(*args, search_ppm=max(0.6, half_ppm - 0.5))
-        if wide.reversed is not None and abs(wide.offset_ppm) > 0.6:
-            o = wide
+    args = (spectrum.data, float(acq["dwell_time_s"]), float(acq["spectrometer_frequency_mhz"]))
+    header = float(acq["centre_ppm"])
+    found = [(data_orientation(*args, header), header)]
+    if abs(header - WATER_PPM) > 0.6:
+        found.append((data_orientation(*args, WATER_PPM), WATER_PPM))
+    o, centre = max(found, key=lambda oc: _margin(oc[0]))
     if o.reversed is None and basis is not None:
         try:
-            c_as, c_conj = _chi2_both_ways(basis, spectrum, window_ppm)
+            e_as, e_conj = _explained_both_ways(basis, spectrum, window_ppm)
         except Exception as exc:  # the fit itself will report what is wrong
-            return Orientation(None, o.score, o.score_mirrored, 0.0, o.method, f"{o.message}; chi2 test failed: {exc}")
-        rev = None if abs(c_as - c_conj) <= CHI2_MARGIN * min(c_as, c_conj) else c_conj < c_as
+            return Orientation(None, o.score, o.score_mirrored, 0.0, o.method,
+                               f"{o.message}; fit test failed: {exc}"), header
+        best, other = max(e_as, e_conj), min(e_as, e_conj)
+        rev = (e_conj > e_as) if best >= FIT_DECISIVE and best >= FIT_RATIO * max(other, 0.0) else None
         verdict = {None: "no clear winner", True: "conjugated fits better", False: "as stored fits better"}[rev]
-        return Orientation(rev, o.score, o.score_mirrored, 0.0, "fit chi2",
-                           f"{o.message}; fit chi2 as stored {c_as:.4g}, conjugated {c_conj:.4g}: {verdict}")
-    return o
+        return Orientation(rev, e_as, e_conj, 0.0, "fit",
+                           f"{o.message}; the fit explains {e_as:.0f} noise variances as stored, {e_conj:.0f} "
+                           f"conjugated: {verdict}"), header
+    return o, centre
 
 
 def prepare(spectrum: Spectrum, basis: Basis | None, conjugate: str = "auto", conjugate_basis: str = "auto",
@@ -134,7 +156,7 @@ def prepare(spectrum: Spectrum, basis: Basis | None, conjugate: str = "auto", co
     if basis is not None:
         basis = prepare_basis(basis, conjugate_basis, record)
     spectrum = _complete_acq(spectrum, basis, dict(acq_overrides or {}), record)
-    o = _data_orientation(spectrum, basis, window_ppm) if mode != "yes" else None
+    o, centre = _data_orientation(spectrum, basis, window_ppm) if mode != "yes" else (None, None)
     flip = _decide(mode, o.reversed if o else True)
     if o is not None:
         record.orientation = {"method": o.method, "reversed": o.reversed, "score": o.score,
@@ -148,11 +170,13 @@ def prepare(spectrum: Spectrum, basis: Basis | None, conjugate: str = "auto", co
         bad = bool(o and o.reversed)
         record.add("data", note("conjugation", "warning" if bad or (o and o.reversed is None) else "none",
                                 message + ("; --conjugate auto would conjugate it" if bad else "")))
-    if o is not None and o.reversed is not None and abs(o.offset_ppm) > DATA_OFFSET_PPM:
-        centre = float(spectrum.acq["centre_ppm"]) - o.offset_ppm
-        spectrum = spectrum.with_data(spectrum.data, centre_ppm=centre)
-        record.add("data", note("centre", "converted", f"data singlets sit {o.offset_ppm:+.2f} ppm off: the "
-                                f"receiver taken at {centre:.2f} ppm", offset_ppm=o.offset_ppm))
+    if o is not None and o.reversed is not None:
+        header = float(spectrum.acq["centre_ppm"])
+        new = centre - (o.offset_ppm if abs(o.offset_ppm) > DATA_OFFSET_PPM else 0.0)
+        if new != header:
+            spectrum = spectrum.with_data(spectrum.data, centre_ppm=new)
+            record.add("data", note("centre", "converted", f"the singlets put the receiver at {new:.2f} ppm, "
+                                    f"not at the {header:g} ppm the file says", offset_ppm=header - new))
     if water is not None:
         for n in water.notes:
             record.add("water", n)
