@@ -189,3 +189,11 @@ def prepare(spectrum: Spectrum, basis: Basis | None, conjugate: str = "auto", co
                                         float(acq["spectrometer_frequency_mhz"]), float(acq["centre_ppm"])):
             record.add("basis", n)
     return Prepared(spectrum, basis, water, record)
+
+
+def read_basis_checked(path, conjugate_basis: str = "auto") -> Basis:
+    """A basis file read and checked as `prepare` checks it (orientation, ppm reference), for callers
+    without a spectrum file (the agent, refit). The decisions go to the "mrs.io" log."""
+    from mrs.io import read_basis
+
+    return prepare_basis(read_basis(path), conjugate_basis, InputRecord())
