@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from agent.store import SessionReader
+from mrs.io.nifti_mrs import load_transients as load_nifti_mrs  # noqa: F401  (the one NIfTI-MRS reader)
 
 FLAG_WATER = 1
 EXPORT_VERSION = 1
@@ -338,50 +339,3 @@ def _dataset_descriptions(root: Path) -> None:
         _write_json(deriv / "dataset_description.json", {
             "Name": "mrsmon block fits", "BIDSVersion": "1.10.0", "DatasetType": "derivative",
             "GeneratedBy": [{"Name": "mrsmon", "Version": software_version()}]})
-
-
-# ---------------------------------------------------------------------------------------- reading
-def load_nifti_mrs(path: str | Path) -> tuple[np.ndarray, dict[str, Any], dict[str, Any]]:
-    """Transients (n, coils, points) complex64 exactly as stored, acquisition fields, and the header
-    extension. Accepts any NIfTI-MRS file with a single voxel and transients along DIM_DYN (or one
-    FID), with or without DIM_COIL; other higher dimensions must have size 1."""
-    import nibabel as nib
-
-    path = Path(path)
-    img = nib.load(str(path))
-    codes = img.header.extensions.get_codes()
-    if 44 not in codes:
-        raise ExportError(f"{path} is not NIfTI-MRS (no header extension with code 44)")
-    ext = json.loads(img.header.extensions[codes.index(44)].get_content())
-    data = np.asanyarray(img.dataobj)
-    if not np.iscomplexobj(data):
-        raise ExportError(f"{path}: NIfTI-MRS data must be complex")
-    if data.shape[:3] != (1, 1, 1)[:min(3, data.ndim)]:
-        raise ExportError(f"{path}: only single-voxel data can be replayed, shape {data.shape}")
-    tags = [ext.get(f"dim_{d}") for d in (5, 6, 7)]
-    arr = data.reshape(data.shape[3:]) if data.ndim > 3 else data
-    axes = {tag: i + 1 for i, tag in enumerate(tags[:arr.ndim - 1])}
-    for tag, ax in axes.items():
-        if tag not in ("DIM_COIL", "DIM_DYN") and arr.shape[ax] != 1:
-            raise ExportError(f"{path}: dimension {tag} of size {arr.shape[ax]} is not supported (only "
-                              "DIM_COIL and DIM_DYN)")
-    coil_ax, dyn_ax = axes.get("DIM_COIL"), axes.get("DIM_DYN")
-    order = [0] + [ax for ax in (dyn_ax, coil_ax) if ax is not None]
-    rest = [i for i in range(arr.ndim) if i not in order]
-    arr = np.transpose(arr, order + rest).reshape([arr.shape[i] for i in order])
-    if dyn_ax is None:
-        arr = arr[:, None]
-    if coil_ax is None:
-        arr = arr[..., None]
-    transients = np.ascontiguousarray(np.transpose(arr, (1, 2, 0))).astype(np.complex64, copy=False)
-    dwell_s = float(img.header["pixdim"][4])
-    acq = {"spectrometer_frequency_mhz": float(ext["SpectrometerFrequency"][0]),
-           "nucleus": str(ext["ResonantNucleus"][0]), "dwell_time_s": dwell_s,
-           "points": int(transients.shape[2]), "coils": int(transients.shape[1])}
-    for key, name in (("EchoTime", "echo_time_s"), ("RepetitionTime", "repetition_time_s"),
-                      ("MixingTime", "mixing_time_s")):
-        if ext.get(key) is not None:
-            acq[name] = float(ext[key])
-    if ext.get("SequenceName"):
-        acq["sequence"] = str(ext["SequenceName"])
-    return transients, acq, ext

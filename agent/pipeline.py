@@ -213,9 +213,9 @@ class Pipeline:
         if self.basis_spec in (None, "auto"):
             return None  # BlockProcessor simulates one from the session header
         if self._basis is None:
-            from mrs.io import read_basis
+            from mrs.io.prepare import read_basis_checked
 
-            self._basis = read_basis(self.basis_spec)
+            self._basis = read_basis_checked(self.basis_spec)  # a mirrored basis is fixed, and logged
         return self._basis
 
     def _close_state(self, st: _SessionState) -> None:

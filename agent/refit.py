@@ -63,9 +63,9 @@ def make_processor(header: dict, plan: dict | None, basis, block: int | None = N
 def load_basis(spec: str | None):
     if spec in (None, "", "auto"):
         return None
-    from mrs.io import read_basis
+    from mrs.io.prepare import read_basis_checked
 
-    return read_basis(spec)
+    return read_basis_checked(spec)  # a mirrored basis is fixed, and logged
 
 
 class OutputWriter:

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from agent.export import load_nifti_mrs
 from agent.store import SessionReader
+from mrs.io.nifti_mrs import load_transients as load_nifti_mrs
 from protocols.sender import Sender, StreamReport
 from protocols.wire import encode, encode_transient
 

@@ -118,7 +118,7 @@ def vendor_source(path: str | Path, water: str | Path | None = None, sequence: s
     Water references (spec2nii's reference outputs, and `water` if given) come first, then every
     metabolite transient at the repetition time. A reference whose shape differs from the metabolite
     data cannot share the session and is left out, with a note saying so."""
-    from agent.export import load_nifti_mrs
+    from mrs.io.nifti_mrs import load_transients as load_nifti_mrs
     from protocols.mrd.header import normalise_sequence
 
     notes: list[str] = []

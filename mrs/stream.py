@@ -384,6 +384,10 @@ class BlockProcessor:
         if wet:  # a residual-water burst: its tail would corrupt the shift, scale and the reference
             fid, _ = remove_water(fid, self.dwell_s, self.cf_mhz, centre_now, n_points=256)
             wet = water_dominates(fid, self.dwell_s, self.cf_mhz, centre_now)
+            if water_dominates(ref, self.dwell_s, self.cf_mhz, centre_now):
+                # compare like with like: a reference of wet transients (a file of already averaged,
+                # unsuppressed spectra) would make every dried transient look like lost signal
+                ref, _ = remove_water(ref, self.dwell_s, self.cf_mhz, centre_now, n_points=256)
         reg = self.aligner.register(fid, ref, remove_smooth=wet, center_hz=drift_hz)
         ref_w = self.aligner.window_spectrum(ref)
         x_w = self.aligner.window_spectrum(reg.fid)

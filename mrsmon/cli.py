@@ -133,12 +133,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--metabolites", default=None, help="comma-separated (default: the standard set)")
     s.add_argument("--out", required=True, help="PATH.BASIS for LCModel, else an FSL-MRS folder")
 
-    s = _sub(subs, "fit", "Fit a NIfTI-MRS file (one spectrum or blocks of transients); JSON lines out.",
-             "mrsmon fit data.nii.gz --basis auto --block 32 --json")
-    s.add_argument("data")
-    s.add_argument("--basis", default="auto")
+    s = _sub(subs, "fit", "Fit a spectrum file from any tool (NIfTI-MRS, LCModel .RAW, jMRUI .txt); JSON lines out.",
+             "mrsmon fit data.nii.gz --basis auto --block 32 --json\n"
+             "  mrsmon fit data.RAW --basis lcmodel.BASIS --conjugate auto")
+    s.add_argument("data", help="NIfTI-MRS (.nii/.nii.gz), LCModel .RAW/.H2O, or jMRUI text (.txt)")
+    s.add_argument("--basis", default="auto", help="LCModel .BASIS file, FSL-MRS folder, or auto (simulated)")
     s.add_argument("--block", type=int, default=None, help="transients per block (default: all)")
-    s.add_argument("--water", default=None)
+    s.add_argument("--water", default=None, help="water reference, any of the data formats")
+    s.add_argument("--conjugate", choices=["auto", "yes", "no"], default="auto",
+                   help="data in the other frequency convention? auto detects (singlets, then the fit's chi2), "
+                        "says so and fixes it; yes/no force it (default auto)")
+    s.add_argument("--conjugate-basis", choices=["auto", "yes", "no"], default="auto",
+                   help="the same for the basis (default auto)")
+    s.add_argument("--cf-mhz", type=float, default=None, help="spectrometer frequency, for files that lack it")
+    s.add_argument("--dwell-s", type=float, default=None, help="dwell time, for files that lack it")
+    s.add_argument("--select", action="append", default=None, metavar="TAG=INDEX",
+                   help="NIfTI-MRS: keep one index of a dimension, e.g. DIM_EDIT=0 (repeatable)")
+    s.add_argument("--format", default=None, choices=["nifti_mrs", "lcmodel_raw", "jmrui_text"],
+                   help="data format (default: from the file)")
     s.add_argument("--json", action="store_true")
     s.add_argument("--spectra", action="store_true", help="include spectrum arrays in the JSON")
 
@@ -167,8 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--water-flag", action="append", default=None,
                    help="MRD files: flag marking water reference scans (default IS_PHASECORR_DATA)")
     s.add_argument("--tick-ms", type=float, default=2.5, help="MRD files: acquisition_time_stamp unit (2.5)")
-    s.add_argument("--conjugate", action="store_true", help="MRD and vendor files: conjugate every FID (mirrored "
-                                                            "spectra; see docs/scanner.md)")
+    s.add_argument("--conjugate", choices=["auto", "yes", "no"], default="auto",
+                   help="MRD and vendor files: conjugate every FID; auto (default) does when the metabolite spectrum "
+                        "is found mirrored (NAA near 7.3 ppm), and says so")
     s.add_argument("--connect", default=DEFAULT_LISTEN)
     s.add_argument("--speed", default="max")
     s.add_argument("--session", default=None, help="session id to use (default: source's id + -replay)")

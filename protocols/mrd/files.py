@@ -122,7 +122,7 @@ def _read_stream(p: Path) -> tuple[HeaderInfo, list[Readout]]:
 
 
 def mrd_file_source(path: str | Path, water_flags: tuple[str, ...] = DEFAULT_WATER_FLAGS,
-                    tick_ns: int = 2_500_000, conjugate: bool = False) -> MrdFileSource:
+                    tick_ns: int = 2_500_000) -> MrdFileSource:
     """SESSION_START fields and the transients of an MRD file, timed by their stamps (else by TR)."""
     info, readouts = read_mrd_file(path)
     refused: Counter = Counter()
@@ -159,6 +159,6 @@ def mrd_file_source(path: str | Path, water_flags: tuple[str, ...] = DEFAULT_WAT
             continue
         seen.add(r.scan_counter)
         offset = (r.time_stamp - stamps[0]) * tick_ns / 1e9 if timed else k * tr_s
-        out.append(MrdTransient(flags, max(offset, 0.0), np.conj(data) if conjugate else data, r.scan_counter))
+        out.append(MrdTransient(flags, max(offset, 0.0), data, r.scan_counter))
     end_s = (max(t.offset_s for t in out) if out else 0.0) + tr_s
     return MrdFileSource(header, out, end_s, refused)

@@ -66,14 +66,12 @@ def test_vendor_files_replayed_are_fitted_and_shown(qtbot, tmp_path: Path):
     rda = vendor_file("siemens-rda/SVS_30.rda")
     sdat = vendor_file("philips-sdat/act/sub-01_PRESS_35_act.sdat")
     water = vendor_file("philips-sdat/ref/sub-01_PRESS_35_ref.sdat")
-    # Each file is one averaged spectrum: one transient per block. spec2nii's NIfTI-MRS output is the
-    # complex conjugate of what mrsmon's fitter expects (NAA lands at 7.3 ppm as read; see the report of
-    # issue 12): conjugated, both fit with brain-like ratios. If the NIfTI-MRS convention is settled in the
-    # reader, this option goes and this test says so.
+    # Each file is one averaged spectrum: one transient per block. spec2nii keeps these files' samples as
+    # stored, which are mirrored (NAA at 7.3 ppm); replay finds that (conjugate auto) and conjugates them.
     with AgentProcess(tmp_path / "sessions", extra=["--log-level", "WARNING", "--block", "1"]) as agent:
         w = display(qtbot, agent)
         try:
-            for source, options in ((rda, {"conjugate": True}), (sdat, {"water": water, "conjugate": True})):
+            for source, options in ((rda, {}), (sdat, {"water": water})):
                 report = replay(source, agent.listen, source_options=options)
                 assert report.acknowledged and not report.refused
                 qtbot.waitUntil(lambda r=report: w.model.session_id == r.session and len(w.model.rows) >= 1,
