@@ -269,7 +269,7 @@ class Bridge:
     def _finish_closing(self) -> None:
         for conn in [c for c in self.conns.values() if c.closing]:
             s = conn.session
-            if self._refused_by_agent(conn) or (s is not None and not s.acknowledged):
+            if self._refused_by_agent(conn) or self._lost_in_restart(conn) or (s is not None and not s.acknowledged):
                 continue
             refused = {k: v for k, v in conn.counts.items() if k not in ("forwarded", "resent")}
             text = (f"mrsmon bridge: {conn.counts['forwarded']} acquisitions durable in session "
@@ -278,6 +278,21 @@ class Bridge:
             log.info("connection %d: %s", conn.cid, text)
             self._reply(conn, framing.encode_text(text) + framing.encode_close())
             self._drop(conn)
+
+    def _lost_in_restart(self, conn: Connection) -> bool:
+        """Scans an earlier bridge process journaled but never delivered, and the client did not send again
+        (it resumed instead of resending): say which, and close WITHOUT the CLOSE that means 'all durable'."""
+        s = conn.session
+        lost = s.lost_scans() if s is not None and s.end_seq is not None else []
+        if not lost:
+            return False
+        shown = ", ".join(map(str, lost[:20])) + (" ..." if len(lost) > 20 else "")
+        text = (f"mrsmon bridge: {len(lost)} acquisition(s) of session {s.sid} were lost in a bridge restart before "
+                f"they were durable (scan counters {shown}); send the measurement again from the start")
+        log.error("connection %d: %s", conn.cid, text)
+        self._reply(conn, framing.encode_text(text))
+        self._drop(conn)
+        return True
 
     def _refused_by_agent(self, conn: Connection) -> bool:
         """The agent refused part of the measurement for good: say so and close WITHOUT the CLOSE that

@@ -3,10 +3,12 @@
 Sequence numbers: SESSION_START is 0; each forwarded acquisition takes the next number in the order
 it first arrived, keyed by its `scan_counter`. A scan counter the session already holds is a resend
 (a client that reconnected and sent the measurement again): it is recognised and not forwarded twice.
-The journal (`STATE/sessions/<id>.jsonl`, one line per forwarded acquisition, flushed but not
-fsynced: it guards against a bridge crash, not the host's) keeps the mapping across a bridge
-restart, so a client that resumes mid-measurement continues the same numbering; a client that
-resends from the start reproduces it even without the journal, because numbering is in stream order.
+The journal (`STATE/sessions/<id>.jsonl`, one line per forwarded acquisition, written before it is
+sent, flushed but not fsynced: it guards against a bridge crash, not the host's) keeps the mapping
+across a bridge restart. A journaled scan that arrives again is sent again under its old number unless
+this process has seen it stored (a dead process may have journaled it without delivering it; the
+agent drops a seq it holds). A client that resends from the start reproduces the numbering even
+without the journal, because numbering is in stream order.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ class MeasurementSession:
         self.seq_of_scan: dict[int, int] = {}
         self.end_seq: int | None = None
         self.next_seq = 1
+        self._sent_here: set[int] = set()  # seqs this process sent (durable, or in its sender's ring)
         self.last_t_ns: int | None = None
         self._held: list[tuple[Readout, int]] = []
         self.latencies: list[tuple[int, float, float]] = []  # (seq, t_in, t_ack) monotonic, when tracked
@@ -123,6 +126,17 @@ class MeasurementSession:
             for seq in [s for s in self._in_flight if s <= self.sender.upto]:
                 self.latencies.append((seq, self._in_flight.pop(seq), now))
 
+    def _durable_upto(self) -> int:
+        return self.sender.upto if self.sender is not None else -1
+
+    def lost_scans(self) -> list[int]:
+        """Scan counters the agent still lacks that no sender holds any more (journaled by a bridge process
+        that died before they were durable, and not sent again since): only a resend can bring them."""
+        if self.sender is None or self.sender.ring:
+            return []
+        upto = self.sender.upto
+        return sorted(sc for sc, seq in self.seq_of_scan.items() if seq > upto and seq not in self._sent_here)
+
     @property
     def pending(self) -> int:
         return len(self.sender.ring) if self.sender else 0
@@ -150,10 +164,14 @@ class MeasurementSession:
     def on_readout(self, r: Readout, arrival_ns: int, t_in: float | None = None) -> Outcome:
         """Forward one readout (or recognise it as a resend); Refused says why it cannot be."""
         out = Outcome()
-        if r.scan_counter in self.seq_of_scan:
-            out.resent = 1
+        known = self.seq_of_scan.get(r.scan_counter)
+        if known is not None and (known in self._sent_here or known <= self._durable_upto()):
+            out.resent = 1  # this process sent it: it is durable or in the sender's ring
             return out
         flags = kind_flags(r, self.cfg.water_flags)
+        if known is not None:  # journaled by a bridge process that died: maybe never delivered; same seq again
+            self._forward(r, samples(r), flags, arrival_ns, t_in, out, seq=known)
+            return out
         if self.end_seq is not None:
             raise Refused("after_end", f"scan {r.scan_counter} arrived after the measurement was closed")
         data = samples(r)
@@ -199,13 +217,15 @@ class MeasurementSession:
         return start_ns + max(d, 0)
 
     def _forward(self, r: Readout, data: np.ndarray, flags: tuple[str, ...], arrival_ns: int,
-                 t_in: float | None, out: Outcome) -> None:
+                 t_in: float | None, out: Outcome, seq: int | None = None) -> None:
         assert self.start is not None
         check_against_session(r, data, self.start["coils"], self.start["points"], self.start["dwell_time_s"])
-        seq = self.next_seq
-        self.next_seq += 1
-        self.seq_of_scan[r.scan_counter] = seq
-        self._write({"scan": r.scan_counter, "seq": seq})
+        if seq is None:
+            seq = self.next_seq
+            self.next_seq += 1
+            self.seq_of_scan[r.scan_counter] = seq
+            self._write({"scan": r.scan_counter, "seq": seq})
+        self._sent_here.add(seq)
         sender = self._ensure_sender()
         if self.cfg.track_latency and t_in is not None:
             self._in_flight[seq] = t_in

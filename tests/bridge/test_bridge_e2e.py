@@ -175,6 +175,38 @@ def test_a_bridge_crash_loses_nothing_the_client_is_told_is_durable(tmp_path, ag
     assert_equals_source(only_session(agent), scans)
 
 
+def test_scans_lost_with_a_crashed_bridge_are_named_and_a_full_resend_completes(tmp_path, agent):
+    """The agent is down, so what the bridge journals is not durable; the bridge dies; the client only
+    resumes. The bridge cannot deliver what died with it: it names the scans and does not CLOSE."""
+    scans = session_scans(30)
+    bridge = BridgeProcess(agent.listen, tmp_path / "state").start()
+    try:
+        client = connect(bridge)
+        client.begin(mrd1_header())
+        client.send(scans[:10])
+        wait_for(lambda: len(list(agent.sessions.glob("*/raw.log"))) == 1)
+        agent.kill()
+        client.send(scans[10:20])  # journaled and held in the bridge's ring: never durable
+        time.sleep(0.5)
+        bridge.kill()
+        client.abort()
+        agent.start()
+        bridge = BridgeProcess(agent.listen, tmp_path / "state", port=bridge.port).start()
+        resumed = connect(bridge)
+        resumed.begin(mrd1_header())
+        resumed.send(scans[20:])
+        replies = resumed.close_and_wait()
+        assert replies and replies[-1] != "CLOSE" and "lost in a bridge restart" in replies[0], replies
+        assert not only_session(agent).summary()["complete"]
+        again = connect(bridge)
+        again.begin(mrd1_header())
+        again.send(scans)
+        assert again.close_and_wait()[-1] == "CLOSE"
+    finally:
+        bridge.stop()
+    assert_equals_source(only_session(agent), scans)
+
+
 def test_an_agent_restart_mid_session_delays_the_close_but_loses_nothing(tmp_path, agent, bridge):
     scans = session_scans(40)
     client = connect(bridge)
