@@ -133,11 +133,13 @@ def main() -> None:
     interval = args.interval_ms / 1e3
     with tempfile.TemporaryDirectory(prefix="bench-bridge-") as tmp:
         root = Path(tmp)
-        agent = AgentProcess(root / "sessions", extra=["--no-fit", "--no-export", "--log-level", "WARNING"]).start()
+        agent = AgentProcess(root / "sessions", extra=["--no-fit", "--no-export", "--log-level", "WARNING"])
         lat_log = root / "latency.txt"
-        bridge = BridgeProcess(agent.listen, root / "state", extra=["--latency-log", str(lat_log)]).start()
+        bridge = BridgeProcess(agent.listen, root / "state", extra=["--latency-log", str(lat_log)])
         direct, via, rate_direct, rate_bridge, sent_times = [], [], [], [], {}
         try:
+            agent.start()
+            bridge.start()
             for r in range(args.rounds):  # interleaved, so drift in the machine's load hits both paths
                 data = payloads(args.coils, args.points, args.n, seed=r)
                 direct.append(direct_latency(agent, data, f"lat-direct-{r}", interval))
