@@ -87,15 +87,23 @@ def nifti_source(path: Path, subject: str = "replay", session_code: str = "ses-0
     return header, items, float(times[-1]) + tr_s if times else 0.0
 
 
-def load_source(source: str | Path) -> tuple[dict, list[_Item], float, str]:
+def load_source(source: str | Path, **options) -> tuple[dict, list[_Item], float, str]:
     p = Path(source)
-    if p.is_dir():
+    if p.is_dir() and (p / "session.json").exists():
         header, items, end_s = session_source(p)
         return header, items, end_s, p.name
     if p.is_file() and (p.name.endswith(".nii") or p.name.endswith(".nii.gz")):
         header, items, end_s = nifti_source(p)
         return header, items, end_s, p.name.split(".nii")[0]
-    raise ReplayError(f"{source} is neither a session folder nor a NIfTI-MRS file (.nii / .nii.gz)")
+    from agent.replay_sources import other_source  # MRD files and vendor raw files (spec2nii)
+
+    other = other_source(p, **options) if p.exists() else None
+    if other is not None:
+        header, rows, end_s = other
+        name = "".join(c if c.isalnum() or c in "._-" else "_" for c in p.name)[:50]
+        return header, [_Item("transient", o, d, f, s) for f, o, d, s in rows], end_s, name
+    raise ReplayError(f"{source} is neither a session folder, a NIfTI-MRS file (.nii / .nii.gz), an MRD file "
+                      "(.h5 / .mrd / .bin) nor a vendor file spec2nii reads")
 
 
 def _paced(items: list[_Item], speed: float, sender: Sender, wall0: float) -> Iterator[_Item]:
@@ -108,8 +116,9 @@ def _paced(items: list[_Item], speed: float, sender: Sender, wall0: float) -> It
 
 
 def replay(source: str | Path, address: str, speed: float = float("inf"), session_id: str | None = None,
-           progress: Callable[[int, int], None] | None = None, flush_timeout_s: float = 600.0) -> StreamReport:
-    header, items, end_s, name = load_source(source)
+           progress: Callable[[int, int], None] | None = None, flush_timeout_s: float = 600.0,
+           source_options: dict[str, Any] | None = None) -> StreamReport:
+    header, items, end_s, name = load_source(source, **(source_options or {}))
     sid = session_id or f"{name}-replay"
     start_ns = time.time_ns()
     report = StreamReport(sid)

@@ -353,14 +353,22 @@ class BlockProcessor:
             self._set_weights(stack.mean(0) if len(pending) > 1 else stack[0])
         fids = np.array([self._prepare(p[2]) for p in pending])
         if self._ref_sum is None:
-            # First reference: the transients aligned to their own mean, twice.
-            aligned, _, _ = align_all(fids, self.aligner, iterations=2)
+            # First reference: the transients aligned to their own mean, twice; without the residual water
+            # where it dominates, as `_process` takes it out of each transient it compares with this
+            # reference (else a wet transient scales to a fraction of its own reference: "low_signal").
+            aligned, _, _ = align_all(np.array([self._without_dominant_water(f) for f in fids]), self.aligner,
+                                      iterations=2)
             ref = aligned.mean(0)
             self._set_reference(ref)
         out: list[dict] = []
         for (seq, t_s, _), fid in zip(pending, fids, strict=True):
             out += self._process(seq, t_s, fid)
         return out
+
+    def _without_dominant_water(self, fid: np.ndarray) -> np.ndarray:
+        if water_dominates(fid, self.dwell_s, self.cf_mhz, self.centre_ppm):
+            fid, _ = remove_water(fid, self.dwell_s, self.cf_mhz, self.centre_ppm, n_points=256)
+        return fid
 
     def _reference(self) -> np.ndarray:
         return self._ref_sum / len(self._ref_fids)
