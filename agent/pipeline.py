@@ -1,13 +1,13 @@
 """The processing pipeline: follows what ingest stored, in seq order, and fits blocks.
 
 Ingest hands over tiny notes (session, seq, offset); the pipeline reads the transient back from
-raw.log (page cache), feeds `mrs.stream.BlockProcessor`, appends results to the session folder and
+raw.log (page cache), feeds `mrs.pipeline.BlockProcessor`, appends results to the session folder and
 hands them to `publish`. Memory stays flat: nothing queued holds sample data. An exception in
 processing becomes a published alarm. The agent runs this in its own process
 (`agent/pipeline_process.py`), so fitting never slows ingest.
 
 Every per-transient result also goes to the session's preprocessing cache (`prepared.bin`,
-agent/prepcache.py), which refit reads instead of raw.log. A session reopened after a restart resumes
+protocols/prepared_cache.py), which refit reads instead of raw.log. A session reopened after a restart resumes
 from that cache: its records rebuild the processor's state without redoing coil combination and
 registration; the blocks are fitted again from it (about 10 ms each, so the session reference, the
 revisions and every warm start come out as in an uninterrupted run) and the results already stored
@@ -27,10 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from agent import prepcache
-from agent.export import software_version
-from agent.store import RECORD_HEADER, SessionReader, read_jsonl
+from protocols import prepared_cache as prepcache
 from protocols.plan import DEFAULT_REFERENCE_BLOCKS
+from protocols.session_folder import RECORD_HEADER, SessionReader, read_jsonl, software_version
 from protocols.wire import FLAG_BITS
 
 log = logging.getLogger("mrsmon.agent.pipeline")
@@ -197,7 +196,7 @@ class Pipeline:
 
     def _block_processor(self, header: dict, block: int, window: tuple, alarms: dict | None,
                          reference_blocks: int = 0):
-        from mrs.stream import BlockProcessor  # lazy: heavy imports only when fitting
+        from mrs.pipeline import BlockProcessor  # lazy: heavy imports only when fitting
 
         processor = BlockProcessor(header, self._load_basis(), block, window_ppm=window, alarms=alarms,
                                    reference_blocks=reference_blocks)
@@ -207,7 +206,7 @@ class Pipeline:
     @staticmethod
     def warm_up() -> None:
         """Import the fitting stack before any session, so the first block pays no import time."""
-        import mrs.stream  # noqa: F401
+        import mrs.pipeline  # noqa: F401
 
     def _load_basis(self):
         if self.basis_spec in (None, "auto"):

@@ -23,7 +23,7 @@ import zmq
 
 from agent.ingest import Ingest
 from agent.security import CurveGuard, SecurityError, is_loopback
-from agent.store import latest_revisions, read_jsonl
+from protocols.session_folder import latest_revisions, read_jsonl
 from protocols.wire import EVENT_KINDS
 
 log = logging.getLogger("mrsmon.agent")

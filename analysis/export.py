@@ -28,13 +28,12 @@ import os
 import re
 import shutil
 import threading
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from agent.store import SessionReader
+from protocols.session_folder import SessionReader, software_version
 
 FLAG_WATER = 1
 EXPORT_VERSION = 1
@@ -42,13 +41,6 @@ EXPORT_VERSION = 1
 
 class ExportError(ValueError):
     """The session cannot be exported (nothing stored, unreadable, ...)."""
-
-
-def software_version() -> str:
-    try:
-        return metadata.version("mrsmon")
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def bids_label(code: Any, fallback: str) -> str:

@@ -6,13 +6,13 @@
     fit_session_primary(session_dir)                # fits.jsonl etc. in the session folder itself,
                                                     # for sessions written without an agent
 
-Transients are fed in seq order to `mrs.stream.BlockProcessor`, exactly as the agent's pipeline does,
+Transients are fed in seq order to `mrs.pipeline.BlockProcessor`, exactly as the agent's pipeline does,
 so the same data and settings give the same numbers. A derivative set is never overwritten: each
 refit takes the next free name (`refit-<settings>-NNN`), created atomically.
 
 The per-transient stage (coil combination, registration, outlier tests) does not depend on the block
 settings, so when the session holds a complete, valid preprocessing cache (`prepared.bin`, written by
-the agent's pipeline; agent/prepcache.py) the refit feeds that instead of raw.log: the same numbers,
+the agent's pipeline; protocols/prepared_cache.py) the refit feeds that instead of raw.log: the same numbers,
 without the per-transient work. Otherwise it reads raw.log and writes the cache for next time (if none
 exists). settings.json says which (`preprocessing`).
 """
@@ -28,10 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from agent import prepcache
-from agent.export import software_version
-from agent.store import SessionReader, write_json_atomic
+from agent.store import write_json_atomic
+from protocols import prepared_cache as prepcache
 from protocols.plan import DEFAULT_REFERENCE_BLOCKS
+from protocols.session_folder import SessionReader, software_version
 
 TCR_REFERENCE_MM = 8.0
 Progress = Callable[[int, int], None]
@@ -48,7 +48,7 @@ def make_processor(header: dict, plan: dict | None, basis, block: int | None = N
                    record: bool = False):
     """The agent's BlockProcessor with the plan's settings; `record`: it keeps (block, averaged FID,
     FitResult) of every fit it publishes in `processor.records` (the dynamic fit starts from them)."""
-    from mrs.stream import BlockProcessor
+    from mrs.pipeline import BlockProcessor
 
     plan = plan or {}
     n_block = int(block or plan.get("block_transients", 32))

@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from agent.export import load_nifti_mrs
-from agent.store import SessionReader
+from analysis.export import load_nifti_mrs
 from protocols.sender import Sender, StreamReport
+from protocols.session_folder import SessionReader
 from protocols.wire import encode, encode_transient
 
 START_FIELDS = ("spectrometer_frequency_mhz", "nucleus", "dwell_time_s", "points", "coils", "echo_time_s",

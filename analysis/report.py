@@ -5,7 +5,7 @@
 Contents: the time course of the primary measure with CRLB bars, events and the infusion window;
 percent change from baseline; QC traces (SNR, linewidth, per-transient frequency, rejections);
 spectra of selected blocks with their fits (spectra/*.npz); acquisition parameters; rejected
-transients and why (transients.jsonl); summary numbers (agent.study); software version and the
+transients and why (transients.jsonl); summary numbers (analysis.study); software version and the
 processing settings. Identification by session id and kit code only; never a condition.
 """
 
@@ -21,9 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from agent.export import software_version
-from agent.store import SessionReader
-from agent.study import MEASURES, _infusion_window_s, summarise_curve
+from analysis.study import MEASURES, _infusion_window_s, summarise_curve
+from protocols.session_folder import SessionReader, software_version
 
 EVENT_COLOURS = {"infusion_start": "#2ca02c", "infusion_stop": "#d62728", "vitals": "#9467bd",
                  "pretreatment": "#8c564b", "note": "#7f7f7f"}

@@ -1,4 +1,4 @@
-"""`mrsmon simulate-study`: a simulated crossover study as stored, fitted, blinded session folders.
+"""A simulated crossover study (`mrsmon simulate-study`) as stored, fitted, blinded session folders.
 
     DIR/sessions/<session-id>/   one folder per session (session.json + plan.json carry the kit code only)
     DIR/key.tsv                  kit_code, condition, sex  (the unblinding key: outside the session folders)
@@ -9,7 +9,7 @@ participants get naltrexone first). The participant's placebo response is drawn 
 `response_pct` (between-subject SD `--response-sd`); naltrexone multiplies it by a sex-specific
 factor (default 0.3 in males, 0.7 in females: the blunting is stronger in males). Sessions are
 written in-process through `agent.store.SessionWriter` (no sockets) from `simulator.forward` scans,
-then fitted by the agent's own path (`agent.refit.fit_session_primary`). Per-session work runs in
+then fitted by the agent's own path (`analysis.refit.fit_session_primary`). Per-session work runs in
 parallel processes.
 """
 
@@ -59,8 +59,8 @@ def session_plan(base, row: dict, male_factor: float, female_factor: float):
 def write_session(folder: Path, plan, seed: int, coils: int, subject: str, session_code: str,
                   start_time_ns: int, fit: bool = True, basis=None) -> dict:
     """Simulate one session into `folder` as the agent would have stored it; returns the truth."""
-    from agent.refit import fit_session_primary
     from agent.store import SessionWriter
+    from analysis.refit import fit_session_primary
     from simulator.forward import SessionSimulator
 
     sim = SessionSimulator(plan, seed=seed, coils=coils)
@@ -198,18 +198,3 @@ def _population_effect(base, resp: float, male: float, female: float) -> float:
     plan = dataclasses.replace(base, simulation={**base.simulation, "response_pct": resp})
     pla = true_infusion_change_pct(plan, "placebo", None)
     return float(pla * (0.5 * (male + female) - 1.0))
-
-
-def run(args) -> int:
-    from rich.progress import Progress
-
-    t0 = time.perf_counter()
-    with Progress(transient=True) as bar:
-        task = bar.add_task("simulating sessions", total=2 * args.participants)
-        truth = simulate_study(args.out, args.participants, args.seed, coils=args.coils, protocol=args.protocol,
-                               workers=args.workers,
-                               progress=lambda done, total: bar.update(task, completed=done, total=total))
-    print(f"wrote {2 * args.participants} sessions, key.tsv and truth.json to {args.out} in "
-          f"{time.perf_counter() - t0:.1f} s; simulated condition effect "
-          f"{truth['condition_effect']:+.3f} % ({truth['estimand']})")
-    return 0

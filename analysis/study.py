@@ -112,7 +112,7 @@ def summarise_curve(t_s: np.ndarray, values: np.ndarray, ok: np.ndarray,
 
 
 def _load_session_folder(path: Path, derivative: str | None = None) -> dict[str, Any]:
-    from agent.store import SessionReader
+    from protocols.session_folder import SessionReader
 
     r = SessionReader(path)
     if derivative and not (path / "derivatives" / derivative / "fits.jsonl").exists():

@@ -73,7 +73,7 @@ def main() -> int:
         return synth_fid(basis, CONC, lorentz_hz=3.0 + 0.3 * np.sin(i / 15), gauss_hz=4.0,
                          shift_hz=0.02 * i, phase_rad=0.1 * np.sin(i / 20), noise_sd=12.0, rng=rng)
 
-    # the session reference: a full fit of the first 8 blocks' average (as mrs.stream does)
+    # the session reference: a full fit of the first 8 blocks' average (as mrs.pipeline does)
     reference = {k: f.fit(np.mean([block(i) for i in range(8)], axis=0)).x for k, f in enumerate(fitters)}
     for i in range(args.blocks):
         fid = block(i)

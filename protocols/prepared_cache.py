@@ -1,6 +1,6 @@
 """The per-transient preprocessing cache of a session: `prepared.bin` (docs/session-format.md).
 
-What `mrs.stream.BlockProcessor` computed per transient (coil weights, combined water reference,
+What `mrs.pipeline.BlockProcessor` computed per transient (coil weights, combined water reference,
 running references, and each metabolite transient combined + eddy-corrected + aligned, with its
 shift, phase and rejection reason), in processing order. Refit feeds it back through `add_prepared`
 instead of redoing that work; the pipeline resumes from it after a restart. Derived data: written
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mrs.stream import PreparedRecord
+from mrs.pipeline import PreparedRecord
 from protocols.wire import FLAG_BITS
 
-log = logging.getLogger("mrsmon.agent.prepcache")
+log = logging.getLogger("mrsmon.prepared_cache")
 CACHE_NAME = "prepared.bin"
 FILE_MAGIC = b"MRSP"
 FILE_VERSION = 1

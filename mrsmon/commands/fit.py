@@ -4,7 +4,7 @@ The file is read with the `nifti_mrs` package. Its data are stored in the NIfTI-
 `NIFTI_MRS.__getitem__` returns the conjugate (FSL-MRS's internal convention), so we conjugate back.
 Supported layouts: a single voxel with optional DIM_COIL and DIM_DYN (any order, dimensions 5-7);
 other tagged dimensions are refused with a sentence. Every block goes through the same
-`mrs.stream.BlockProcessor` as the live agent, so a refit of exported data matches the live fit.
+`mrs.pipeline.BlockProcessor` as the live agent, so a refit of exported data matches the live fit.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def load_basis(spec: str, acq: dict):
 def fit_file(data_path: str, basis_spec: str = "auto", block: int | None = None,
              water_path: str | None = None, spectra: bool = False) -> list[dict]:
     """Block results (docs/results.md) for a NIfTI-MRS file."""
-    from mrs.stream import BlockProcessor
+    from mrs.pipeline import BlockProcessor
 
     data, acq = read_nifti_mrs(data_path)
     basis = load_basis(basis_spec, acq)

@@ -7,7 +7,7 @@ import numpy as np
 
 from agent.ingest import Ingest
 from agent.pipeline import Pipeline
-from agent.store import SessionReader
+from protocols.session_folder import SessionReader
 from protocols.wire import encode, encode_transient
 
 START = dict(spectrometer_frequency_mhz=123.25, nucleus="1H", dwell_time_s=2.5e-4, points=16, coils=2,
@@ -16,7 +16,7 @@ START = dict(spectrometer_frequency_mhz=123.25, nucleus="1H", dwell_time_s=2.5e-
 
 
 class CountingProcessor:
-    """Stands in for mrs.stream.BlockProcessor: a block = the mean first sample of `block` transients."""
+    """Stands in for mrs.pipeline.BlockProcessor: a block = the mean first sample of `block` transients."""
 
     def __init__(self, header, block, window, alarms, reference_blocks=0):
         self.block, self.seqs, self.buf, self.n = block, [], [], 0

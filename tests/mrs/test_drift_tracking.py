@@ -4,7 +4,7 @@ and never moves itself. Built to fail if the search stays centred on the referen
 
 import numpy as np
 
-from mrs.stream import BlockProcessor
+from mrs.pipeline import BlockProcessor
 from protocols.plan import load_plan
 from simulator.forward import SessionSimulator
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mrs.fit.toy import TYPICAL_MM, synth_fid, toy_basis, toy_coil_transients
-from mrs.stream import BlockProcessor
+from mrs.pipeline import BlockProcessor
 
 CF = 123.25
 DWELL = 1 / 4000

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mrs.fit.toy import toy_basis
-from mrs.stream import FIRST_TRANSIENTS, BlockProcessor, PreparedRecord
+from mrs.pipeline import FIRST_TRANSIENTS, BlockProcessor, PreparedRecord
 from tests.mrs.test_stream import ACQ, CF, DWELL, NAMES, N, _session
 
 

@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 
-from mrs.stream import BlockProcessor
+from mrs.pipeline import BlockProcessor
 from protocols.plan import load_plan
 from simulator.forward import SessionSimulator
 

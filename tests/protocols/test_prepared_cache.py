@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from agent import prepcache
-from mrs.stream import PreparedRecord
+from mrs.pipeline import PreparedRecord
+from protocols import prepared_cache as prepcache
 
 
 def _records(n=5, points=64, coils=3):
