@@ -88,9 +88,12 @@ def load_basis(spec: str, acq: dict):
 
 
 def fit_file(data_path: str, basis_spec: str = "auto", block: int | None = None,
-             water_path: str | None = None, spectra: bool = False) -> list[dict]:
-    """Block results (docs/results.md) for a NIfTI-MRS file."""
+             water_path: str | None = None, spectra: bool = False) -> list:
+    """Block results (mrs.results.BlockResult, docs/results.md) for a NIfTI-MRS file; the alarms with the
+    default plan's thresholds. Without `spectra` the results carry none."""
     from mrs.pipeline import BlockProcessor
+    from mrs.results import BlockResult
+    from protocols.plan import Alarms
 
     data, acq = read_nifti_mrs(data_path)
     basis = load_basis(basis_spec, acq)
@@ -104,9 +107,9 @@ def fit_file(data_path: str, basis_spec: str = "auto", block: int | None = None,
         if water.shape[1:] != data.shape[1:]:
             raise ValueError(f"water reference shape (coils, points) {water.shape[1:]} differs from the "
                              f"data's {data.shape[1:]}")
-    proc = BlockProcessor(acq, basis, min(block, n_dyn))
+    proc = BlockProcessor(acq, basis, min(block, n_dyn), alarms=vars(Alarms()))
     tr = float(acq.get("repetition_time_s") or 1.0)
-    out: list[dict] = []
+    out: list = []
     seq = 0
     if water is not None:
         for w in water:
@@ -116,29 +119,26 @@ def fit_file(data_path: str, basis_spec: str = "auto", block: int | None = None,
         out += proc.add(seq, i * tr, frozenset(), fid)
         seq += 1
     out += proc.flush()
-    results = [o["result"] for o in out if o["kind"] == "block"]
-    if not spectra:
-        for r in results:
-            r.pop("spectrum", None)
-    return results
+    results = [o for o in out if isinstance(o, BlockResult)]
+    return results if spectra else [r.replace(spectrum=None) for r in results]
 
 
 def run(args) -> int:
-    results = fit_file(args.data, args.basis, args.block, args.water, getattr(args, "spectra", False))
+    spectra = getattr(args, "spectra", False)
+    results = fit_file(args.data, args.basis, args.block, args.water, spectra)
     if args.json:
         for r in results:
-            print(json.dumps(r, separators=(",", ":")))
+            print(json.dumps(r.to_json(spectrum=spectra), separators=(",", ":")))
     else:
         print(f"{'block':>5s} {'t_s':>8s} {'n':>4s} {'Glu/tCr':>8s} {'Glx/tNAA':>8s} {'Glu CRLB%':>9s} "
               f"{'SNR':>6s} {'NAA FWHM':>8s}  status")
         for r in results:
-            q = r["qc"]
-            cells = [r["ratios"].get("Glu/tCr"), r["ratios"].get("Glx/tNAA"), r["crlb_pct"].get("Glu"),
-                     q.get("snr"), q.get("naa_fwhm_hz")]
+            q = r.qc
+            cells = [r.ratios.get("Glu/tCr"), r.ratios.get("Glx/tNAA"), r.crlb_pct.get("Glu"), q.snr, q.naa_fwhm_hz]
             txt = [f"{v:8.3f}" if isinstance(v, float) else f"{'-':>8s}" for v in cells]
-            print(f"{r['block']:5d} {r['t_s'] or 0:8.1f} {r['n_transients']:4d} {txt[0]} {txt[1]} {txt[2]:>9s} "
-                  f"{txt[3]:>6s} {txt[4]}  {q['fit_status']} {q['message']}")
-    ok = any(r["qc"]["fit_status"] != "failed" for r in results)
+            print(f"{r.block:5d} {r.t_s or 0:8.1f} {r.n_transients:4d} {txt[0]} {txt[1]} {txt[2]:>9s} "
+                  f"{txt[3]:>6s} {txt[4]}  {q.fit_status} {q.message}")
+    ok = any(r.qc.fit_status != "failed" for r in results)
     if not ok:
         print("mrsmon fit: no block could be fitted", file=sys.stderr)
     return 0 if ok else 1

@@ -79,7 +79,10 @@ def test_a_torn_cache_is_not_trusted(session):
 def test_a_cache_from_other_settings_is_not_used(session):
     refit(session)
     plan = json.loads((session / "plan.json").read_text())
-    plan["alarms"] = {**(plan.get("alarms") or {}), "jump_hz": 9.0}  # the outlier threshold follows it
+    plan["alarms"] = {**(plan.get("alarms") or {}), "jump_hz": 9.0}  # an alarm threshold: processing unchanged
+    (session / "plan.json").write_text(json.dumps(plan))
+    assert _source(refit(session))["source"] == "cache"
+    plan["outliers"] = {"max_jump_hz": 9.0}  # a rejection setting: the per-transient results change
     (session / "plan.json").write_text(json.dumps(plan))
     assert "settings" in _source(refit(session))["cache_unused_because"]
 
@@ -145,12 +148,11 @@ def test_a_restarted_pipeline_resumes_from_the_cache(raw_session, tmp_path, monk
     _run(session, range(1, cut), end=False)  # the pipeline dies here
     _store(raw_session, session, cut, top)   # the agent restarts, the rest of the session arrives
     n_before = len(SessionReader(session).fits())
-    import mrs.pipeline
+    from mrs.pipeline.transients import TransientRunner
 
-    calls = []
-    real = mrs.pipeline.BlockProcessor._process
-    monkeypatch.setattr(mrs.pipeline.BlockProcessor, "_process",
-                        lambda self, *a: calls.append(a[0]) or real(self, *a))
+    calls = []  # transients processed from raw data (not replayed from the cache)
+    real = TransientRunner._process
+    monkeypatch.setattr(TransientRunner, "_process", lambda self, *a: calls.append(a[0]) or real(self, *a))
     published = _run(session, range(cut, top), end=True)  # a new pipeline: reopens, then the rest
     assert calls and min(calls) >= cut - 8  # at most the few transients still pending at the crash
     assert [b["block"] for b in published if not b.get("revision")] == list(

@@ -139,7 +139,8 @@ def session_results(name: str, tmp: Path) -> dict[str, Any]:
     sub = export_session(folder, bids)
     svs = next(sub.rglob("*_svs.nii.gz"))
     ref = next(sub.rglob("*_mrsref.nii.gz"), None)
-    out["fit_nifti"] = _clean(fit_file(str(svs), block=8, water_path=str(ref) if ref else None))
+    fits = fit_file(str(svs), block=8, water_path=str(ref) if ref else None)
+    out["fit_nifti"] = _clean([r.to_json() if hasattr(r, "to_json") else r for r in fits])
     return out
 
 
