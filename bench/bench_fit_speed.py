@@ -45,6 +45,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--blocks", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default="fit_speed", help="results file name under bench/results/")
     args = ap.parse_args()
     basis, source = load_basis()
     rng = np.random.default_rng(args.seed)
@@ -109,7 +110,7 @@ def main() -> int:
                  f"{os.cpu_count()} cores; on a shared machine the CPU-time columns are the better guide.")
     text = "\n".join(lines)
     print(text)
-    out = Path(__file__).parent / "results" / "fit_speed.txt"
+    out = Path(__file__).parent / "results" / f"{args.out}.txt"
     out.parent.mkdir(exist_ok=True)
     out.write_text(text + "\n")
     return 0

@@ -205,9 +205,10 @@ def main() -> None:
     ap.add_argument("--skip-timing", action="store_true")
     ap.add_argument("--skip-precision", action="store_true")
     ap.add_argument("--session", default=None, help="time the refit of this stored session instead")
+    ap.add_argument("--out", default="refit", help="results file name under bench/results/ (timing table)")
     a = ap.parse_args()
     if not a.skip_timing:
-        write_table("refit", "Refit of a stored session from raw.log and from its preprocessing cache "
+        write_table(a.out, "Refit of a stored session from raw.log and from its preprocessing cache "
                     "(60 min simulated unless --session)",
                     ["session", "transients", "blocks", "simulate_s", "pipeline_s", "read_all_s", "raw_wall_s",
                      "raw_cpu_s", "cache_wall_s", "cache_cpu_s", "cache_b16_wall_s", "cache_b16_cpu_s",

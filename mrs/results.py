@@ -66,7 +66,7 @@ class BlockQC:
     max_jump_hz: float | None = _doc("largest transient-to-transient frequency jump in the block, Hz")
     phase_deg: float | None = _doc("zero-order phase of the fit, degrees")
     residual_rel: float | None = _doc("residual SD / noise SD (1 = fits to the noise)")
-    fit_status: str = _doc('"ok" | "implausible" | "failed"; only "ok" blocks are plotted and analysed as data',
+    fit_status: str = _doc('"ok", "implausible" or "failed"; only "ok" blocks are plotted and analysed as data',
                            "failed")
     message: str = _doc("why, when fit_status is not ok", "")
     fit_ms: float | None = _doc("time of the fit, ms")
@@ -124,15 +124,16 @@ _QC_OPTIONAL = frozenset({"fit_shift_hz", "fit_nfev", "water_removed", "referenc
 class BlockSpectrum:
     """The block's spectrum over the fit window (real parts), for the display and spectra/*.npz."""
 
-    ppm: list[float] = _doc("chemical shift axis, ppm", default_factory=list)
-    data: list[float] = _doc("the block average, phased", default_factory=list)
-    fit: list[float] = _doc("the fitted model", default_factory=list)
-    baseline: list[float] = _doc("the fitted baseline", default_factory=list)
-    components: dict[str, list[float]] = _doc("each basis spectrum as fitted, by name", default_factory=dict)
+    ppm: list[float] | None = _doc("chemical shift axis, ppm")
+    data: list[float] | None = _doc("the block average, phased")
+    fit: list[float] | None = _doc("the fitted model")
+    baseline: list[float] | None = _doc("the fitted baseline")
+    components: dict[str, list[float]] | None = _doc("each basis spectrum as fitted, by name (absent from the "
+                                                     "compact spectrum the agent publishes)")
 
     def to_json(self, components: bool = True) -> dict[str, Any]:
-        out: dict[str, Any] = {"ppm": self.ppm, "data": self.data, "fit": self.fit, "baseline": self.baseline}
-        if components:
+        out = {k: getattr(self, k) for k in ("ppm", "data", "fit", "baseline") if getattr(self, k) is not None}
+        if components and self.components is not None:
             out["components"] = self.components
         return out
 
@@ -140,8 +141,9 @@ class BlockSpectrum:
     def from_json(cls, obj: Mapping[str, Any] | None) -> BlockSpectrum | None:
         if not obj:
             return None
-        return cls(*(list(obj.get(k) or []) for k in ("ppm", "data", "fit", "baseline")),
-                   components={n: list(v) for n, v in (obj.get("components") or {}).items()})
+        comps = obj.get("components")
+        return cls(*(None if obj.get(k) is None else list(obj[k]) for k in ("ppm", "data", "fit", "baseline")),
+                   components=None if comps is None else {n: list(v) for n, v in comps.items()})
 
 
 @dataclass(frozen=True)
@@ -199,7 +201,7 @@ class BlockResult:
         """Any stored or published version (unknown keys, such as `pub_seq`, are ignored)."""
         if "block" not in obj:
             raise ValueError("a block result needs its 'block' index")
-        return cls(block=int(obj["block"]), t_s=obj.get("t_s"), t_start_s=obj.get("t_start_s"),
+        result = cls(block=int(obj["block"]), t_s=obj.get("t_s"), t_start_s=obj.get("t_start_s"),
                    t_end_s=obj.get("t_end_s"), n_transients=int(obj.get("n_transients") or 0),
                    n_rejected=int(obj.get("n_rejected") or 0), rejected=dict(obj.get("rejected") or {}),
                    conc=dict(obj.get("conc") or {}), sd=dict(obj.get("sd") or {}),
@@ -208,6 +210,7 @@ class BlockResult:
                    qc=BlockQC.from_json(obj.get("qc")), revision=int(obj.get("revision") or 0),
                    latency_ms=obj.get("latency_ms"), session=obj.get("session"),
                    spectrum=BlockSpectrum.from_json(obj.get("spectrum")))
+        return result if obj.get("schema") else _upgrade_v1(result)
 
     def replace(self, **changes) -> BlockResult:
         return dataclasses.replace(self, **changes)
@@ -219,6 +222,19 @@ class BlockResult:
         else:
             v, e = self.conc.get(measure), self.sd.get(measure)
         return (_finite(v), _finite(e))
+
+
+def _upgrade_v1(r: BlockResult) -> BlockResult:
+    """Schema 1 rows had no alarm for the fit's own status (the display judged it): add it, as the rule
+    book (mrs/alarms/fit_failed.py, fit_implausible.py) raises it now."""
+    why = f": {r.qc.message}" if r.qc.message else ""
+    if r.qc.fit_status == "failed":
+        extra = Alarm("fit_failed", "red", f"Fit failed on block {r.block}{why}")
+    elif r.qc.fit_status == "implausible":
+        extra = Alarm("fit_implausible", "amber", f"Fit of block {r.block} implausible{why}")
+    else:
+        return r
+    return r.replace(qc=dataclasses.replace(r.qc, alarms=(extra, *r.qc.alarms)))
 
 
 def _finite(x: Any) -> float:
