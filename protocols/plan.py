@@ -71,6 +71,7 @@ class Alarms:
     jump_hz: float = 3.0
     glu_crlb_pct: float = 15.0
     motion_fraction: float = 0.25     # share of a block's transients rejected for motion
+    snr_drop_pct: float = 40.0        # block SNR this far below the session's start
     no_data_tr: float = 3.0
 
 
