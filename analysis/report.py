@@ -157,12 +157,16 @@ def select_blocks(fits: list[BlockResult], window_s, measure: str) -> list[int]:
     return list(dict.fromkeys(chosen))
 
 
-def fig_spectra(folder: Path, blocks: list[int], path: Path) -> list[int]:
+def fig_spectra(reader: SessionReader, blocks: list[int], path: Path, derivative: str | None = None) -> list[int]:
+    """The blocks' stored spectra (the derivative's own; a dynamic refit stores none: then the session's)."""
     plt = _plt()
-    shown = [b for b in blocks if (folder / "spectra" / f"block-{b:05d}.npz").exists()]
+    spectra = {b: reader.block_spectrum(b, derivative) for b in blocks}
+    if derivative and not any(s is not None for s in spectra.values()):
+        spectra = {b: reader.block_spectrum(b) for b in blocks}
+    shown = [b for b in blocks if spectra[b] is not None]
     fig, axes = plt.subplots(len(shown) or 1, 1, figsize=(10, 2.6 * max(len(shown), 1)), squeeze=False)
     for ax, b in zip(axes[:, 0], shown, strict=False):
-        d = np.load(folder / "spectra" / f"block-{b:05d}.npz")
+        d = spectra[b]
         ppm = d["ppm"]
         ax.plot(ppm, d["data"], color="0.2", lw=0.8, label="data")
         ax.plot(ppm, d["fit"], color="#d62728", lw=1.0, label="fit")
@@ -171,9 +175,9 @@ def fig_spectra(folder: Path, blocks: list[int], path: Path) -> list[int]:
         resid = d["data"] - d["fit"]
         off = float(np.min(d["data"])) - 1.5 * float(np.ptp(resid) or 1.0)
         ax.plot(ppm, resid + off, color="0.5", lw=0.6, label="residual")
-        if "comp_Glu" in d:
-            ax.plot(ppm, d["comp_Glu"] + (d["baseline"] if "baseline" in d else 0), color="#1f77b4", lw=0.8,
-                    label="Glu")
+        if "Glu" in d["components"]:
+            ax.plot(ppm, d["components"]["Glu"] + (d["baseline"] if "baseline" in d else 0), color="#1f77b4",
+                    lw=0.8, label="Glu")
         ax.set_xlim(float(ppm.max()), float(ppm.min()))
         ax.set_title(f"block {b}", fontsize=9)
         ax.legend(fontsize=7, loc="upper left", ncol=5)
@@ -253,7 +257,7 @@ def write_report(session_dir: str | Path, out_dir: str | Path, derivative: str |
     h = r.header
     fig_timecourse(fits, events, window_s, measure, out / "timecourse.png")
     fig_qc(fits, transients, events, out / "qc.png")
-    shown = fig_spectra(folder, select_blocks(fits, window_s, measure), out / "spectra.png")
+    shown = fig_spectra(r, select_blocks(fits, window_s, measure), out / "spectra.png", derivative)
     other = {m: summarise(fits, m, window_s) for m in MEASURES}
     reasons = Counter(t["rejected"] for t in transients if t.get("rejected"))
     rejected_rows = [t for t in transients if t.get("rejected")]
