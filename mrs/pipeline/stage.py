@@ -41,8 +41,10 @@ class TransientStage:
         or None when it goes no further."""
         return data
 
-    def prime(self, stack: np.ndarray, ctx) -> np.ndarray:
-        """The session's first transients, stacked, before any of them is processed."""
+    def prime(self, stack: np.ndarray, ctx) -> np.ndarray | None:
+        """The session's first transients, stacked, before any of them is processed. A stage of the
+        runner's `front` (coil data -> FID) returns the stack transformed as `process` would (and the
+        transients then skip its `process`); a later stage uses it to start its state (returns None)."""
         return stack
 
     def process(self, data: np.ndarray, ctx) -> tuple[np.ndarray, dict[str, Any]]:

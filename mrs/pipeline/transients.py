@@ -125,17 +125,19 @@ class TransientRunner:
     def _process(self, seq: int, t_s: float, fid: np.ndarray) -> list:
         ctx = self.ctx
         ctx.estimates, ctx.unaligned = {}, None
-        for stage in self.stages:
-            fid, estimates = stage.process(fid, ctx)
-            ctx.estimates.update(estimates)
-        # The blocks average the complex64-rounded FID, what the cache stores, so blocks from raw data
-        # and from the cache are identical (rounding: ~1e-7 relative).
-        rec = CacheRecord("transient", seq, t_s, values={k: _plain(v) for k, v in ctx.estimates.items()},
-                          arrays={"fid": fid.astype(np.complex64)})
-        self._emit(rec)
-        for stage in self.stages:
-            stage.after(ctx)
-        ctx.unaligned = None
+        try:
+            for stage in self.stages:
+                fid, estimates = stage.process(fid, ctx)
+                ctx.estimates.update(estimates)
+            # The blocks average the complex64-rounded FID, what the cache stores, so blocks from raw data
+            # and from the cache are identical (rounding: ~1e-7 relative).
+            rec = CacheRecord("transient", seq, t_s, values={k: _plain(v) for k, v in ctx.estimates.items()},
+                              arrays={"fid": fid.astype(np.complex64)})
+            self._emit(rec)
+            for stage in self.stages:
+                stage.after(ctx)
+        finally:
+            ctx.unaligned = None  # live only: a later replayed record must not see it
         return self.consumer(self._processed(rec))
 
     def _state_if_changed(self) -> None:
