@@ -18,12 +18,11 @@ from importlib.metadata import version as _version
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import zmq
 
 from agent.ingest import Ingest
 from agent.security import CurveGuard, SecurityError, is_loopback
-from agent.store import latest_revisions, read_jsonl
+from protocols.session_folder import latest_revisions, read_block_spectrum, read_jsonl
 from protocols.wire import EVENT_KINDS
 
 log = logging.getLogger("mrsmon.agent")
@@ -384,10 +383,9 @@ class Agent:
         if not rows:
             raise ValueError(f"block {block} has not been fitted")
         result = dict(rows[-1])
-        npz = self.config.sessions_dir / sid / "spectra" / f"block-{block:05d}.npz"
-        if npz.exists():
-            with np.load(npz) as z:
-                spec = {k: z[k].tolist() for k in z.files if not k.startswith("comp_")}
-                spec["components"] = {k[5:]: z[k].tolist() for k in z.files if k.startswith("comp_")}
-            result["spectrum"] = spec
+        spec = read_block_spectrum(self.config.sessions_dir / sid, block)
+        if spec is not None:
+            comps = spec.pop("components")
+            result["spectrum"] = {**{k: v.tolist() for k, v in spec.items()},
+                                  "components": {n: c.tolist() for n, c in comps.items()}}
         return result

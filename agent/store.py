@@ -1,14 +1,13 @@
 """Session folders on disk: durable append (fsync before ACK), crash recovery, and lazy reading.
 
-Layout and record format: docs/session-format.md. Writers own one session folder; readers never load
-a whole session: `SessionReader.transient(seq)` reads through a memory map.
+Layout and record format: docs/session-format.md. Writers own one session folder; the reader is
+`protocols.session_folder.SessionReader`.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import struct
 import time
 import zlib
 from pathlib import Path
@@ -16,13 +15,15 @@ from typing import Any
 
 import numpy as np
 
-from protocols.wire import bits_to_flags, flags_to_bits, ranges
-
-RECORD_MAGIC = b"MRSR"
-RECORD_VERSION = 1
-RECORD_HEADER = struct.Struct("<4sHHQqIIIIQQ8s")  # 64 bytes, see docs/session-format.md
-assert RECORD_HEADER.size == 64
-INDEX_DTYPE = np.dtype([("seq", "<u8"), ("offset", "<u8"), ("t_ns", "<i8"), ("flags", "<u4"), ("scan", "<u4")])
+from protocols.session_folder import (  # the folder format and its reader live with the other readers
+    INDEX_DTYPE,
+    RECORD_HEADER,
+    RECORD_MAGIC,
+    RECORD_VERSION,
+    read_jsonl,
+    scan_raw_log,
+)
+from protocols.wire import flags_to_bits, ranges
 
 
 class StoreError(OSError):
@@ -45,50 +46,6 @@ def write_json_atomic(path: Path, obj: Any) -> None:
         os.fsync(f.fileno())
     os.replace(tmp, path)
     _fsync_dir(path.parent)
-
-
-def latest_revisions(rows: list[dict]) -> list[dict]:
-    """Block result rows as written (append only) -> each block's last row, in block order."""
-    latest = {r.get("block"): r for r in rows}
-    return sorted(latest.values(), key=lambda r: (r.get("block") is None, r.get("block") or 0))
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    """Rows of a JSON-lines file; a torn last line (crash mid-write) is ignored."""
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except ValueError:
-            break
-    return rows
-
-
-def scan_raw_log(path: Path) -> tuple[np.ndarray, int]:
-    """Index of every complete, crc-valid record in raw.log, and the byte length of that valid prefix."""
-    entries = []
-    valid_end = 0
-    if not path.exists():
-        return np.zeros(0, INDEX_DTYPE), 0
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        offset = 0
-        while offset + RECORD_HEADER.size <= size:
-            f.seek(offset)
-            head = f.read(RECORD_HEADER.size)
-            magic, ver, hlen, seq, t_ns, flags, coils, points, crc, nbytes, scan, _ = RECORD_HEADER.unpack(head)
-            if magic != RECORD_MAGIC or hlen != RECORD_HEADER.size or offset + hlen + nbytes > size:
-                break
-            if zlib.crc32(f.read(nbytes)) != crc:
-                break
-            entries.append((seq, offset, t_ns, flags, scan & 0xFFFFFFFF))
-            offset += hlen + nbytes
-            valid_end = offset
-    return np.array(entries, dtype=INDEX_DTYPE), valid_end
 
 
 class SessionWriter:
@@ -247,120 +204,3 @@ class SessionWriter:
     @property
     def complete(self) -> bool:
         return self.end_seq is not None and self.upto() >= self.end_seq
-
-
-class SessionReader:
-    """Read-only view of a session folder; transients are read on demand through a memory map."""
-
-    def __init__(self, folder: str | Path):
-        self.folder = Path(folder)
-        if not (self.folder / "session.json").exists():
-            raise StoreError(f"{self.folder} is not an mrsmon session folder (no session.json)")
-        self.header: dict[str, Any] = json.loads((self.folder / "session.json").read_text())
-        plan_path = self.folder / "plan.json"
-        self.plan: dict[str, Any] | None = json.loads(plan_path.read_text()) if plan_path.exists() else None
-        index, _ = self._load_index()
-        order = np.argsort(index["seq"], kind="stable")
-        self.index = index[order]
-        self.coils = int(self.header["coils"])
-        self.points = int(self.header["points"])
-        self.start_ns = int(self.header["start_time_ns"])
-        raw = self.folder / "raw.log"
-        self._mm = np.memmap(raw, dtype=np.uint8, mode="r") if raw.exists() and raw.stat().st_size else None
-        self._row_of = {int(s): i for i, s in enumerate(self.index["seq"])}
-
-    def _load_index(self) -> tuple[np.ndarray, int]:
-        path = self.folder / "index.bin"
-        if path.exists():
-            idx = np.fromfile(path, INDEX_DTYPE)
-            raw = self.folder / "raw.log"
-            size = raw.stat().st_size if raw.exists() else 0
-            nbytes = RECORD_HEADER.size + int(self.header["coils"]) * int(self.header["points"]) * 8
-            if len(idx) == 0 or int(idx["offset"].max()) + nbytes <= size:
-                return idx, 0
-        return scan_raw_log(self.folder / "raw.log")
-
-    @property
-    def seqs(self) -> np.ndarray:
-        return self.index["seq"]
-
-    def entry(self, seq: int) -> np.void:
-        """The index record (seq, offset, t_ns, flags, scan) of one stored transient."""
-        return self.index[self._row_of[seq]]
-
-    def flags(self, seq: int) -> frozenset[str]:
-        return bits_to_flags(int(self.index["flags"][self._row_of[seq]]))
-
-    def t_s(self, seq: int) -> float:
-        return (int(self.index["t_ns"][self._row_of[seq]]) - self.start_ns) / 1e9
-
-    def transient(self, seq: int) -> np.ndarray:
-        """(coils, points) complex64, read-only view into raw.log."""
-        if self._mm is None or seq not in self._row_of:
-            raise KeyError(f"session {self.folder.name} holds no transient with seq {seq}")
-        off = int(self.index["offset"][self._row_of[seq]]) + RECORD_HEADER.size
-        n = self.coils * self.points * 8
-        return self._mm[off:off + n].view("<c8").reshape(self.coils, self.points)
-
-    def metabolite_seqs(self) -> np.ndarray:
-        """Seqs of transients that are neither water reference, noise nor dummy scans."""
-        return self.index["seq"][self.index["flags"] == 0]
-
-    def events(self) -> list[dict]:
-        return read_jsonl(self.folder / "events.jsonl")
-
-    def fits(self, derivative: str | None = None, revisions: bool = False) -> list[dict]:
-        """Block results in block order, each block's latest revision (the first blocks of a
-        session are published again once the session reference is fixed); `revisions`: every
-        row as written."""
-        base = self.folder / "derivatives" / derivative if derivative else self.folder
-        rows = read_jsonl(base / "fits.jsonl")
-        return rows if revisions else latest_revisions(rows)
-
-    def transient_records(self) -> list[dict]:
-        return read_jsonl(self.folder / "transients.jsonl")
-
-    @property
-    def end(self) -> dict | None:
-        p = self.folder / "end.json"
-        return json.loads(p.read_text()) if p.exists() else None
-
-    def stored_seqs(self) -> set[int]:
-        s = {0} | {int(x) for x in self.index["seq"]}
-        s |= {int(e["seq"]) for e in self.events() if e.get("seq") is not None}
-        if self.end:
-            s.add(int(self.end["seq"]))
-        return s
-
-    def missing(self) -> list[list[int]]:
-        """Seq ranges not stored, up to SESSION_END (or up to the highest stored seq while open)."""
-        stored = self.stored_seqs()
-        top = int(self.end["seq"]) if self.end else max(stored)
-        return ranges([s for s in range(top + 1) if s not in stored])
-
-    def duplicates(self) -> int:
-        """Transients stored more than once (must be zero: the agent drops duplicates)."""
-        return int(len(self.index) - len(np.unique(self.index["seq"])))
-
-    @property
-    def complete(self) -> bool:
-        return self.end is not None and not self.missing()
-
-    def summary(self) -> dict[str, Any]:
-        fits = self.fits()
-        flags = self.index["flags"]
-        return {
-            "session": self.header.get("session", self.folder.name),
-            "protocol": self.header.get("protocol"),
-            "subject": self.header.get("subject"), "session_code": self.header.get("session_code"),
-            "kit_code": self.header.get("kit_code"),
-            "transients": int(len(self.index)),
-            "metabolite_transients": int((flags == 0).sum()),
-            "water_ref": int((flags & 1 != 0).sum()), "noise": int((flags & 2 != 0).sum()),
-            "dummy": int((flags & 4 != 0).sum()),
-            "coils": self.coils, "points": self.points,
-            "missing": self.missing(), "duplicates": self.duplicates(),
-            "complete": self.complete, "ended": self.end is not None,
-            "events": len(self.events()), "blocks_fitted": len(fits),
-            "duration_s": round(float((self.index["t_ns"].max() - self.start_ns) / 1e9), 3) if len(self.index) else 0.0,
-        }

@@ -45,6 +45,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--blocks", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default="fit_speed", help="results file name under bench/results/")
     args = ap.parse_args()
     basis, source = load_basis()
     rng = np.random.default_rng(args.seed)
@@ -73,7 +74,7 @@ def main() -> int:
         return synth_fid(basis, CONC, lorentz_hz=3.0 + 0.3 * np.sin(i / 15), gauss_hz=4.0,
                          shift_hz=0.02 * i, phase_rad=0.1 * np.sin(i / 20), noise_sd=12.0, rng=rng)
 
-    # the session reference: a full fit of the first 8 blocks' average (as mrs.stream does)
+    # the session reference: a full fit of the first 8 blocks' average (as mrs.pipeline does)
     reference = {k: f.fit(np.mean([block(i) for i in range(8)], axis=0)).x for k, f in enumerate(fitters)}
     for i in range(args.blocks):
         fid = block(i)
@@ -109,7 +110,7 @@ def main() -> int:
                  f"{os.cpu_count()} cores; on a shared machine the CPU-time columns are the better guide.")
     text = "\n".join(lines)
     print(text)
-    out = Path(__file__).parent / "results" / "fit_speed.txt"
+    out = Path(__file__).parent / "results" / f"{args.out}.txt"
     out.parent.mkdir(exist_ok=True)
     out.write_text(text + "\n")
     return 0

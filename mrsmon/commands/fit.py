@@ -4,12 +4,13 @@ The file is read by `mrs.io.read_spectrum` (NIfTI-MRS, LCModel .RAW/.H2O, jMRUI 
 `mrs.io.read_basis` (LCModel .BASIS, FSL-MRS folder) or simulated from the header (`--basis auto`).
 `mrs.io.prepare` then decides what the pair needs (conjugation of data or basis, field, dwell,
 points, ppm reference), prints one line per decision on stderr and records them; the record goes
-into every result under qc.input. Every block goes through the same `mrs.stream.BlockProcessor` as
+into every result under qc.input. Every block goes through the same `mrs.pipeline.BlockProcessor` as
 the live agent, so a refit of exported data matches the live fit.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 
@@ -49,10 +50,14 @@ def _read(path: str, fmt: str | None, select: dict) -> Spectrum:
 def fit_file(data_path: str, basis_spec: str = "auto", block: int | None = None,
              water_path: str | None = None, spectra: bool = False, conjugate: str = "auto",
              conjugate_basis: str = "auto", acq_overrides: dict | None = None, select: dict | None = None,
-             fmt: str | None = None, say=None) -> list[dict]:
-    """Block results (docs/results.md) for a spectrum file, each with the input record in qc.input."""
+             fmt: str | None = None, say=None) -> list:
+    """Block results (mrs.results.BlockResult, docs/results.md) for a spectrum file, each with the input
+    record in qc.input; the alarms with the default plan's thresholds. Without `spectra` the results
+    carry none."""
     from mrs.io.prepare import prepare
-    from mrs.stream import BlockProcessor
+    from mrs.pipeline import BlockProcessor
+    from mrs.results import BlockResult
+    from protocols.plan import Alarms
 
     spectrum = _read(data_path, fmt, select or {})
     water = _read(water_path, None, {}) if water_path else None
@@ -68,9 +73,9 @@ def fit_file(data_path: str, basis_spec: str = "auto", block: int | None = None,
     if prep.water is not None and prep.water.data.shape[1:] != data.shape[1:]:
         raise ValueError(f"water reference shape (coils, points) {prep.water.data.shape[1:]} differs from the "
                          f"data's {data.shape[1:]}")
-    proc = BlockProcessor(acq, prep.basis, min(block, n_dyn))
+    proc = BlockProcessor(acq, prep.basis, min(block, n_dyn), alarms=vars(Alarms()))
     tr = float(acq.get("repetition_time_s") or 1.0)
-    out: list[dict] = []
+    out: list = []
     seq = 0
     for w in (prep.water.data if prep.water is not None else ()):
         proc.add(seq, 0.0, frozenset({"water_ref"}), w)
@@ -79,37 +84,33 @@ def fit_file(data_path: str, basis_spec: str = "auto", block: int | None = None,
         out += proc.add(seq, i * tr, frozenset(), fid)
         seq += 1
     out += proc.flush()
-    results = [o["result"] for o in out if o["kind"] == "block"]
     record = prep.record.as_dict()
-    for r in results:
-        r["qc"]["input"] = record
-        if not spectra:
-            r.pop("spectrum", None)
-    return results
+    return [r.replace(qc=dataclasses.replace(r.qc, input=record), spectrum=r.spectrum if spectra else None)
+            for r in out if isinstance(r, BlockResult)]
 
 
 def run(args) -> int:
+    spectra = getattr(args, "spectra", False)
     overrides = {"spectrometer_frequency_mhz": getattr(args, "cf_mhz", None),
                  "dwell_time_s": getattr(args, "dwell_s", None)}
-    results = fit_file(args.data, args.basis, args.block, args.water, getattr(args, "spectra", False),
+    results = fit_file(args.data, args.basis, args.block, args.water, spectra,
                        getattr(args, "conjugate", "auto"), getattr(args, "conjugate_basis", "auto"),
                        {k: v for k, v in overrides.items() if v is not None},
                        parse_select(getattr(args, "select", None)),
                        getattr(args, "format", None), say=lambda s: print(f"mrsmon fit: {s}", file=sys.stderr))
     if args.json:
         for r in results:
-            print(json.dumps(r, separators=(",", ":")))
+            print(json.dumps(r.to_json(spectrum=spectra), separators=(",", ":")))
     else:
         print(f"{'block':>5s} {'t_s':>8s} {'n':>4s} {'Glu/tCr':>8s} {'Glx/tNAA':>8s} {'Glu CRLB%':>9s} "
               f"{'SNR':>6s} {'NAA FWHM':>8s}  status")
         for r in results:
-            q = r["qc"]
-            cells = [r["ratios"].get("Glu/tCr"), r["ratios"].get("Glx/tNAA"), r["crlb_pct"].get("Glu"),
-                     q.get("snr"), q.get("naa_fwhm_hz")]
+            q = r.qc
+            cells = [r.ratios.get("Glu/tCr"), r.ratios.get("Glx/tNAA"), r.crlb_pct.get("Glu"), q.snr, q.naa_fwhm_hz]
             txt = [f"{v:8.3f}" if isinstance(v, float) else f"{'-':>8s}" for v in cells]
-            print(f"{r['block']:5d} {r['t_s'] or 0:8.1f} {r['n_transients']:4d} {txt[0]} {txt[1]} {txt[2]:>9s} "
-                  f"{txt[3]:>6s} {txt[4]}  {q['fit_status']} {q['message']}")
-    ok = any(r["qc"]["fit_status"] != "failed" for r in results)
+            print(f"{r.block:5d} {r.t_s or 0:8.1f} {r.n_transients:4d} {txt[0]} {txt[1]} {txt[2]:>9s} "
+                  f"{txt[3]:>6s} {txt[4]}  {q.fit_status} {q.message}")
+    ok = any(r.qc.fit_status != "failed" for r in results)
     if not ok:
         print("mrsmon fit: no block could be fitted", file=sys.stderr)
     return 0 if ok else 1

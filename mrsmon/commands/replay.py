@@ -6,7 +6,7 @@ from __future__ import annotations
 def run(args) -> int:
     from rich.progress import Progress
 
-    from agent.replay import replay
+    from analysis.replay import replay
     from mrsmon.commands._common import setup_logging
     from simulator.stream import parse_speed
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from agent_process import AgentProcess
 
-from agent.export import export_session
-from agent.replay import ReplayError, replay
-from agent.store import SessionReader
+from analysis.export import export_session
+from analysis.replay import ReplayError, replay
+from protocols.session_folder import SessionReader
 
 
 def _wait_for(predicate, timeout_s: float = 120.0) -> None:

@@ -13,11 +13,11 @@ from bridge_process import BridgeProcess
 from mrd_client import Mrd1Client, mrd1_header, simulated_scans
 from vendor_data import vendor_file
 
-from agent.replay import replay
-from agent.store import SessionReader
+from analysis.replay import replay
 from gui.link import AgentLink
 from gui.model import SessionModel
 from gui.window import MainWindow
+from protocols.session_folder import SessionReader
 
 pytestmark = pytest.mark.slow
 FIT_WAIT_MS = 240_000

@@ -16,8 +16,8 @@ from agent_process import AgentProcess
 from bridge_process import BridgeProcess
 from mrd_client import DWELL_US, IDENTITY, TR_MS, Mrd1Client, Scan, mrd1_header, mrd2_stream, session_scans
 
-from agent.store import SessionReader
 from protocols.mrd import framing
+from protocols.session_folder import SessionReader
 
 KIND_FLAGS = {"noise": {"noise"}, "dummy": {"dummy"}, "water": {"water_ref"}, "metab": set()}
 

@@ -18,5 +18,5 @@ def test_the_agent_never_loads_the_format_libraries():
 
 
 def test_replay_and_the_bridge_modules_load_them_only_when_used():
-    assert loaded_after("agent.replay, mrsmon.commands.replay, mrsmon.commands.bridge, protocols.mrd.bridge, "
-                        "protocols.mrd.files, agent.vendor") == []
+    assert loaded_after("analysis.replay, mrsmon.commands.replay, mrsmon.commands.bridge, protocols.mrd.bridge, "
+                        "protocols.mrd.files, analysis.vendor") == []

@@ -17,8 +17,8 @@ from agent_process import AgentProcess
 from mrd_client import DWELL_US, TR_MS, mrd1_acquisition, mrd1_header, mrd2_stream, session_scans
 from vendor_data import vendor_file
 
-from agent.replay import ReplayError, replay
-from agent.store import SessionReader
+from analysis.replay import ReplayError, replay
+from protocols.session_folder import SessionReader
 
 KIND_FLAGS = {"noise": {"noise"}, "dummy": {"dummy"}, "water": {"water_ref"}, "metab": set()}
 

@@ -11,11 +11,16 @@ from mrs.io import read_basis, read_spectrum, write_basis, write_spectrum
 from mrs.io.prepare import prepare
 from mrs.io.record import InputRecord
 from mrs.io.spectrum import Spectrum
-from mrsmon.commands.fit import fit_file
+from mrsmon.commands import fit as fit_command
 
 CF, DWELL, N = 123.2, 1 / 4000, 2048
 NAMES = ["NAA", "NAAG", "Cr", "PCr", "GPC", "PCh", "mI", "Glu", "Gln", "GABA", "GSH"]
 TRUE_GLU = TYPICAL_MM["Glu"] / (TYPICAL_MM["Cr"] + TYPICAL_MM["PCr"])
+
+
+def fit_file(*args, **kwargs) -> list[dict]:
+    """`mrsmon fit`'s results as its --json output shows them."""
+    return [r.to_json() for r in fit_command.fit_file(*args, **kwargs)]
 
 
 def _data(cf=CF, dwell=DWELL, n=N, snr_scale=40.0, seed=0, names=NAMES, conc=TYPICAL_MM) -> np.ndarray:

@@ -11,7 +11,7 @@ import pytest
 from mrs.io import DATA_FORMATS, read_basis, read_spectrum, write_spectrum
 from mrs.io.spectrum import Spectrum, SpectrumFormatError
 from mrs.orientation import basis_orientation, data_orientation
-from mrsmon.commands.fit import fit_file
+from mrsmon.commands import fit as fit_command
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 LCM = DATA / "lcmodel"
@@ -24,6 +24,11 @@ SVS30 = {  # the same in vivo spectrum (suspect's SVS_30.rda) as four tools wrot
 BASIS_123 = LCM / "press_30ms_3T.basis.gz"
 # Plausible in vivo ranges at 3T (de Graaf; LCModel's own fit of data.raw sits inside them)
 PLAUSIBLE = {"tNAA/tCr": (0.9, 1.8), "Glu/tCr": (0.6, 1.6), "mI/tCr": (0.4, 1.4), "tCho/tCr": (0.1, 0.4)}
+
+
+def fit_file(*args, **kwargs) -> list[dict]:
+    """`mrsmon fit`'s results as its --json output shows them."""
+    return [r.to_json() for r in fit_command.fit_file(*args, **kwargs)]
 
 
 def _orientation(s: Spectrum):

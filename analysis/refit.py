@@ -6,21 +6,20 @@
     fit_session_primary(session_dir)                # fits.jsonl etc. in the session folder itself,
                                                     # for sessions written without an agent
 
-Transients are fed in seq order to `mrs.stream.BlockProcessor`, exactly as the agent's pipeline does,
-so the same data and settings give the same numbers. A derivative set is never overwritten: each
+Transients are fed in seq order to `mrs.pipeline.BlockProcessor`, exactly as the agent's pipeline does,
+so the same data and settings give the same numbers; results are written by the same
+`protocols.session_folder.ResultsWriter`. A derivative set is never overwritten: each
 refit takes the next free name (`refit-<settings>-NNN`), created atomically.
 
 The per-transient stage (coil combination, registration, outlier tests) does not depend on the block
 settings, so when the session holds a complete, valid preprocessing cache (`prepared.bin`, written by
-the agent's pipeline; agent/prepcache.py) the refit feeds that instead of raw.log: the same numbers,
+the agent's pipeline; protocols/prepared_cache.py) the refit feeds that instead of raw.log: the same numbers,
 without the per-transient work. Otherwise it reads raw.log and writes the cache for next time (if none
 exists). settings.json says which (`preprocessing`).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,12 +27,12 @@ from typing import Any
 
 import numpy as np
 
-from agent import prepcache
-from agent.export import software_version
-from agent.store import SessionReader, write_json_atomic
+from agent.store import write_json_atomic
+from mrs.results import BlockQC, BlockResult, TransientRow, _num
+from protocols import prepared_cache as prepcache
 from protocols.plan import DEFAULT_REFERENCE_BLOCKS
+from protocols.session_folder import ResultsWriter, SessionReader, software_version
 
-TCR_REFERENCE_MM = 8.0
 Progress = Callable[[int, int], None]
 
 
@@ -48,13 +47,14 @@ def make_processor(header: dict, plan: dict | None, basis, block: int | None = N
                    record: bool = False):
     """The agent's BlockProcessor with the plan's settings; `record`: it keeps (block, averaged FID,
     FitResult) of every fit it publishes in `processor.records` (the dynamic fit starts from them)."""
-    from mrs.stream import BlockProcessor
+    from mrs.pipeline import BlockProcessor
 
     plan = plan or {}
     n_block = int(block or plan.get("block_transients", 32))
     window = tuple(plan.get("fit_window_ppm", (0.2, 4.2)))
     proc = BlockProcessor(header, basis, n_block, window_ppm=window, alarms=plan.get("alarms"), step=step,
-                          reference_blocks=int(plan.get("reference_blocks", DEFAULT_REFERENCE_BLOCKS)))
+                          reference_blocks=int(plan.get("reference_blocks", DEFAULT_REFERENCE_BLOCKS)),
+                          outliers=plan.get("outliers"))
     if record:
         proc.records = []
     return proc
@@ -68,85 +68,45 @@ def load_basis(spec: str | None):
     return read_basis_checked(spec)  # a mirrored basis is fixed, and logged
 
 
-class OutputWriter:
-    """Writes block results and transient rows in the session-folder format (docs/session-format.md)."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = Path(folder)
-        (self.folder / "spectra").mkdir(parents=True, exist_ok=True)
-        self._fits = open(self.folder / "fits.jsonl", "a")
-        self._transients = open(self.folder / "transients.jsonl", "a")
-        self.results: list[dict] = []
-
-    def emit(self, outputs: list[dict]) -> list[dict]:
-        blocks = []
-        for out in outputs:
-            if out["kind"] == "transient":
-                self._transients.write(json.dumps({k: v for k, v in out.items() if k != "kind"}) + "\n")
-            elif out["kind"] == "block":
-                blocks.append(out["result"])
-                self.results.append(out["result"])
-        return blocks
-
-    def store_block(self, result: dict) -> None:
-        spec = result.get("spectrum") or {}
-        if spec:
-            arrays = {k: np.asarray(v, dtype=np.float32) for k, v in spec.items() if k != "components"}
-            arrays.update({f"comp_{n}": np.asarray(v, np.float32) for n, v in spec.get("components", {}).items()})
-            np.savez(self.folder / "spectra" / f"block-{result['block']:05d}.npz", **arrays)
-        self._fits.write(json.dumps({k: v for k, v in result.items() if k != "spectrum"}) + "\n")
-
-    def close(self) -> None:
-        for f in (self._fits, self._transients):
-            f.flush()
-            os.fsync(f.fileno())
-            f.close()
-
-
-def process_session(reader: SessionReader, processor, on_block: Callable[[dict, tuple | None], None],
-                    on_transient: Callable[[list[dict]], None] | None = None,
+def process_session(reader: SessionReader, processor, on_block: Callable[[BlockResult, tuple | None], None],
+                    on_transient: Callable[[TransientRow], None] | None = None,
                     progress: Progress | None = None, prepared: list | None = None) -> int:
     """Feed every stored transient in seq order (or the session's `prepared` records, from its cache);
     `on_block(result, (fid, fit_result) or None)` for every block result in output order (a revised
     block comes again, later, with `revision`)."""
-    records = getattr(processor, "records", None)
-    seqs = reader.index["seq"]
-    total = len(seqs) if prepared is None else len(prepared)
+    records = processor.records
+    total = len(reader.index["seq"]) if prepared is None else len(prepared)
     n_blocks = 0
 
-    def handle(outputs: list[dict], before: int) -> None:
+    def handle(outputs: list, before: int) -> None:
         nonlocal n_blocks
-        if on_transient:
-            on_transient(outputs)
         # the fits made while producing these outputs, by block index (the last one is published)
         fits = {index: (fid, res) for index, fid, res in (records[before:] if records is not None else [])}
         for o in outputs:
-            if o["kind"] == "block":
-                b = o["result"]
-                on_block(b, fits.get(b["block"]) if (b.get("qc") or {}).get("fit_ms") is not None else None)
+            if isinstance(o, TransientRow):
+                if on_transient:
+                    on_transient(o)
+            elif isinstance(o, BlockResult):
+                on_block(o, fits.get(o.block) if o.qc.fit_ms is not None else None)
                 n_blocks += 1
 
-    if prepared is not None:
-        for i, rec in enumerate(prepared):
-            before = len(records) if records is not None else 0
-            handle(processor.add_prepared(rec), before)
-            if progress and (i % 32 == 0 or i == total - 1):
-                progress(i + 1, total)
-    else:
-        for i, seq in enumerate(seqs):
-            s = int(seq)
-            before = len(records) if records is not None else 0
-            handle(processor.add(s, reader.t_s(s), reader.flags(s), reader.transient(s)), before)
-            if progress and (i % 32 == 0 or i == total - 1):
-                progress(i + 1, total)
+    items = prepared if prepared is not None else [int(s) for s in reader.index["seq"]]
+    for i, item in enumerate(items):
+        before = len(records) if records is not None else 0
+        if prepared is not None:
+            handle(processor.add_prepared(item), before)
+        else:
+            handle(processor.add(item, reader.t_s(item), reader.flags(item), reader.transient(item)), before)
+        if progress and (i % 32 == 0 or i == total - 1):
+            progress(i + 1, total)
     before = len(records) if records is not None else 0
     handle(processor.flush(), before)
     return n_blocks
 
 
-def latest_block_fits(blocks: list[tuple[dict, Any]]) -> list[tuple[dict, Any]]:
+def latest_block_fits(blocks: list[tuple[BlockResult, Any]]) -> list[tuple[BlockResult, Any]]:
     """One entry per block index, the last result given for it, in block order."""
-    last = {b["block"]: (b, rec) for b, rec in blocks}
+    last = {b.block: (b, rec) for b, rec in blocks}
     return [last[k] for k in sorted(last)]
 
 
@@ -160,12 +120,12 @@ def fit_session_primary(session_dir: str | Path, basis=None, progress: Progress 
     proc = make_processor(reader.header, reader.plan, basis)
     written: list = []
     proc.prepared_sink = written.append
-    out = OutputWriter(folder)
+    out = ResultsWriter(folder)
     try:
-        n = process_session(reader, proc, lambda r, _: out.store_block(r),
-                            lambda o: out.emit([x for x in o if x["kind"] == "transient"]), progress)
+        n = process_session(reader, proc, lambda r, _: out.block(r.to_json()), lambda t: out.transient(t.to_json()),
+                            progress)
     finally:
-        out.close()
+        out.close(fsync=True)
     _write_cache(folder, reader, proc, written)
     return n
 
@@ -241,23 +201,19 @@ def refit(session_dir: str | Path, block: int | None = None, window: int | None 
     written: list = []
     if prepared is None and use_cache and why == "no cache":
         proc.prepared_sink = written.append
-    blocks: list[tuple[dict, tuple | None]] = []
+    blocks: list[tuple[BlockResult, tuple | None]] = []
     process_session(reader, proc, lambda r, rec: blocks.append((r, rec)), progress=progress, prepared=prepared)
     blocks = latest_block_fits(blocks)
     cache_written = bool(written) and _write_cache(folder, reader, proc, written)
     t_blocks = time.perf_counter() - t0
     t1 = time.perf_counter()
-    if dynamic:
-        rows = _dynamic_rows(proc, blocks, smooth_s)
-    else:
-        rows = [r for r, _ in blocks]
+    rows = _dynamic_rows(proc, blocks, smooth_s) if dynamic else [r for r, _ in blocks]
     t_dyn = time.perf_counter() - t1
     out_dir = new_derivative_dir(folder, derivative_name(block, window, step, dynamic, basis))
-    writer = OutputWriter(out_dir)
+    writer = ResultsWriter(out_dir, transients=False)  # transients are unchanged by a refit: see the session's own
     for r in rows:
-        writer.store_block(r)
-    writer.close()
-    (out_dir / "transients.jsonl").unlink(missing_ok=True)  # unchanged by a refit: see the session's own
+        writer.block(r.to_json())
+    writer.close(fsync=True)
     plan = reader.plan or {}
     write_json_atomic(out_dir / "settings.json", {
         "source_session": reader.header.get("session", folder.name), "kit_code": reader.header.get("kit_code"),
@@ -273,54 +229,48 @@ def refit(session_dir: str | Path, block: int | None = None, window: int | None 
     return out_dir
 
 
-def _dynamic_rows(proc, blocks: list[tuple[dict, tuple | None]], smooth_s: float) -> list[dict]:
-    from mrs.dynamic import abrupt_outliers, dynamic_fit, quantities
+def _dynamic_rows(proc, blocks: list[tuple[BlockResult, tuple | None]], smooth_s: float) -> list[BlockResult]:
+    from mrs.dynamic import abrupt_outliers, dynamic_fit
 
     fitted = [(r, rec) for r, rec in blocks if rec is not None]
     if len(fitted) < 2:
         raise RefitError("the dynamic fit needs at least two fitted blocks")
     fitter = proc.fitter
     fids = np.array([rec[0] for _, rec in fitted])
-    ok = np.array([bool(rec[1].success) and (r.get("qc") or {}).get("fit_status") == "ok" for r, rec in fitted])
-    t_s = np.array([r["t_s"] for r, _ in fitted], float)
+    ok = np.array([bool(rec[1].success) and r.qc.fit_status == "ok" for r, rec in fitted])
+    t_s = np.array([r.t_s for r, _ in fitted], float)
     # Motion broadens the lines of a block or two: those blocks keep their own lineshape.
-    fwhm = np.array([(r.get("qc") or {}).get("naa_fwhm_hz") for r, _ in fitted], dtype=float)
-    with_reference = all((r.get("qc") or {}).get("reference") == "session" for r, _ in fitted)
+    fwhm = np.array([r.qc.naa_fwhm_hz for r, _ in fitted], dtype=float)
+    with_reference = all(r.qc.reference == "session" for r, _ in fitted)
     dyn = dynamic_fit(fitter, fids, [rec[1] for _, rec in fitted], t_s, ok, smooth_s=smooth_s,
                       keep_own=abrupt_outliers(fwhm, t_s, smooth_s),
                       hold=fitter.session_mask() if with_reference else None)
     by_id = {id(r): i for i, (r, _) in enumerate(fitted)}
     rows = []
     for r, rec in blocks:
-        row = {k: v for k, v in r.items() if k != "spectrum"}
         i = by_id.get(id(r))
-        if i is None:
-            rows.append(row)
-            continue
-        q, rat = quantities(dyn.names, dyn.conc[i], dyn.cov[i])
-        raw_q = rec[1].quantities()
-        if r.get("water_scaled") and raw_q.get("tCr", (0, 0))[0] > 0 and (r.get("conc") or {}).get("tCr"):
-            factor = float(r["conc"]["tCr"]) / raw_q["tCr"][0]
-        else:
-            tcr = q.get("tCr", (float("nan"), 0))[0]
-            factor = TCR_REFERENCE_MM / tcr if tcr > 0 else 1.0
-        row["conc"] = {k: _num(v * factor) for k, (v, _) in q.items()}
-        row["sd"] = {k: _num(e * factor) for k, (_, e) in q.items()}
-        row["crlb_pct"] = {k: _num(100 * e / v, 3) if v > 0 else None for k, (v, e) in q.items()}
-        row["ratios"] = {k: _num(v) for k, (v, _) in rat.items()}
-        row["ratios_sd"] = {k: _num(e) for k, (_, e) in rat.items()}
-        row["qc"] = {**(r.get("qc") or {}), "dynamic_n_eff": _num(dyn.n_eff[i], 3),
-                     "dynamic_fit_ok": bool(dyn.results[i].success),
-                     "dynamic_own_lineshape": bool(dyn.own_lineshape[i])}
-        rows.append(row)
+        rows.append(r.replace(spectrum=None) if i is None else _dynamic_row(r, rec[1], dyn, i))
     return rows
 
 
-def _num(v: Any, digits: int | None = None) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    if not np.isfinite(f):
-        return None
-    return round(f, digits) if digits is not None else f
+def _dynamic_row(r: BlockResult, block_fit, dyn, i: int) -> BlockResult:
+    """A block's result with the dynamic fit's quantities, in the block's own units."""
+    from mrs.dynamic import quantities
+    from mrs.pipeline.scale import TCR_REFERENCE_MM
+
+    q, rat = quantities(dyn.names, dyn.conc[i], dyn.cov[i])
+    raw_q = block_fit.quantities()
+    if r.water_scaled and raw_q.get("tCr", (0, 0))[0] > 0 and r.conc.get("tCr"):
+        factor = float(r.conc["tCr"]) / raw_q["tCr"][0]
+    else:
+        tcr = q.get("tCr", (float("nan"), 0))[0]
+        factor = TCR_REFERENCE_MM / tcr if tcr > 0 else 1.0
+    qc = BlockQC(**{**{k: getattr(r.qc, k) for k in BlockQC.__dataclass_fields__},
+                    "dynamic_n_eff": _num(dyn.n_eff[i], 3), "dynamic_fit_ok": bool(dyn.results[i].success),
+                    "dynamic_own_lineshape": bool(dyn.own_lineshape[i])})
+    return r.replace(spectrum=None, qc=qc,
+                     conc={k: _num(v * factor) for k, (v, _) in q.items()},
+                     sd={k: _num(e * factor) for k, (_, e) in q.items()},
+                     crlb_pct={k: _num(100 * e / v, 3) if v > 0 else None for k, (v, e) in q.items()},
+                     ratios={k: _num(v) for k, (v, _) in rat.items()},
+                     ratios_sd={k: _num(e) for k, (_, e) in rat.items()})

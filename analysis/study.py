@@ -5,13 +5,12 @@
     result = analyse(summaries, key=read_key(path))       # condition effect, paired test, mixed model
 
 Per session and measure (Glu/tCr, the primary measure, and Glx/tNAA), using only blocks whose
-`fit_status` is "ok": the baseline mean (blocks whose mid-time is before the infusion starts), the
-percent change from baseline of every block, the AUC of the percent change over the infusion
-(trapezoid, %·min, from the first to the last block inside the infusion window), the mean percent
-change over the infusion (AUC divided by the window covered: the estimand below), and the peak
-(largest percent change from infusion start onwards) with its time (min after infusion start).
-The infusion window comes from the session's own infusion_start / infusion_stop events, else from
-the plan's infusion phase.
+`fit_status` is "ok": the baseline, the percent change from baseline of every block and the infusion
+window as `mrs.timecourse` defines them (the display shows the same numbers), the AUC of the percent
+change over the infusion (trapezoid, %·min, from the first to the last block inside the infusion
+window), the mean percent change over the infusion (AUC divided by the window covered: the estimand
+below), and the peak (largest percent change from infusion start onwards) with its time (min after
+infusion start).
 
 Condition effect (with a key file kit_code -> condition [, sex]): the mean over participants of the
 within-participant difference (other condition minus the reference condition, "placebo" when
@@ -33,6 +32,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from analysis.study_figure import plot_study
+from mrs.timecourse import infusion_window_s, summarise_curve
 
 MEASURES = ("Glu/tCr", "Glx/tNAA")
 PRIMARY = "Glu/tCr"
@@ -57,73 +59,22 @@ def find_sessions(root: str | Path) -> list[str]:
 
 
 # ------------------------------------------------------------------------------ one session
-def _infusion_window_s(events: list[dict], plan: dict | None) -> tuple[float, float] | None:
-    start = next((float(e["t_s"]) for e in events if e.get("kind") == "infusion_start"), None)
-    stop = next((float(e["t_s"]) for e in events if e.get("kind") == "infusion_stop"
-                 and start is not None and float(e["t_s"]) >= start), None)
-    phase = next((p for p in (plan or {}).get("phases", []) if p.get("name") == "infusion"), None)
-    if start is None and phase is not None:
-        start = 60.0 * float(phase["start_min"])
-    if start is None:
-        return None
-    if stop is None and phase is not None:
-        stop = 60.0 * float(phase["end_min"])
-    if stop is None:
-        ev = next((e for e in events if e.get("kind") == "infusion_start"), None)
-        dur = (ev or {}).get("value", {}).get("duration_min")
-        stop = start + 60.0 * float(dur) if dur is not None else None
-    return (start, stop) if stop is not None else None
-
-
-def summarise_curve(t_s: np.ndarray, values: np.ndarray, ok: np.ndarray,
-                    window_s: tuple[float, float] | None) -> dict[str, Any]:
-    """Baseline, % change per block, infusion AUC / mean change, peak and time to peak."""
-    t = np.asarray(t_s, float)
-    v = np.asarray(values, float)
-    good = np.asarray(ok, bool) & np.isfinite(v) & np.isfinite(t)
-    out: dict[str, Any] = {"baseline": None, "baseline_blocks": 0, "pct_change": [None] * len(t),
-                           "auc_pct_min": None, "mean_infusion_pct": None, "peak_pct": None,
-                           "time_to_peak_min": None, "infusion_blocks": 0}
-    if window_s is None:
-        return out
-    start, stop = window_s
-    base = good & (t < start)
-    if base.sum() == 0:
-        return out
-    baseline = float(v[base].mean())
-    pct = 100.0 * (v / baseline - 1.0)
-    out.update(baseline=baseline, baseline_blocks=int(base.sum()),
-               pct_change=[float(p) if g else None for p, g in zip(pct, good, strict=True)])
-    inf = good & (t >= start) & (t <= stop)
-    out["infusion_blocks"] = int(inf.sum())
-    if inf.sum() >= 2:
-        tm = (t[inf] - start) / 60.0
-        auc = float(np.trapezoid(pct[inf], tm)) if hasattr(np, "trapezoid") else float(np.trapz(pct[inf], tm))
-        out["auc_pct_min"] = auc
-        out["mean_infusion_pct"] = auc / float(tm[-1] - tm[0]) if tm[-1] > tm[0] else float(pct[inf].mean())
-    elif inf.sum() == 1:
-        out["mean_infusion_pct"] = float(pct[inf][0])
-    after = good & (t >= start)
-    if after.any():
-        k = int(np.argmax(np.where(after, pct, -np.inf)))
-        out["peak_pct"] = float(pct[k])
-        out["time_to_peak_min"] = float((t[k] - start) / 60.0)
-    return out
+def _window(events: list[dict], plan: dict | None) -> tuple[float, float] | None:
+    start, stop = infusion_window_s(events, plan)
+    return None if start is None or stop is None else (start, stop)
 
 
 def _load_session_folder(path: Path, derivative: str | None = None) -> dict[str, Any]:
-    from agent.store import SessionReader
+    from protocols.session_folder import SessionReader
 
     r = SessionReader(path)
     if derivative and not (path / "derivatives" / derivative / "fits.jsonl").exists():
         raise StudyError(f"session {path.name} has no derivative set {derivative!r}")
-    fits = r.fits(derivative)
-    events = r.events()
     return {"id": r.header.get("session", path.name), "kit_code": r.header.get("kit_code"),
             "subject": r.header.get("subject"), "session_code": r.header.get("session_code"),
-            "fits": [{"t_s": f.get("t_s"), "ok": (f.get("qc") or {}).get("fit_status") == "ok",
-                      **{m: (f.get("ratios") or {}).get(m) for m in MEASURES}} for f in fits],
-            "window_s": _infusion_window_s(events, r.plan)}
+            "fits": [{"t_s": f.t_s, "t_end_s": f.t_end_s, "ok": f.ok, **{m: f.ratios.get(m) for m in MEASURES}}
+                     for f in r.results(derivative)],
+            "window_s": _window(r.events(), r.plan)}
 
 
 def _load_bids_fits(path: Path) -> dict[str, Any]:
@@ -149,10 +100,11 @@ def _load_bids_fits(path: Path) -> dict[str, Any]:
     for row in rows:
         onset, dur = num(row.get("onset")), num(row.get("duration"))
         t_mid = None if onset is None or dur is None else onset + dur / 2
-        fits.append({"t_s": t_mid, "ok": row.get("fit_status") == "ok",
+        t_end = None if onset is None or dur is None else onset + dur
+        fits.append({"t_s": t_mid, "t_end_s": t_end, "ok": row.get("fit_status") == "ok",
                      **{m: num(row.get(m.replace("/", "_") + "_ratio")) for m in MEASURES}})
     return {"id": stem, "kit_code": side.get("KitCode"), "subject": parts.get("sub"),
-            "session_code": parts.get("ses"), "fits": fits, "window_s": _infusion_window_s(events, None)}
+            "session_code": parts.get("ses"), "fits": fits, "window_s": _window(events, None)}
 
 
 def summarise_session(path: str, derivative: str | None = None) -> dict[str, Any]:
@@ -161,6 +113,7 @@ def summarise_session(path: str, derivative: str | None = None) -> dict[str, Any
     p = Path(path)
     data = _load_bids_fits(p) if p.is_file() else _load_session_folder(p, derivative)
     t = np.array([f["t_s"] if f["t_s"] is not None else np.nan for f in data["fits"]], float)
+    t_end = np.array([f["t_end_s"] if f.get("t_end_s") is not None else np.nan for f in data["fits"]], float)
     ok = np.array([f["ok"] for f in data["fits"]], bool)
     out = {k: data[k] for k in ("id", "kit_code", "subject", "session_code")}
     out["source"] = str(p)
@@ -169,7 +122,7 @@ def summarise_session(path: str, derivative: str | None = None) -> dict[str, Any
     out["measures"] = {}
     for m in MEASURES:
         v = np.array([f[m] if f[m] is not None else np.nan for f in data["fits"]], float)
-        out["measures"][m] = summarise_curve(t, v, ok, data["window_s"])
+        out["measures"][m] = summarise_curve(t, v, ok, data["window_s"], t_end)
     out["blocks"] = int(len(t))
     out["blocks_ok"] = int(ok.sum())
     return out
@@ -348,82 +301,6 @@ def write_table(summaries: list[dict], path: Path) -> None:
         for s in summaries:
             vals = [s.get(c) for c in cols] + [s["measures"][m][c] for m in MEASURES for c in mcols]
             w.writerow(["n/a" if v is None else (round(v, 6) if isinstance(v, float) else v) for v in vals])
-
-
-def plot_study(result: dict, path: Path, measure: str = PRIMARY) -> None:
-    """Mean % change time course per condition (or per session, blinded) and paired infusion changes."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    summaries = result["summaries"]
-    unblinded = result.get("condition_effect") is not None
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), gridspec_kw={"width_ratios": [2.2, 1]})
-    ax = axes[0]
-    colours = {}
-    palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"]
-    groups: dict[str, list[dict]] = {}
-    for s in summaries:
-        groups.setdefault(s.get("condition") if unblinded else "sessions", []).append(s)
-    for i, (g, ss) in enumerate(sorted(groups.items())):
-        colours[g] = palette[i % len(palette)]
-        grid = np.arange(-15, 51, 1.0)
-        curves = []
-        for s in ss:
-            if not s["window_s"]:
-                continue
-            t = np.array([np.nan if x is None else x for x in s["t_min"]]) - s["window_s"][0] / 60.0
-            p = np.array([np.nan if x is None else x for x in s["measures"][measure]["pct_change"]])
-            sel = np.isfinite(t) & np.isfinite(p)
-            if sel.sum() < 2:
-                continue
-            curves.append(np.interp(grid, t[sel], p[sel], left=np.nan, right=np.nan))
-            if not unblinded:
-                ax.plot(t[sel], p[sel], lw=0.6, alpha=0.35, color=colours[g])
-        if curves:
-            c = np.array(curves)
-            n = np.sum(np.isfinite(c), axis=0)
-            with warnings.catch_warnings():  # grid points no session covers are NaN, on purpose
-                warnings.simplefilter("ignore", RuntimeWarning)
-                mean = np.nanmean(c, axis=0)
-                sem = np.nanstd(c, axis=0, ddof=1) / np.sqrt(np.maximum(n, 1)) if len(curves) > 1 else 0 * mean
-            ax.plot(grid, mean, color=colours[g], lw=2, label=f"{g} (n = {len(curves)})")
-            ax.fill_between(grid, mean - sem, mean + sem, color=colours[g], alpha=0.25)
-    win = next((s["window_s"] for s in summaries if s["window_s"]), None)
-    if win:
-        ax.axvspan(0, (win[1] - win[0]) / 60.0, color="0.85", zorder=0, label="infusion")
-    ax.axhline(0, color="0.4", lw=0.8)
-    ax.set_xlabel("time from infusion start (min)")
-    ax.set_ylabel(f"{measure}: % change from baseline")
-    ax.set_title(f"{measure} time course (mean ± SEM)" if unblinded else f"{measure}, blinded sessions")
-    ax.legend(loc="upper left", fontsize=8)
-    ax2 = axes[1]
-    if unblinded:
-        ce = result["condition_effect"]
-        ref, other = ce["contrast"].split(" - ")[1], ce["contrast"].split(" - ")[0]
-        by_subj: dict[str, dict[str, float]] = {}
-        for s in summaries:
-            v = s["measures"][measure]["mean_infusion_pct"]
-            if v is not None:
-                by_subj.setdefault(s["subject"], {})[s["condition"]] = v
-        for d in by_subj.values():
-            if ref in d and other in d:
-                ax2.plot([0, 1], [d[ref], d[other]], color="0.5", lw=0.8, marker="o", ms=3)
-        ax2.set_xticks([0, 1], [ref, other])
-        ax2.set_xlim(-0.4, 1.4)
-        ax2.set_title(f"effect {ce['estimate']:+.2f} pp [{ce['ci95_low']:+.2f}, {ce['ci95_high']:+.2f}], "
-                      f"p = {ce['p']:.2g}", fontsize=9)
-    else:
-        vals = [s["measures"][measure]["mean_infusion_pct"] for s in summaries
-                if s["measures"][measure]["mean_infusion_pct"] is not None]
-        ax2.hist(vals, bins=max(5, len(vals) // 3), color=palette[0])
-        ax2.set_xlabel("mean infusion % change")
-        ax2.set_title("per session (blinded)", fontsize=9)
-    ax2.set_ylabel("mean % change over the infusion" if unblinded else "sessions")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def run_study(root: str | Path, key_path: str | Path | None = None, scheduler: str | None = None,

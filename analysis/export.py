@@ -28,14 +28,14 @@ import os
 import re
 import shutil
 import threading
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from agent.store import SessionReader
 from mrs.io.nifti_mrs import load_transients as load_nifti_mrs  # noqa: F401  (the one NIfTI-MRS reader)
+from mrs.results import BlockResult
+from protocols.session_folder import SessionReader, software_version
 
 FLAG_WATER = 1
 EXPORT_VERSION = 1
@@ -43,13 +43,6 @@ EXPORT_VERSION = 1
 
 class ExportError(ValueError):
     """The session cannot be exported (nothing stored, unreadable, ...)."""
-
-
-def software_version() -> str:
-    try:
-        return metadata.version("mrsmon")
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def bids_label(code: Any, fallback: str) -> str:
@@ -193,10 +186,10 @@ def _col(name: str) -> str:
     return name.replace("/", "_").replace("+", "_")
 
 
-def fits_table(fits: list[dict], t0_s: float) -> tuple[list[str], list[list[Any]], dict[str, dict]]:
+def fits_table(fits: list[BlockResult], t0_s: float) -> tuple[list[str], list[list[Any]], dict[str, dict]]:
     """Columns, rows and a BIDS-style column dictionary (Description, Units) for per-block fits."""
-    metabolites = sorted({k for f in fits for k in (f.get("conc") or {})})
-    ratio_names = sorted({k for f in fits for k in (f.get("ratios") or {})})
+    metabolites = sorted({k for f in fits for k in f.conc})
+    ratio_names = sorted({k for f in fits for k in f.ratios})
     desc: dict[str, dict] = {}
     for name, text, unit in FIT_BASE_COLUMNS + QC_COLUMNS:
         desc[name] = {"Description": text, **({"Units": unit} if unit else {})}
@@ -212,26 +205,23 @@ def fits_table(fits: list[dict], t0_s: float) -> tuple[list[str], list[list[Any]
     columns = list(desc)
     rows = []
     for f in fits:
-        qc = f.get("qc") or {}
-        t_start = f.get("t_start_s")
-        t_end = f.get("t_end_s")
         row: dict[str, Any] = {
-            "block": f.get("block"),
-            "onset": None if t_start is None else round(t_start - t0_s, 6),
-            "duration": None if t_start is None or t_end is None else round(t_end - t_start, 6),
-            "t_s": f.get("t_s"), "t_start_s": t_start, "t_end_s": t_end,
-            "n_transients": f.get("n_transients"), "n_rejected": f.get("n_rejected"),
-            "fit_status": qc.get("fit_status"), "water_scaled": f.get("water_scaled"),
+            "block": f.block,
+            "onset": None if f.t_start_s is None else round(f.t_start_s - t0_s, 6),
+            "duration": None if f.t_start_s is None or f.t_end_s is None else round(f.t_end_s - f.t_start_s, 6),
+            "t_s": f.t_s, "t_start_s": f.t_start_s, "t_end_s": f.t_end_s,
+            "n_transients": f.n_transients, "n_rejected": f.n_rejected,
+            "fit_status": f.qc.fit_status, "water_scaled": f.water_scaled,
         }
         for name, _, _ in QC_COLUMNS:
-            row[name] = qc.get(name)
+            row[name] = getattr(f.qc, name)
         for r in ratio_names:
-            row[f"{_col(r)}_ratio"] = (f.get("ratios") or {}).get(r)
-            row[f"{_col(r)}_ratio_sd"] = (f.get("ratios_sd") or {}).get(r)
+            row[f"{_col(r)}_ratio"] = f.ratios.get(r)
+            row[f"{_col(r)}_ratio_sd"] = f.ratios_sd.get(r)
         for m in metabolites:
-            row[f"{_col(m)}_conc"] = (f.get("conc") or {}).get(m)
-            row[f"{_col(m)}_sd"] = (f.get("sd") or {}).get(m)
-            row[f"{_col(m)}_crlb_pct"] = (f.get("crlb_pct") or {}).get(m)
+            row[f"{_col(m)}_conc"] = f.conc.get(m)
+            row[f"{_col(m)}_sd"] = f.sd.get(m)
+            row[f"{_col(m)}_crlb_pct"] = f.crlb_pct.get(m)
         rows.append([row[c] for c in columns])
     return columns, rows, desc
 
@@ -315,7 +305,7 @@ def export_session(session_dir: str | Path, bids_root: str | Path) -> Path:
                events_table(reader.events(), t0_s))
     _write_json(mrs_dir / f"{stem}_events.json", EVENTS_SIDECAR)
 
-    columns, rows, desc = fits_table(reader.fits(), t0_s)
+    columns, rows, desc = fits_table(reader.results(), t0_s)
     _write_tsv(deriv_dir / f"{stem}_fits.tsv", columns, rows)
     plan = reader.plan or {}
     _write_json(deriv_dir / f"{stem}_fits.json", {

@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from agent.store import SessionReader
 from mrs.io.nifti_mrs import load_transients as load_nifti_mrs
 from protocols.sender import Sender, StreamReport
+from protocols.session_folder import SessionReader
 from protocols.wire import encode, encode_transient
 
 START_FIELDS = ("spectrometer_frequency_mhz", "nucleus", "dwell_time_s", "points", "coils", "echo_time_s",
@@ -95,7 +95,7 @@ def load_source(source: str | Path, **options) -> tuple[dict, list[_Item], float
     if p.is_file() and (p.name.endswith(".nii") or p.name.endswith(".nii.gz")):
         header, items, end_s = nifti_source(p)
         return header, items, end_s, p.name.split(".nii")[0]
-    from agent.replay_sources import other_source  # MRD files and vendor raw files (spec2nii)
+    from analysis.replay_sources import other_source  # MRD files and vendor raw files (spec2nii)
 
     other = other_source(p, **options) if p.exists() else None
     if other is not None:

@@ -1,13 +1,14 @@
-"""Per-transient results fed back through `add_prepared` give exactly the blocks that raw data gives, for
-any block/window/step (the per-transient stage does not depend on them), and a processor restored from
-them continues on raw data as if it had never stopped."""
+"""Cache records fed back through `add_prepared` give exactly the blocks that raw data gives, for any
+block/window/step (the per-transient stages do not depend on them), and a processor restored from them
+continues on raw data as if it had never stopped: the state changes only by applying records."""
 
 import numpy as np
 import pytest
 
 from mrs.fit.toy import toy_basis
-from mrs.stream import FIRST_TRANSIENTS, BlockProcessor, PreparedRecord
-from tests.mrs.test_stream import ACQ, CF, DWELL, NAMES, N, _session
+from mrs.pipeline import FIRST_TRANSIENTS, BlockProcessor, CacheRecord
+from mrs.results import BlockResult, TransientRow
+from tests.mrs.pipeline.test_runner import ACQ, CF, DWELL, NAMES, N, _session
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def _prepared(basis, records, block, step=None):
 
 
 def _blocks(out):
-    return [o["result"] for o in out if o["kind"] == "block"]
+    return [o.to_json() for o in out if isinstance(o, BlockResult)]
 
 
 def _same_blocks(a, b, rtol=1e-6):
@@ -72,8 +73,7 @@ def test_prepared_records_give_the_same_blocks_as_raw_data_for_any_block_setting
     raw = _raw(basis, stream, block, step)
     prepared = _prepared(basis, records, block, step)
     _same_blocks(_blocks(raw), _blocks(prepared))
-    rows = lambda out: [(o["seq"], o["freq_hz"], o["phase_deg"], o["rejected"], o["block"])  # noqa: E731
-                        for o in out if o["kind"] == "transient"]
+    rows = lambda out: [o for o in out if isinstance(o, TransientRow)]  # noqa: E731
     assert rows(raw) == rows(prepared)
 
 
@@ -99,7 +99,7 @@ def test_a_processor_restored_from_records_continues_on_raw_data(basis, stream):
     got = [r for r in later if r.kind == "transient"]
     assert [r.seq for r in got] == [r.seq for r in expect]
     assert [r.rejected for r in got] == [r.rejected for r in expect]
-    np.testing.assert_allclose([r.freq_hz for r in got], [r.freq_hz for r in expect], atol=1e-9)
+    np.testing.assert_allclose([r.value("freq_hz") for r in got], [r.value("freq_hz") for r in expect], atol=1e-9)
     _same_blocks(_blocks(full), _blocks(out))
 
 
@@ -116,6 +116,8 @@ def test_a_rebuilt_reference_is_recorded_and_restored(basis):
 
 def test_bad_prepared_records_never_raise(basis):
     proc = BlockProcessor(ACQ, basis, 4)
-    out = proc.add_prepared(PreparedRecord("transient", 3, 1.0, fid=np.zeros(7, np.complex64)))
-    assert out[0]["rejected"].startswith("error")
-    assert proc.add_prepared(PreparedRecord("error", 4, 2.0, rejected="error: bad"))[0]["rejected"] == "error: bad"
+    out = proc.add_prepared(CacheRecord("transient", 3, 1.0, {"freq_hz": 0.0, "phase_deg": 0.0},
+                                        {"fid": np.zeros(7, np.complex64)}))
+    assert out[0].rejected.startswith("error")
+    assert proc.add_prepared(CacheRecord("error", 4, 2.0, {"rejected": "error: bad"}))[0].rejected == "error: bad"
+    assert proc.add_prepared(CacheRecord("nonsense", 5, 3.0))[0].rejected.startswith("error")

@@ -4,7 +4,8 @@ reject its first transients against a reference that still holds the water they 
 import numpy as np
 from mrd_client import simulated_scans
 
-from mrs.stream import BlockProcessor
+from mrs.pipeline import BlockProcessor
+from mrs.results import BlockResult
 
 
 def wet(fid: np.ndarray, dwell_s: float, amplitude: float) -> np.ndarray:
@@ -24,5 +25,5 @@ def test_a_lone_wet_transient_is_kept_not_rejected_as_low_signal():
     proc = BlockProcessor(acq, None, 1)
     x = wet(metab.data, a.dwell_time_s, 200 * peak / metab.data.shape[-1])
     out = proc.add(1, 0.0, frozenset(), x) + proc.flush()
-    blocks = [o["result"] for o in out if o["kind"] == "block"]
-    assert blocks and blocks[0]["rejected"] == {} and blocks[0]["n_transients"] == 1, blocks[0]
+    blocks = [o for o in out if isinstance(o, BlockResult)]
+    assert blocks and blocks[0].rejected == {} and blocks[0].n_transients == 1, blocks[0]

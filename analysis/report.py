@@ -5,7 +5,7 @@
 Contents: the time course of the primary measure with CRLB bars, events and the infusion window;
 percent change from baseline; QC traces (SNR, linewidth, per-transient frequency, rejections);
 spectra of selected blocks with their fits (spectra/*.npz); acquisition parameters; rejected
-transients and why (transients.jsonl); summary numbers (agent.study); software version and the
+transients and why (transients.jsonl); summary numbers (analysis.study); software version and the
 processing settings. Identification by session id and kit code only; never a condition.
 """
 
@@ -21,9 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from agent.export import software_version
-from agent.store import SessionReader
-from agent.study import MEASURES, _infusion_window_s, summarise_curve
+from analysis.study import MEASURES
+from mrs.results import BlockResult
+from mrs.timecourse import infusion_window_s, summarise_curve
+from protocols.session_folder import SessionReader, software_version
 
 EVENT_COLOURS = {"infusion_start": "#2ca02c", "infusion_stop": "#d62728", "vitals": "#9467bd",
                  "pretreatment": "#8c564b", "note": "#7f7f7f"}
@@ -50,19 +51,28 @@ def _events_on(ax, events: list[dict], t_max_min: float) -> None:
         seen.add(kind)
 
 
-def _ratio_arrays(fits: list[dict], measure: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    t = np.array([f.get("t_s") if f.get("t_s") is not None else np.nan for f in fits], float) / 60.0
-    v = np.array([(f.get("ratios") or {}).get(measure) for f in fits], dtype=float)
-    e = np.array([(f.get("ratios_sd") or {}).get(measure) for f in fits], dtype=float)
-    ok = np.array([(f.get("qc") or {}).get("fit_status") == "ok" for f in fits], bool)
-    return t, v, e, ok
+def _times_min(fits: list[BlockResult]) -> np.ndarray:
+    return np.array([np.nan if f.t_s is None else f.t_s for f in fits], float) / 60.0
 
 
-def fig_timecourse(fits: list[dict], events: list[dict], window_s, measure: str, path: Path) -> dict:
+def _ratio_arrays(fits: list[BlockResult], measure: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    v = np.array([f.ratios.get(measure) for f in fits], dtype=float)
+    e = np.array([f.ratios_sd.get(measure) for f in fits], dtype=float)
+    return _times_min(fits), v, e, np.array([f.ok for f in fits], bool)
+
+
+def summarise(fits: list[BlockResult], measure: str, window_s) -> dict:
+    """mrs.timecourse's summary of one measure: the numbers the display and the study show."""
+    t, v, _, ok = _ratio_arrays(fits, measure)
+    t_end = np.array([np.nan if f.t_end_s is None else f.t_end_s for f in fits], float)
+    return summarise_curve(t * 60.0, v, ok, window_s, t_end)
+
+
+def fig_timecourse(fits: list[BlockResult], events: list[dict], window_s, measure: str, path: Path) -> dict:
     plt = _plt()
     t, v, e, ok = _ratio_arrays(fits, measure)
     good = ok & np.isfinite(v)
-    summary = summarise_curve(t * 60.0, v, ok, window_s)
+    summary = summarise(fits, measure, window_s)
     fig, axes = plt.subplots(2, 1, figsize=(10, 6.4), sharex=True)
     ax = axes[0]
     if window_s:
@@ -97,12 +107,12 @@ def fig_timecourse(fits: list[dict], events: list[dict], window_s, measure: str,
     return summary
 
 
-def fig_qc(fits: list[dict], transients: list[dict], events: list[dict], path: Path) -> None:
+def fig_qc(fits: list[BlockResult], transients: list[dict], events: list[dict], path: Path) -> None:
     plt = _plt()
-    t = np.array([f.get("t_s") if f.get("t_s") is not None else np.nan for f in fits], float) / 60.0
+    t = _times_min(fits)
 
     def qc(name: str) -> np.ndarray:
-        return np.array([(f.get("qc") or {}).get(name) for f in fits], dtype=float)
+        return np.array([getattr(f.qc, name) for f in fits], dtype=float)
 
     fig, axes = plt.subplots(4, 1, figsize=(10, 8), sharex=True)
     axes[0].plot(t, qc("snr"), "o-", ms=3)
@@ -120,7 +130,7 @@ def fig_qc(fits: list[dict], transients: list[dict], events: list[dict], path: P
         axes[2].plot(tt[rej], ff[rej], "x", ms=4, color="#d62728", label="rejected")
         axes[2].legend(fontsize=7)
     axes[2].set_ylabel("frequency correction (Hz)")
-    axes[3].bar(t, [f.get("n_rejected") or 0 for f in fits], width=0.3, color="#d62728")
+    axes[3].bar(t, [f.n_rejected for f in fits], width=0.3, color="#d62728")
     axes[3].set_ylabel("rejected / block")
     axes[3].set_xlabel("time from session start (min)")
     t_max = float(np.nanmax(t)) + 1 if np.isfinite(t).any() else 1.0
@@ -131,28 +141,32 @@ def fig_qc(fits: list[dict], transients: list[dict], events: list[dict], path: P
     plt.close(fig)
 
 
-def select_blocks(fits: list[dict], window_s, measure: str) -> list[int]:
+def select_blocks(fits: list[BlockResult], window_s, measure: str) -> list[int]:
     """First block, last baseline block, the block nearest the infusion's end, and the last block."""
-    blocks = [f["block"] for f in fits]
+    blocks = [f.block for f in fits]
     if not blocks:
         return []
     chosen = [blocks[0]]
     if window_s:
-        before = [f["block"] for f in fits if f.get("t_s") is not None and f["t_s"] < window_s[0]]
+        before = [f.block for f in fits if f.t_s is not None and f.t_s < window_s[0]]
         if before:
             chosen.append(before[-1])
-        near = min(fits, key=lambda f: abs((f.get("t_s") or 0) - window_s[1]))
-        chosen.append(near["block"])
+        near = min(fits, key=lambda f: abs((f.t_s or 0) - window_s[1]))
+        chosen.append(near.block)
     chosen.append(blocks[-1])
     return list(dict.fromkeys(chosen))
 
 
-def fig_spectra(folder: Path, blocks: list[int], path: Path) -> list[int]:
+def fig_spectra(reader: SessionReader, blocks: list[int], path: Path, derivative: str | None = None) -> list[int]:
+    """The blocks' stored spectra (the derivative's own; a dynamic refit stores none: then the session's)."""
     plt = _plt()
-    shown = [b for b in blocks if (folder / "spectra" / f"block-{b:05d}.npz").exists()]
+    spectra = {b: reader.block_spectrum(b, derivative) for b in blocks}
+    if derivative and not any(s is not None for s in spectra.values()):
+        spectra = {b: reader.block_spectrum(b) for b in blocks}
+    shown = [b for b in blocks if spectra[b] is not None]
     fig, axes = plt.subplots(len(shown) or 1, 1, figsize=(10, 2.6 * max(len(shown), 1)), squeeze=False)
     for ax, b in zip(axes[:, 0], shown, strict=False):
-        d = np.load(folder / "spectra" / f"block-{b:05d}.npz")
+        d = spectra[b]
         ppm = d["ppm"]
         ax.plot(ppm, d["data"], color="0.2", lw=0.8, label="data")
         ax.plot(ppm, d["fit"], color="#d62728", lw=1.0, label="fit")
@@ -161,9 +175,9 @@ def fig_spectra(folder: Path, blocks: list[int], path: Path) -> list[int]:
         resid = d["data"] - d["fit"]
         off = float(np.min(d["data"])) - 1.5 * float(np.ptp(resid) or 1.0)
         ax.plot(ppm, resid + off, color="0.5", lw=0.6, label="residual")
-        if "comp_Glu" in d:
-            ax.plot(ppm, d["comp_Glu"] + (d["baseline"] if "baseline" in d else 0), color="#1f77b4", lw=0.8,
-                    label="Glu")
+        if "Glu" in d["components"]:
+            ax.plot(ppm, d["components"]["Glu"] + (d["baseline"] if "baseline" in d else 0), color="#1f77b4",
+                    lw=0.8, label="Glu")
         ax.set_xlim(float(ppm.max()), float(ppm.min()))
         ax.set_title(f"block {b}", fontsize=9)
         ax.legend(fontsize=7, loc="upper left", ncol=5)
@@ -202,48 +216,53 @@ table{border-collapse:collapse;margin:0.5em 0}th,td{border:1px solid #ccc;paddin
 font-size:13px}th{background:#f3f3f3}img{max-width:100%}figcaption{font-size:12px;color:#666}"""
 
 
+def _acquisition_rows(h: dict, s: dict) -> list[tuple[str, Any]]:
+    return [("spectrometer frequency (MHz)", h.get("spectrometer_frequency_mhz")), ("nucleus", h.get("nucleus")),
+            ("field strength (T)", h.get("field_strength_t")), ("sequence", h.get("sequence")),
+            ("TE (ms)", None if h.get("echo_time_s") is None else 1e3 * h["echo_time_s"]),
+            ("TR (s)", h.get("repetition_time_s")), ("points", h.get("points")),
+            ("spectral width (Hz)", 1.0 / float(h["dwell_time_s"])), ("coils", h.get("coils")),
+            ("voxel (mm)", h.get("voxel_mm")), ("transients stored", s["transients"]),
+            ("metabolite / water ref / noise / dummy", f"{s['metabolite_transients']} / {s['water_ref']} / "
+                                                        f"{s['noise']} / {s['dummy']}"),
+            ("missing seqs", s["missing"] or "none"), ("complete", s["complete"]),
+            ("duration (min)", round(s["duration_s"] / 60.0, 2))]
+
+
+def _settings_rows(folder: Path, plan: dict, derivative: str | None, measure: str) -> list[tuple[str, Any]]:
+    rows = [("software", f"mrsmon {software_version()}"),
+            ("fits", f"derivatives/{derivative}" if derivative else "as fitted by the agent"),
+            ("block transients", plan.get("block_transients")), ("fit window (ppm)", plan.get("fit_window_ppm")),
+            ("alarm thresholds", plan.get("alarms")), ("outlier settings", plan.get("outliers") or "defaults"),
+            ("primary measure", measure), ("report written", time.strftime("%Y-%m-%d %H:%M:%S"))]
+    settings = folder / "derivatives" / (derivative or "") / "settings.json"
+    if derivative and settings.exists():
+        rows.append(("refit settings", json.loads(settings.read_text())))
+    return rows
+
+
 def write_report(session_dir: str | Path, out_dir: str | Path, derivative: str | None = None,
                  measure: str | None = None) -> Path:
     folder = Path(session_dir)
     r = SessionReader(folder)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    fits = r.fits(derivative)
+    fits = r.results(derivative)
     events = r.events()
     transients = r.transient_records()
     plan = r.plan or {}
     measure = measure or plan.get("measure") or "Glu/tCr"
-    window_s = _infusion_window_s(events, plan)
+    start, stop = infusion_window_s(events, plan)
+    window_s = None if start is None or stop is None else (start, stop)
     h = r.header
     fig_timecourse(fits, events, window_s, measure, out / "timecourse.png")
     fig_qc(fits, transients, events, out / "qc.png")
-    shown = fig_spectra(folder, select_blocks(fits, window_s, measure), out / "spectra.png")
-    other = {m: summarise_curve(np.array([f.get("t_s") or np.nan for f in fits], float),
-                                np.array([(f.get("ratios") or {}).get(m) for f in fits], dtype=float),
-                                np.array([(f.get("qc") or {}).get("fit_status") == "ok" for f in fits]), window_s)
-             for m in MEASURES}
+    shown = fig_spectra(r, select_blocks(fits, window_s, measure), out / "spectra.png", derivative)
+    other = {m: summarise(fits, m, window_s) for m in MEASURES}
     reasons = Counter(t["rejected"] for t in transients if t.get("rejected"))
     rejected_rows = [t for t in transients if t.get("rejected")]
-    s = r.summary()
-    acq = [("spectrometer frequency (MHz)", h.get("spectrometer_frequency_mhz")), ("nucleus", h.get("nucleus")),
-           ("field strength (T)", h.get("field_strength_t")), ("sequence", h.get("sequence")),
-           ("TE (ms)", None if h.get("echo_time_s") is None else 1e3 * h["echo_time_s"]),
-           ("TR (s)", h.get("repetition_time_s")), ("points", h.get("points")),
-           ("spectral width (Hz)", 1.0 / float(h["dwell_time_s"])), ("coils", h.get("coils")),
-           ("voxel (mm)", h.get("voxel_mm")), ("transients stored", s["transients"]),
-           ("metabolite / water ref / noise / dummy", f"{s['metabolite_transients']} / {s['water_ref']} / "
-                                                       f"{s['noise']} / {s['dummy']}"),
-           ("missing seqs", s["missing"] or "none"), ("complete", s["complete"]),
-           ("duration (min)", round(s["duration_s"] / 60.0, 2))]
-    settings_rows = [("software", f"mrsmon {software_version()}"),
-                     ("fits", f"derivatives/{derivative}" if derivative else "as fitted by the agent"),
-                     ("block transients", plan.get("block_transients")),
-                     ("fit window (ppm)", plan.get("fit_window_ppm")),
-                     ("alarm thresholds", plan.get("alarms")), ("primary measure", measure),
-                     ("report written", time.strftime("%Y-%m-%d %H:%M:%S"))]
-    if derivative and (folder / "derivatives" / derivative / "settings.json").exists():
-        settings_rows.append(("refit settings", json.loads((folder / "derivatives" / derivative / "settings.json")
-                                                          .read_text())))
+    acq = _acquisition_rows(h, r.summary())
+    settings_rows = _settings_rows(folder, plan, derivative, measure)
     derivs = sorted(p.name for p in (folder / "derivatives").iterdir()) if (folder / "derivatives").exists() else []
     summ_rows = []
     for m in MEASURES:
@@ -252,8 +271,8 @@ def write_report(session_dir: str | Path, out_dir: str | Path, derivative: str |
                          f"<td>{sm['baseline_blocks']}</td><td>{_fmt(sm['mean_infusion_pct'])}</td>"
                          f"<td>{_fmt(sm['auc_pct_min'])}</td><td>{_fmt(sm['peak_pct'])}</td>"
                          f"<td>{_fmt(sm['time_to_peak_min'])}</td></tr>")
-    ok_n = sum(1 for f in fits if (f.get("qc") or {}).get("fit_status") == "ok")
-    status = Counter((f.get("qc") or {}).get("fit_status") for f in fits)
+    ok_n = sum(1 for f in fits if f.ok)
+    status = Counter(f.qc.fit_status for f in fits)
     rej_list = "".join(f"<tr><td>{t['seq']}</td><td>{_fmt(t.get('t_s'))}</td><td>{html.escape(str(t['rejected']))}"
                        f"</td><td>{_fmt(t.get('block'))}</td></tr>" for t in rejected_rows[:200])
     ev_rows = "".join(f"<tr><td>{_fmt(round(float(e['t_s']) / 60.0, 3))}</td><td>{html.escape(e['kind'])}</td>"

@@ -1,4 +1,4 @@
-"""BlockProcessor end to end on synthetic multi-coil sessions (toy basis, known truth)."""
+"""The runner (BlockProcessor) end to end on synthetic multi-coil sessions (toy basis, known truth)."""
 
 import json
 
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from mrs.fit.toy import TYPICAL_MM, synth_fid, toy_basis, toy_coil_transients
-from mrs.stream import BlockProcessor
+from mrs.pipeline import BlockProcessor
+from mrs.results import BlockResult, TransientRow
 
 CF = 123.25
 DWELL = 1 / 4000
@@ -57,7 +58,8 @@ def _run(proc, stream):
     for seq, t_s, flags, data in stream:
         out += proc.add(seq, t_s, flags, data)
     out += proc.flush()
-    return [o for o in out if o["kind"] == "transient"], [o["result"] for o in out if o["kind"] == "block"]
+    return ([o.to_json() for o in out if isinstance(o, TransientRow)],
+            [o.to_json() for o in out if isinstance(o, BlockResult)])
 
 
 def test_blocks_follow_the_schema_and_recover_the_truth(basis):
@@ -113,16 +115,17 @@ def test_flush_fits_a_partial_block_only_when_at_least_half_full(basis):
 def test_never_raises_on_weird_data(basis):
     proc = BlockProcessor(ACQ, basis, 4)
     out = proc.add(0, 0.0, frozenset(), np.full((4, N), np.nan, np.complex64))
-    assert out and out[0]["rejected"].startswith("error")
+    assert out and out[0].rejected.startswith("error")
     out = proc.add(1, 0.0, frozenset(), np.zeros((4, 7), np.complex64))
-    assert out[0]["rejected"].startswith("error")
+    assert out[0].rejected.startswith("error")
     blocks = []
     for i in range(4):
         blocks += [o for o in proc.add(2 + i, 2.0 * i, frozenset(), np.zeros((4, N), np.complex64))
-                   if o["kind"] == "block"]
-    blocks += [o for o in proc.flush() if o["kind"] == "block"]
-    assert blocks and blocks[0]["result"]["qc"]["fit_status"] == "failed"
-    json.dumps(blocks[0]["result"], allow_nan=False)
+                   if isinstance(o, BlockResult)]
+    blocks += [o for o in proc.flush() if isinstance(o, BlockResult)]
+    assert blocks and blocks[0].qc.fit_status == "failed"
+    assert [a.name for a in blocks[0].qc.alarms] == ["fit_failed"]
+    json.dumps(blocks[0].to_json(), allow_nan=False)
 
 
 def test_unusable_basis_gives_failed_blocks_with_a_message():
@@ -132,14 +135,14 @@ def test_unusable_basis_gives_failed_blocks_with_a_message():
     for i in range(2):
         out += proc.add(i, 2.0 * i, frozenset(), toy_coil_transients(np.ones(N, complex), 4, 0.1, rng))
     out += proc.flush()  # (fewer than FIRST_TRANSIENTS: processed at the end of the stream)
-    res = [o["result"] for o in out if o["kind"] == "block"][0]
-    assert res["qc"]["fit_status"] == "failed" and "basis" in res["qc"]["message"]
+    res = [o for o in out if isinstance(o, BlockResult)][0]
+    assert res.qc.fit_status == "failed" and "basis" in res.qc.message
 
 
 def test_basis_none_simulates_one_for_the_acquisition():
     proc = BlockProcessor(ACQ, None, 2)
     fitter = proc.fitter
-    assert fitter is not None, proc._fitter_error
+    assert fitter is not None, proc.blocks.ctx.fitter_error
     assert {"NAA", "Glu", "Gln", "Cr", "PCr"} <= set(fitter.names)
     assert any(n.startswith("MM") for n in fitter.names)
 
@@ -170,7 +173,7 @@ def test_session_reference_holds_session_parameters_and_revises_the_first_blocks
     assert mask.sum() >= 3
     held = [res.x for index, _, res in proc.records[3:]]
     for x in held:  # every block after the reference carries exactly the reference's session parameters
-        np.testing.assert_array_equal(x[mask], proc._session_x[mask])
+        np.testing.assert_array_equal(x[mask], proc.blocks.ctx.session_x[mask])
     # ... while what moves from block to block was fitted
     assert len({round(float(x[0]), 9) for x in held}) > 1
     for b in blocks[3:]:

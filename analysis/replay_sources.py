@@ -1,7 +1,7 @@
 """Replay sources beyond mrsmon's own (session folders, NIfTI-MRS): MRD files and vendor raw files.
 
 `other_source(path, **options)` returns (header, [(flags, offset_s, data, scan)], end_s) or None when
-the path is neither; `agent.replay` turns the rows into its items. Orientation: the agent expects the
+the path is neither; `analysis.replay` turns the rows into its items. Orientation: the agent expects the
 NIfTI-MRS convention, and vendor conversions are not always in it (spec2nii keeps a Siemens RDA's
 samples as stored, which are mirrored). With `conjugate="auto"` the metabolite transients' singlets
 decide (`mrs.orientation`), as `mrsmon fit --conjugate auto` does; "yes" / "no" force it. Every
@@ -23,7 +23,7 @@ WATER_PPM = 4.65
 def other_source(path: Path, water: str | Path | None = None, sequence: str | None = None,
                  water_flags: tuple[str, ...] | None = None, tick_ms: float = 2.5,
                  conjugate: str | bool = "auto"):
-    from agent.vendor import is_vendor_file, vendor_source
+    from analysis.vendor import is_vendor_file, vendor_source
     from protocols.mrd.files import MRD_SUFFIXES, mrd_file_source
     from protocols.mrd.mapping import DEFAULT_WATER_FLAGS
 

@@ -1,23 +1,28 @@
-"""The preprocessing cache file: records round-trip; a torn or corrupt tail is detected and never used."""
+"""The preprocessing cache file: any record round-trips exactly (the format names no fields); a torn or
+corrupt tail is detected and never used."""
 
 import numpy as np
 import pytest
 
-from agent import prepcache
-from mrs.stream import PreparedRecord
+from mrs.pipeline import CacheRecord
+from protocols import prepared_cache as prepcache
 
 
 def _records(n=5, points=64, coils=3):
     rng = np.random.default_rng(1)
-    out = [PreparedRecord("state", weights=rng.normal(size=coils) + 1j * rng.normal(size=coils),
-                          eddy=rng.normal(size=points)),
-           PreparedRecord("water", 1, 0.5, fid=rng.normal(size=points) + 1j),
-           PreparedRecord("reference", fid=rng.normal(size=points) + 2j)]
+    out = [CacheRecord("state", arrays={"weights": rng.normal(size=coils) + 1j * rng.normal(size=coils),
+                                        "eddy": rng.normal(size=points)}),
+           CacheRecord("water", 1, 0.5, arrays={"fid": rng.normal(size=points) + 1j}),
+           CacheRecord("reference", values={"rebuild": False}, arrays={"fid": rng.normal(size=points) + 2j})]
     for i in range(n):
         fid = (rng.normal(size=points) + 1j * rng.normal(size=points)).astype(np.complex64)
-        out.append(PreparedRecord("transient", 2 + i, 2.0 * i, fid, 0.1 * i, -3.0 * i,
-                                  "motion" if i == 2 else None, 1.0 + i, 0.5 * i))
-    out.append(PreparedRecord("error", 9, 20.0, rejected="error: transient holds NaN or infinity"))
+        out.append(CacheRecord("transient", 2 + i, 2.0 * i,
+                               {"freq_hz": 0.1 * i + 1e-13, "phase_deg": -3.0 * i,
+                                "rejected": "motion" if i == 2 else None,
+                                "residual_ratio": 1.0 + i, "lipid_ratio": float("nan") if i == 4 else 0.5 * i,
+                                "a_new_estimate": i, "flag": i % 2 == 0},
+                               {"fid": fid, "a_new_array": np.arange(i, dtype=np.int16).reshape(1, i)}))
+    out.append(CacheRecord("error", 9, 20.0, {"rejected": "error: transient holds NaN or infinity"}))
     return out
 
 
@@ -29,14 +34,13 @@ def _write(path, records, meta=None):
 
 
 def _same(a, b):
-    assert (a.kind, a.seq, a.t_s, a.rejected) == (b.kind, b.seq, b.t_s, b.rejected)
-    np.testing.assert_equal([a.freq_hz, a.phase_deg, a.residual_ratio, a.lipid_ratio],
-                            [b.freq_hz, b.phase_deg, b.residual_ratio, b.lipid_ratio])
-    for name in ("fid", "weights", "eddy"):
-        x, y = getattr(a, name), getattr(b, name)
-        assert (x is None) == (y is None)
-        if x is not None:
-            assert np.array_equal(x, y)
+    assert (a.kind, a.seq, a.t_s) == (b.kind, b.seq, b.t_s)
+    np.testing.assert_equal(dict(a.values), dict(b.values))  # NaN equals NaN here
+    assert [type(v) for v in a.values.values()] == [type(v) for v in b.values.values()]
+    assert a.arrays.keys() == b.arrays.keys()
+    for name, x in a.arrays.items():
+        y = b.arrays[name]
+        assert x.dtype == y.dtype and x.shape == y.shape and np.array_equal(x, y)
 
 
 def test_records_round_trip_exactly(tmp_path):
@@ -87,14 +91,14 @@ def test_a_bad_header_means_no_cache(tmp_path):
 
 
 def test_records_must_follow_raw_log_in_seq_order():
-    recs = [PreparedRecord("state", weights=np.ones(2)), PreparedRecord("water", 2),
-            PreparedRecord("transient", 4), PreparedRecord("transient", 5)]
+    recs = [CacheRecord("state", arrays={"weights": np.ones(2)}), CacheRecord("water", 2),
+            CacheRecord("transient", 4), CacheRecord("transient", 5)]
     stored = {1, 2, 3, 4, 5, 6}
     assert prepcache.covered_prefix(recs, [2, 4, 5, 6], stored) == 3
-    assert prepcache.covered_prefix(recs[:3] + [PreparedRecord("transient", 6)], [2, 4, 5, 6], stored) is None
-    assert prepcache.covered_prefix(recs + [PreparedRecord("transient", 7)], [2, 4, 5, 6], stored) is None
+    assert prepcache.covered_prefix(recs[:3] + [CacheRecord("transient", 6)], [2, 4, 5, 6], stored) is None
+    assert prepcache.covered_prefix(recs + [CacheRecord("transient", 7)], [2, 4, 5, 6], stored) is None
     # an error record for a bad noise scan (seq 3) is not in the expected order but is allowed
-    assert prepcache.covered_prefix(recs[:2] + [PreparedRecord("error", 3)] + recs[2:], [2, 4, 5, 6], stored) == 3
+    assert prepcache.covered_prefix(recs[:2] + [CacheRecord("error", 3)] + recs[2:], [2, 4, 5, 6], stored) == 3
 
 
 def test_a_write_error_stops_the_cache_not_the_caller(tmp_path, monkeypatch):
