@@ -23,7 +23,9 @@ from scipy.optimize import nnls
 
 from mrs.basis import WATER_PPM, Basis
 from mrs.fit import crlb as _crlb
+from mrs.fit.kernel import LineshapeKernel
 from mrs.fit.models import get_model
+from mrs.fit.priors import ratio_prior_rows
 from mrs.fit.result import FitResult
 from mrs.macromolecules import area_prior_rows
 from mrs.names import canonical, is_macromolecule
@@ -102,6 +104,14 @@ class FitSettings:
     # CRLB as the noise covariance of the penalised estimate, (F+P)^-1 F (F+P)^-1, rather than the
     # posterior (F+P)^-1: the SD a block-to-block change has (see mrs.fit.crlb.covariance).
     crlb_sandwich: bool = True
+    # Free lineshape (mrs.fit.kernel): the model convolved with a kernel of taps every bin within
+    # +- this many Hz (0: off), each with a Gaussian prior 0 +- kernel_sd (fraction of the area).
+    kernel_half_width_hz: float = 0.0
+    # Soft constraints on NAAG/NAA, Gln/Glu, GABA/tCr (mrs.fit.priors); the scale multiplies the SDs.
+    ratio_priors: bool = False
+    ratio_prior_sd_scale: float = 1.0
+    kernel_sd: float = 0.1
+    kernel_bound: float = 0.5
 
 
 # Macromolecule resonances of brain at 3T (consensus of Cudalbu et al., NMR Biomed 2021): ppm and
@@ -267,6 +277,7 @@ class LCFitter:
                 self.groups.append((g, np.nonzero(m)[0], mm))
 
         self._setup_area_priors(fids[keep], is_mm)
+        self._setup_ratio_priors()
         # Row selectors per group: a slice when the group is contiguous (no copies), else indices.
         self._group_rows = [slice(int(idx[0]), int(idx[-1]) + 1) if np.all(np.diff(idx) == 1) else idx
                             for _, idx, _ in self.groups]
@@ -328,10 +339,18 @@ class LCFitter:
         names += [f"{'dlorentz_hz' if ls[4] == 'l' else 'dshift_hz'}_{ls[0]}" for ls in lsets]
         lo_b += [ls[3][0] for ls in lsets]
         hi_b += [ls[3][1] for ls in lsets]
+        k_bins = int(round(s.kernel_half_width_hz / self.df_hz))
+        self.kernel = LineshapeKernel(k_bins, self._win_m, self._nm) if k_bins > 0 else None
+        n_taps = self.kernel.n_taps if self.kernel else 0
+        self.kernel_slice = slice(len(names), len(names) + n_taps)
+        names += [f"kernel_{j:+d}" for j in (self.kernel.offsets if self.kernel else [])]
+        lo_b += [-s.kernel_bound] * n_taps
+        hi_b += [s.kernel_bound] * n_taps
         self.param_names = tuple(names)
         self.prior_mu = np.zeros(len(names))
         self.prior_sd = np.full(len(names), np.inf)
         self.prior_sd[self.each_slice] = self.each_sd
+        self.prior_sd[self.kernel_slice] = s.kernel_sd
         if s.lorentz_prior_hz is not None and "lorentz_hz_met" in names:
             k = names.index("lorentz_hz_met")
             self.prior_mu[k], self.prior_sd[k] = s.lorentz_prior_hz
@@ -415,7 +434,35 @@ class LCFitter:
         self.mm_anchor = min((i for i in range(m) if is_mm[i] and not is_lip[i]),
                              key=lambda i: abs(peak[i] - 0.91), default=None)
 
+    def _setup_ratio_priors(self) -> None:
+        """Rows conc_i - ratio * sum(conc_den) (mrs.fit.priors), in normalised amplitudes."""
+        rows = ratio_prior_rows(self.names) if self.settings.ratio_priors else []
+        d = np.zeros((len(rows), len(self.names)))
+        for k, (i, den, ratio, _) in enumerate(rows):
+            d[k, i] += 1.0 / self.scale[i]
+            for j in den:
+                d[k, j] -= ratio / self.scale[j]
+        self.ratio_d = d
+        self.ratio_den = [den for _, den, _, _ in rows]
+        self.ratio_sd = np.array([r[3] for r in rows]) * self.settings.ratio_prior_sd_scale
+        self.has_priors = bool(self.prior_d.shape[0] or self.ratio_d.shape[0])
+
     def _prior_rows(self, c_free: np.ndarray, noise_var: float) -> np.ndarray | None:
+        mm = self._mm_prior_rows(c_free, noise_var)
+        if not self.ratio_d.shape[0]:
+            return mm
+        # SD relative to the denominator's concentration from the unconstrained solve (at least
+        # 2 % of the largest metabolite's, so a missing denominator does not make the row rigid)
+        m = len(self.names)
+        conc = c_free[:m] / self.scale
+        ref = np.array([conc[list(den)].sum() for den in self.ratio_den])
+        ref = np.maximum(ref, max(0.02 * float(conc.max()), 1e-300))
+        rows = self.ratio_d * (np.sqrt(max(noise_var, 1e-300)) / (self.ratio_sd * ref))[:, None]
+        if self.bg.shape[1]:
+            rows = np.hstack([rows, np.zeros((rows.shape[0], self.bg.shape[1]))])
+        return rows if mm is None else np.vstack([mm, rows])
+
+    def _mm_prior_rows(self, c_free: np.ndarray, noise_var: float) -> np.ndarray | None:
         """Weighted prior rows sqrt(noise_var) * D / (SD * reference area) (n_rows, M + n_bg).
 
         The SDs are relative to a reference area: the MM anchor's area from an unconstrained
@@ -462,7 +509,7 @@ class LCFitter:
             else:
                 ls = self.model.lineshape(self._tm, x[sl])
             np.multiply(src[rows], ls, out=fl[rows])
-        a = sfft.fft(fl, axis=1, workers=1)[:, self._win_m].T.astype(complex)
+        a = self._window(sfft.fft(fl, axis=1, workers=1), x).T.astype(complex)
         return fl, a
 
     def _each_broadened(self, x: np.ndarray) -> np.ndarray:
@@ -489,7 +536,19 @@ class LCFitter:
         self._each_cache = (key, out)
         return out
 
-    def _each_jac(self, fl: np.ndarray, c: np.ndarray) -> np.ndarray:
+    def _window(self, full: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Window bins of model-grid spectra (rows, N_model), through the lineshape kernel if any."""
+        if self.kernel is None:
+            return full[:, self._win_m]
+        return self.kernel.window(full, x[self.kernel_slice])
+
+    def _kernel_jac(self, fl: np.ndarray, c: np.ndarray) -> np.ndarray:
+        """d(A c)/d kernel taps (Nw, n_taps)."""
+        m = fl.shape[0]
+        full_sum = sfft.fft(c[:m].astype(fl.real.dtype) @ fl, workers=1)
+        return self.kernel.jacobian(full_sum).astype(complex)
+
+    def _each_jac(self, fl: np.ndarray, c: np.ndarray, x: np.ndarray) -> np.ndarray:
         """d(A c)/d dlorentz_k for each set k (Nw, n_sets)."""
         cf = c.astype(fl.real.dtype)
         pk, rows = self._pat_ranks[0]  # every pattern has a first member, in pattern order
@@ -497,7 +556,7 @@ class LCFitter:
         for pk, rows in self._pat_ranks[1:]:
             sums[pk] += fl[rows] * cf[rows, None]
         sums *= self._t64 if fl.dtype == np.complex64 else self._tm  # (n_patterns, N)
-        ft = sfft.fft(sums, axis=1, workers=1)[:, self._win_m]
+        ft = self._window(sfft.fft(sums, axis=1, workers=1), x)
         return (ft[self._lset_pat] * self._lset_kind[:, None]).T.astype(complex)
 
     def _project_baseline(self, v: np.ndarray) -> np.ndarray:
@@ -540,16 +599,21 @@ class LCFitter:
         for rows, sl in zip(self._group_rows, self.slices, strict=True):
             s_g = c[rows].astype(fl.real.dtype) @ fl[rows]
             sigs.append(s_g[None, :] * self.model.log_derivatives(self._tm, x[sl]).astype(fl.dtype))
-        return sfft.fft(np.vstack(sigs), axis=1, workers=1)[:, self._win_m].T.astype(complex)
+        return self._window(sfft.fft(np.vstack(sigs), axis=1, workers=1), x).T.astype(complex)
 
     def _jacobian(self, x: np.ndarray, state: tuple, free: np.ndarray | None = None) -> np.ndarray:
         _, c, _, z, fl, at, gram, prior = state
         parts = [(-1j * z)[:, None], (-1j * self.dnu * z)[:, None], -self._group_derivatives(x, c, fl)]
         if self.each_idx.size:
             if free is None or free[self.each_slice].any():
-                parts.append(-self._each_jac(fl, c))
+                parts.append(-self._each_jac(fl, c, x))
             else:  # all held (session reference): columns the step never uses
                 parts.append(np.zeros((z.size, self.each_idx.size), complex))
+        if self.kernel is not None:
+            if free is None or free[self.kernel_slice].any():
+                parts.append(-self._kernel_jac(fl, c))
+            else:
+                parts.append(np.zeros((z.size, self.kernel.n_taps), complex))
         jac = np.hstack(parts)
         jac = self._project_baseline(jac)
         active = c > 0
@@ -624,7 +688,7 @@ class LCFitter:
         def consider(xs: np.ndarray) -> None:
             nonlocal best, nfev, prior
             make = None
-            if prior is None and self.prior_d.shape[0]:
+            if prior is None and self.has_priors:
                 def make(c_free: np.ndarray) -> np.ndarray | None:
                     return self._prior_rows(c_free, noise_var)
             state = self._state(xs, yw, prior, make)
@@ -725,7 +789,9 @@ class LCFitter:
         cols = [(1j * pred)[:, None], (1j * self.dnu * pred)[:, None], self._group_derivatives(x, c, fl)]
         jac_nl = np.hstack(cols)
         if self.each_idx.size:
-            jac_nl = np.column_stack([jac_nl, self._each_jac(fl, c)])
+            jac_nl = np.column_stack([jac_nl, self._each_jac(fl, c, x)])
+        if self.kernel is not None:
+            jac_nl = np.column_stack([jac_nl, self._kernel_jac(fl, c)])
         at_bound = (np.isclose(x, self.lo) | np.isclose(x, self.hi)) & np.isfinite(self.lo)
         nl_keep = (self.free if free is None else free) & ~at_bound
         jac_nl = jac_nl[:, nl_keep]
