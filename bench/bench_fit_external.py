@@ -71,9 +71,12 @@ def run_mrsmon(doc: dict, folder: Path, basis_file: Path) -> dict[str, dict]:
             out[s["stem"]] = {"error": f"{type(exc).__name__}: {exc}", "cpu_s": time.process_time() - c0}
             continue
         cpu = time.process_time() - c0
-        ratios = {f"{q}/tCr": r["ratios"].get(f"{q}/tCr") for q in RATIOS}
-        out[s["stem"]] = {"ratios": ratios, "ratios_sd": {k: r["ratios_sd"].get(k) for k in ratios},
-                          "conc": r["conc"], "sd": r["sd"], "status": r["qc"]["fit_status"],
+        # scored from the concentrations of the basis's own entries, as for the peers (the result's
+        # ratios are null where mrsmon reports a metabolite as undetermined; counted separately)
+        names = set(doc["basis_names"])
+        out[s["stem"]] = {"conc": {k: v for k, v in r["conc"].items() if k in names},
+                          "sd": {k: v for k, v in r["sd"].items() if k in names},
+                          "ratios": r["ratios"], "ratios_sd": r["ratios_sd"], "status": r["qc"]["fit_status"],
                           "undetermined": r["qc"].get("undetermined", []), "cpu_s": cpu}
     return out
 
@@ -119,8 +122,11 @@ def run_lcmodel(doc: dict, folder: Path, lcmodel: str, cache: dict) -> dict[str,
     return out
 
 
-def start_fslmrs(doc: dict, folder: Path, python: str, cache: dict) -> tuple[subprocess.Popen | None, Path, list]:
-    todo = [s for s in doc["spectra"] if f"fslmrs:{_digest(folder / s['files']['nifti'])}" not in cache]
+def start_fslmrs(doc: dict, folder: Path, python: str, cache: dict, crlb: bool) -> tuple[subprocess.Popen | None, Path, list]:
+    """Start the FSL-MRS worker on the files not in the cache (without the CRLB noise draws unless
+    `crlb`: at about 6.5 s CPU per fit they would dominate the run)."""
+    todo = [s for s in doc["spectra"] if f"fslmrs:{_digest(folder / s['files']['nifti'])}" not in cache
+            and (crlb or s["crlb_group"] is None)]
     job, result = folder / "fslmrs_job.json", folder / "fslmrs_out.json"
     if not todo:
         return None, result, todo
@@ -140,7 +146,8 @@ def finish_fslmrs(doc: dict, folder: Path, proc, result: Path, todo: list, cache
             path = str(folder / s["files"]["nifti"])
             res = got.get(path, {"error": f"worker exited {proc.returncode}: {err[-300:]}", "cpu_s": float("nan")})
             cache[f"fslmrs:{_digest(folder / s['files']['nifti'])}"] = res
-    return {s["stem"]: cache[f"fslmrs:{_digest(folder / s['files']['nifti'])}"] for s in doc["spectra"]}
+    return {s["stem"]: cache[key] for s in doc["spectra"]
+            if (key := f"fslmrs:{_digest(folder / s['files']['nifti'])}") in cache}
 
 
 def mrsmon_basis_file(basis_file: Path, folder: Path) -> tuple[Path, str]:
@@ -163,12 +170,7 @@ def mrsmon_basis_file(basis_file: Path, folder: Path) -> tuple[Path, str]:
 def estimates(tool_out: dict) -> dict[str, dict[str, float]]:
     est = {}
     for stem, r in tool_out.items():
-        if "error" in r:
-            est[stem] = {}
-        elif "ratios" in r:
-            est[stem] = {k: (float(v) if v is not None else float("nan")) for k, v in r["ratios"].items()}
-        else:
-            est[stem] = ratios_from_conc(r["conc"])
+        est[stem] = {} if "error" in r else ratios_from_conc(r["conc"])
     return est
 
 
@@ -190,7 +192,8 @@ def fmt(v: float, w: int = 6, d: int = 1) -> str:
 
 def accuracy_tables(doc: dict, results: dict[str, dict | None]) -> list[str]:
     main = [s for s in doc["spectra"] if s["crlb_group"] is None]
-    lines = [f"{'tool':8s} {'ratio':6s} {'MAPE%':>6s} {'bias%':>6s} {'medAPE':>6s} {'>50%':>4s} {'n':>3s}"]
+    lines = [f"{'tool':8s} {'ratio':6s} {'MAPE%':>6s} {'bias%':>6s} {'medAPE':>6s} {'>50%':>4s} {'n':>3s} "
+             f"{'undet.':>6s} {'MAPE det.':>9s}"]
     summary = {}
     for tool, out in results.items():
         if out is None:
@@ -202,9 +205,13 @@ def accuracy_tables(doc: dict, results: dict[str, dict | None]) -> list[str]:
             e = err[q]
             ok = np.isfinite(e)
             gross = int(np.sum(~ok | (np.abs(np.nan_to_num(e, nan=1e9)) > 50)))
+            flagged = np.array([q in out.get(s["stem"], {}).get("undetermined", []) for s in main])
+            det = ok & ~flagged
+            extra = (f" {int(flagged.sum()):6d} {fmt(np.mean(np.abs(e[det])) if det.any() else np.nan, 9)}"
+                     if tool == "mrsmon" else "")
             lines.append(f"{tool:8s} {q:6s} {fmt(np.mean(np.abs(e[ok])) if ok.any() else np.nan)} "
                          f"{fmt(np.mean(e[ok]) if ok.any() else np.nan)} "
-                         f"{fmt(np.median(np.abs(e[ok])) if ok.any() else np.nan)} {gross:4d} {ok.sum():3d}")
+                         f"{fmt(np.median(np.abs(e[ok])) if ok.any() else np.nan)} {gross:4d} {ok.sum():3d}" + extra)
     snr = np.array([s["params"]["snr"] for s in main])
     lines += ["", "Glu/tCr MAPE % by NAA SNR bin (n per bin in brackets); gross = any of "
               + "/".join(MAJOR) + " over 50 % off or no result"]
@@ -242,7 +249,7 @@ def crlb_tables(doc: dict, results: dict[str, dict | None]) -> list[str]:
             rows = [out.get(s["stem"], {}) for s in spec]
             if tool == "mrsmon":
                 qty = "Glu/tCr"
-                vals = np.array([r.get("ratios", {}).get(qty) or np.nan for r in rows], float)
+                vals = np.array([ratios_from_conc(r["conc"])[qty] if "conc" in r else np.nan for r in rows], float)
                 sds = np.array([r.get("ratios_sd", {}).get(qty) or np.nan for r in rows], float)
                 true = spec[0]["ratios"][qty]
             else:
@@ -294,6 +301,7 @@ def main() -> int:
     ap.add_argument("--tools", default="mrsmon,lcmodel,fslmrs")
     ap.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "mrsmon_truthset")
     ap.add_argument("--no-cache", action="store_true")
+    ap.add_argument("--fslmrs-crlb", action="store_true", help="FSL-MRS fits the CRLB noise draws too (slow)")
     ap.add_argument("--conventions", action="store_true", help="some files in other tools' conventions")
     ap.add_argument("--no-write", action="store_true", help="print only (development runs)")
     args = ap.parse_args()
@@ -315,7 +323,7 @@ def main() -> int:
         doc = generate_set(config, folder, args.n, args.crlb_spectra, args.crlb_draws)
         basis_file = Path(doc["basis_file"])
         results: dict[str, dict | None] = {}
-        proc, result, todo = start_fslmrs(doc, folder, fslpy, cache) if fslpy else (None, None, [])
+        proc, result, todo = start_fslmrs(doc, folder, fslpy, cache, args.fslmrs_crlb) if fslpy else (None, None, [])
         note = ""
         if "mrsmon" in tools:
             mb, note = mrsmon_basis_file(basis_file, folder)

@@ -376,6 +376,11 @@ class BlockProcessor:
         if wet:  # a residual-water burst: its tail would corrupt the shift, scale and the reference
             fid, _ = remove_water(fid, self.dwell_s, self.cf_mhz, centre_now, n_points=256)
             wet = water_dominates(fid, self.dwell_s, self.cf_mhz, centre_now)
+            if water_dominates(ref, self.dwell_s, self.cf_mhz, centre_now):
+                # compare like with like: a reference that still holds the water (the first one is
+                # the transients' own mean) would make the removed water look like motion (a
+                # single-spectrum file was rejected whole)
+                ref, _ = remove_water(ref, self.dwell_s, self.cf_mhz, centre_now, n_points=256)
         reg = self.aligner.register(fid, ref, remove_smooth=wet, center_hz=drift_hz)
         ref_w = self.aligner.window_spectrum(ref)
         x_w = self.aligner.window_spectrum(reg.fid)
@@ -567,6 +572,7 @@ class BlockProcessor:
 
     def _fit_items(self, index: int, items: list[_Transient]) -> dict:
         from mrs import qc as _qc
+        from mrs.names import is_macromolecule
 
         t_mid, t0, t1 = self._times(items)
         accepted = [i for i in items if i.rejected is None]
@@ -599,6 +605,9 @@ class BlockProcessor:
             self._x_prev = res.x
         quantities = res.quantities()
         ratios = res.ratios()
+        # a metabolite the data cannot determine gets a warning (qc.undetermined), not a ratio
+        lost = [n for n in res.undetermined() if not is_macromolecule(n)]
+        ratios = {k: ((float("nan"), e) if k.split("/")[0] in lost else (r, e)) for k, (r, e) in ratios.items()}
         # Units: water-scaled mM when a water reference exists, else tCr := 8 (institutional units).
         water = self._water_fid()
         water_scaled = False
@@ -660,7 +669,7 @@ class BlockProcessor:
             "fit_status": status, "message": message, "fit_ms": _num(fit_ms, 3),
             "fit_shift_hz": _num(res.params.get("shift_hz_met"), 4),
             "fit_nfev": res.nfev, "water_removed": water_removed, "alarms": alarms,
-            "reference": reference,
+            "reference": reference, "undetermined": lost,
             "coils_excluded": [int(k) for k in np.nonzero(self.coils_excluded)[0]],
         }
         spectrum = {

@@ -106,11 +106,14 @@ class FitSettings:
     crlb_sandwich: bool = True
     # Free lineshape (mrs.fit.kernel): the model convolved with a kernel of taps every bin within
     # +- this many Hz (0: off), each with a Gaussian prior 0 +- kernel_sd (fraction of the area).
-    kernel_half_width_hz: float = 0.0
+    kernel_half_width_hz: float = 10.0
     # Soft constraints on NAAG/NAA, Gln/Glu, GABA/tCr (mrs.fit.priors); the scale multiplies the SDs.
-    ratio_priors: bool = False
+    ratio_priors: bool = True
+    # Data-driven starts (shift and phase0 from the cross-correlation's best local maxima) tried
+    # when there is no warm start or it fits badly; the lowest cost is refined.
+    n_starts: int = 2
     ratio_prior_sd_scale: float = 1.0
-    kernel_sd: float = 0.1
+    kernel_sd: float = 0.05
     kernel_bound: float = 0.5
 
 
@@ -499,8 +502,9 @@ class LCFitter:
         return cols
 
     # ------------------------------------------------------------------ model evaluation
-    def _spectra(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Time-domain broadened FIDs (M, N) and their window spectra (Nw, M)."""
+    def _spectra(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Time-domain broadened FIDs (M, N), their window spectra (Nw, M), and the FIDs before
+        the lineshape kernel (the same array when there is none)."""
         src = self._each_broadened(x)
         fl = np.empty_like(src)
         for rows, sl in zip(self._group_rows, self.slices, strict=True):
@@ -509,8 +513,12 @@ class LCFitter:
             else:
                 ls = self.model.lineshape(self._tm, x[sl])
             np.multiply(src[rows], ls, out=fl[rows])
-        a = self._window(sfft.fft(fl, axis=1, workers=1), x).T.astype(complex)
-        return fl, a
+        fl_pre = fl
+        k_t = self.kernel.time_factor(x[self.kernel_slice]) if self.kernel is not None else None
+        if k_t is not None:
+            fl = fl * k_t[None, :]
+        a = sfft.fft(fl, axis=1, workers=1)[:, self._win_m].T.astype(complex)
+        return fl, a, fl_pre
 
     def _each_broadened(self, x: np.ndarray) -> np.ndarray:
         """The model basis with each entry's own offsets (T2 sets, MM width and shift) applied.
@@ -536,19 +544,13 @@ class LCFitter:
         self._each_cache = (key, out)
         return out
 
-    def _window(self, full: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """Window bins of model-grid spectra (rows, N_model), through the lineshape kernel if any."""
-        if self.kernel is None:
-            return full[:, self._win_m]
-        return self.kernel.window(full, x[self.kernel_slice])
-
     def _kernel_jac(self, fl: np.ndarray, c: np.ndarray) -> np.ndarray:
         """d(A c)/d kernel taps (Nw, n_taps)."""
         m = fl.shape[0]
         full_sum = sfft.fft(c[:m].astype(fl.real.dtype) @ fl, workers=1)
         return self.kernel.jacobian(full_sum).astype(complex)
 
-    def _each_jac(self, fl: np.ndarray, c: np.ndarray, x: np.ndarray) -> np.ndarray:
+    def _each_jac(self, fl: np.ndarray, c: np.ndarray) -> np.ndarray:
         """d(A c)/d dlorentz_k for each set k (Nw, n_sets)."""
         cf = c.astype(fl.real.dtype)
         pk, rows = self._pat_ranks[0]  # every pattern has a first member, in pattern order
@@ -556,7 +558,7 @@ class LCFitter:
         for pk, rows in self._pat_ranks[1:]:
             sums[pk] += fl[rows] * cf[rows, None]
         sums *= self._t64 if fl.dtype == np.complex64 else self._tm  # (n_patterns, N)
-        ft = self._window(sfft.fft(sums, axis=1, workers=1), x)
+        ft = sfft.fft(sums, axis=1, workers=1)[:, self._win_m]
         return (ft[self._lset_pat] * self._lset_kind[:, None]).T.astype(complex)
 
     def _project_baseline(self, v: np.ndarray) -> np.ndarray:
@@ -575,7 +577,7 @@ class LCFitter:
         `make_prior(c)`: builds the prior rows from an unconstrained solve at x (no second FFT)."""
         rot = np.exp(-1j * (x[0] + x[1] * self.dnu))
         z = yw * rot
-        fl, a = self._spectra(x)
+        fl, a, fl_pre = self._spectra(x)
         if self.bg.shape[1]:
             a = np.hstack([a, self.bg])
         at = self._project_baseline(a)
@@ -591,7 +593,7 @@ class LCFitter:
         r = zt - at @ c
         if prior is not None:
             r = np.concatenate([r, -(prior @ c)])
-        return r, c, a, z, fl, at, gram, prior
+        return r, c, a, z, fl, at, gram, prior, fl_pre
 
     def _group_derivatives(self, x: np.ndarray, c: np.ndarray, fl: np.ndarray) -> np.ndarray:
         """d(A c)/d(group lineshape parameters), window only (Nw, n_group_params): one FFT call."""
@@ -599,19 +601,19 @@ class LCFitter:
         for rows, sl in zip(self._group_rows, self.slices, strict=True):
             s_g = c[rows].astype(fl.real.dtype) @ fl[rows]
             sigs.append(s_g[None, :] * self.model.log_derivatives(self._tm, x[sl]).astype(fl.dtype))
-        return self._window(sfft.fft(np.vstack(sigs), axis=1, workers=1), x).T.astype(complex)
+        return sfft.fft(np.vstack(sigs), axis=1, workers=1)[:, self._win_m].T.astype(complex)
 
     def _jacobian(self, x: np.ndarray, state: tuple, free: np.ndarray | None = None) -> np.ndarray:
-        _, c, _, z, fl, at, gram, prior = state
+        _, c, _, z, fl, at, gram, prior, fl_pre = state
         parts = [(-1j * z)[:, None], (-1j * self.dnu * z)[:, None], -self._group_derivatives(x, c, fl)]
         if self.each_idx.size:
             if free is None or free[self.each_slice].any():
-                parts.append(-self._each_jac(fl, c, x))
+                parts.append(-self._each_jac(fl, c))
             else:  # all held (session reference): columns the step never uses
                 parts.append(np.zeros((z.size, self.each_idx.size), complex))
         if self.kernel is not None:
             if free is None or free[self.kernel_slice].any():
-                parts.append(-self._kernel_jac(fl, c))
+                parts.append(-self._kernel_jac(fl_pre, c))
             else:
                 parts.append(np.zeros((z.size, self.kernel.n_taps), complex))
         jac = np.hstack(parts)
@@ -639,19 +641,30 @@ class LCFitter:
     def initial_guess(self, yw_sh_full: np.ndarray) -> np.ndarray:
         """Shift and zero-order phase by complex cross-correlation with the metabolite template
         over integer-bin shifts (phase-invariant magnitude, phase from the peak's angle)."""
+        return self.initial_guesses(yw_sh_full, 1)[0]
+
+    def initial_guesses(self, yw_sh_full: np.ndarray, n: int = 2) -> list[np.ndarray]:
+        """The `n` best local maxima of the cross-correlation magnitude, best first, each as a start
+        (shift and phase0 over the full circle). A second start costs one model evaluation and
+        guards against a correlation peak pulled aside by water, lipid or a baseline."""
         k_max = int(np.ceil(self.settings.max_shift_hz / self.df_hz))
         ks = np.arange(-k_max, k_max + 1)
         idx = self._win_sh[None, :] - ks[:, None]
         valid = (idx >= 0) & (idx < self.n)
         tm = np.where(valid, self._template_sh[np.clip(idx, 0, self.n - 1)], 0)
         corr = (tm.conj() * yw_sh_full[self._win_sh][None, :]).sum(1)
-        best = int(np.argmax(np.abs(corr)))
-        shift = float(ks[best] * self.df_hz)
-        x = np.zeros(len(self.param_names))
-        x[0] = float(np.angle(corr[best]))
-        for (_, _, mm), sl in zip(self.groups, self.slices, strict=True):
-            x[sl] = self.model.with_shift(self.model.initial(mm), shift)
-        return np.clip(x, self.lo, self.hi)
+        mag = np.abs(corr)
+        padded = np.concatenate([[-1.0], mag, [-1.0]])
+        peaks = np.nonzero((mag >= padded[:-2]) & (mag >= padded[2:]))[0]
+        picks = peaks[np.argsort(-mag[peaks])][:max(1, n)] if peaks.size else [int(np.argmax(mag))]
+        out = []
+        for best in picks:
+            x = np.zeros(len(self.param_names))
+            x[0] = float(np.angle(corr[best]))
+            for (_, _, mm), sl in zip(self.groups, self.slices, strict=True):
+                x[sl] = self.model.with_shift(self.model.initial(mm), float(ks[best] * self.df_hz))
+            out.append(np.clip(x, self.lo, self.hi))
+        return out
 
     # ------------------------------------------------------------------ the fit
     def fit(self, fid: np.ndarray, x0: np.ndarray | None = None, hold: np.ndarray | None = None) -> FitResult:
@@ -704,10 +717,10 @@ class LCFitter:
         # The data-driven guess (shift/phase search) unless the warm start already fits well
         # (reduced chi-square below 2: the previous block's lineshape is still right).
         if best is None or best[1] / dof > 2.0 * noise_var:
-            guess = self.initial_guess(np.fft.fftshift(spec))
-            if held.any():
-                guess[held] = x0c[held]
-            consider(guess)
+            for guess in self.initial_guesses(np.fft.fftshift(spec), self.settings.n_starts):
+                if held.any():
+                    guess[held] = x0c[held]
+                consider(guess)
         x, status, message, n_lm, state = self._levenberg_marquardt(best[0], yw, prior_w, best[2], prior, free)
         nfev += n_lm
         return self._finish(x, state, status, message, nfev, t0, prior_w, noise_var, free)
@@ -719,6 +732,7 @@ class LCFitter:
         motion change those from block to block.)"""
         mask = np.zeros(len(self.param_names), bool)
         mask[self.each_slice] = True
+        mask[self.kernel_slice] = True  # the lineshape's shape (the voxel's field distribution)
         return mask & self.free
 
     def _levenberg_marquardt(self, x: np.ndarray, yw: np.ndarray, prior_w: np.ndarray,
@@ -789,9 +803,9 @@ class LCFitter:
         cols = [(1j * pred)[:, None], (1j * self.dnu * pred)[:, None], self._group_derivatives(x, c, fl)]
         jac_nl = np.hstack(cols)
         if self.each_idx.size:
-            jac_nl = np.column_stack([jac_nl, self._each_jac(fl, c, x)])
+            jac_nl = np.column_stack([jac_nl, self._each_jac(fl, c)])
         if self.kernel is not None:
-            jac_nl = np.column_stack([jac_nl, self._kernel_jac(fl, c)])
+            jac_nl = np.column_stack([jac_nl, self._kernel_jac(state[8], c)])
         at_bound = (np.isclose(x, self.lo) | np.isclose(x, self.hi)) & np.isfinite(self.lo)
         nl_keep = (self.free if free is None else free) & ~at_bound
         jac_nl = jac_nl[:, nl_keep]
@@ -806,14 +820,23 @@ class LCFitter:
         prior_prec = np.zeros((n_par, n_par))
         prior_prec[np.arange(n_nl), np.arange(n_nl)] = (prior_w[nl_keep] ** 2) / max(noise_var, 1e-300)
         prior = state[7]
+        prior_prec_data = prior_prec
         if prior is not None:
-            # the MM area priors: precision D^T W^2 D on the amplitudes (same units as the rows)
+            # the MM area and ratio priors: precision D^T W^2 D on the amplitudes (same units as the rows)
             p = prior[:, lin_keep]
             k = p.shape[1]
+            n_mm = self.prior_d.shape[0]  # MM rows first, then the ratio priors' rows
+            prior_prec_data = prior_prec.copy()
+            prior_prec_data[n_nl:n_nl + k, n_nl:n_nl + k] += (p[:n_mm].T @ p[:n_mm]) / max(noise_var, 1e-300)
             prior_prec[n_nl:n_nl + k, n_nl:n_nl + k] += (p.T @ p) / max(noise_var, 1e-300)
         cov_all = _crlb.covariance(jac, sigma2, prior_prec, sandwich=self.settings.crlb_sandwich)
         m = len(self.names)
         cov_c = cov_all[n_nl:n_nl + m, n_nl:n_nl + m] / np.outer(self.scale, self.scale)
+        cov_d = cov_c
+        if prior is not None and prior.shape[0] > self.prior_d.shape[0]:
+            # without the ratio priors: what the data (and the lineshape/MM priors) alone determine
+            cov_d = _crlb.covariance(jac, sigma2, prior_prec_data, sandwich=self.settings.crlb_sandwich)
+            cov_d = cov_d[n_nl:n_nl + m, n_nl:n_nl + m] / np.outer(self.scale, self.scale)
         conc_raw = c[:m] / self.scale
         sd_raw = np.sqrt(np.clip(np.diag(cov_c), 0, None))
         # Re-embed excluded names so everything stays in basis order.
@@ -823,6 +846,8 @@ class LCFitter:
         cov_full = np.zeros((mfull, mfull))
         sel = np.array([full_names.index(n) for n in self.names])
         cov_full[np.ix_(sel, sel)] = cov_c
+        cov_data = np.zeros((mfull, mfull))
+        cov_data[np.ix_(sel, sel)] = cov_d
         conc, sd, pct = {}, {}, {}
         for n in full_names:
             if n in pos:
@@ -842,7 +867,7 @@ class LCFitter:
             message=f"{message} ({(time.perf_counter() - t0) * 1e3:.1f} ms)", nfev=nfev,
             cost=float(np.vdot(resid, resid).real), noise_var=sigma2, ppm=self.ppm.copy(), data=z,
             prediction=pred, baseline=base, components=comps,
-            phase0_rad=float(x[0]), phase1_rad_per_hz=float(x[1]))
+            phase0_rad=float(x[0]), phase1_rad_per_hz=float(x[1]), cov_data=cov_data)
 
     def _failed(self, fid: np.ndarray, message: str) -> FitResult:
         m = len(self.all_names)
@@ -867,5 +892,9 @@ class LCFitter:
                 if self.each_idx.size:  # its own T2-set / MM offsets
                     rate = (x[self.each_slice] * self._lset_kind) @ self._lset_mat[:, i]
                     fid = fid * np.exp(rate * self.t)
+                if self.kernel is not None:  # the free lineshape, on the full time grid
+                    w = x[self.kernel_slice]
+                    fid = fid * ((1.0 - w.sum()) + w @ np.exp(2j * np.pi * np.outer(self.kernel.offsets, self.t)
+                                                               * self.df_hz))
                 return fid
         return None
