@@ -118,11 +118,13 @@ def run_lcmodel(doc: dict, folder: Path, lcmodel: str, cache: dict) -> dict[str,
         else:
             conc, sd = parse_lcmodel_table(table.read_text())
             res = {"conc": conc, "sd": sd, "cpu_s": cpu} if conc else {"error": "empty table", "cpu_s": cpu}
+        res["measured"] = time.strftime("%Y-%m-%d %H:%M")
         cache[key] = out[s["stem"]] = res
     return out
 
 
-def start_fslmrs(doc: dict, folder: Path, python: str, cache: dict, crlb: bool) -> tuple[subprocess.Popen | None, Path, list]:
+def start_fslmrs(doc: dict, folder: Path, python: str, cache: dict,
+                 crlb: bool) -> tuple[subprocess.Popen | None, Path, list]:
     """Start the FSL-MRS worker on the files not in the cache (without the CRLB noise draws unless
     `crlb`: at about 6.5 s CPU per fit they would dominate the run)."""
     todo = [s for s in doc["spectra"] if f"fslmrs:{_digest(folder / s['files']['nifti'])}" not in cache
@@ -139,15 +141,19 @@ def start_fslmrs(doc: dict, folder: Path, python: str, cache: dict, crlb: bool) 
 
 
 def finish_fslmrs(doc: dict, folder: Path, proc, result: Path, todo: list, cache: dict) -> dict[str, dict]:
+    lost: dict[str, dict] = {}
     if proc is not None:
         _, err = proc.communicate()
         got = json.loads(result.read_text()) if result.exists() else {}
         for s in todo:
             path = str(folder / s["files"]["nifti"])
-            res = got.get(path, {"error": f"worker exited {proc.returncode}: {err[-300:]}", "cpu_s": float("nan")})
-            cache[f"fslmrs:{_digest(folder / s['files']['nifti'])}"] = res
-    return {s["stem"]: cache[key] for s in doc["spectra"]
-            if (key := f"fslmrs:{_digest(folder / s['files']['nifti'])}") in cache}
+            key = f"fslmrs:{_digest(folder / s['files']['nifti'])}"
+            if path not in got:  # the worker died: report it, but do not cache it
+                lost[key] = {"error": f"worker exited {proc.returncode}: {err[-300:]}", "cpu_s": float("nan")}
+                continue
+            cache[key] = {**got[path], "measured": time.strftime("%Y-%m-%d %H:%M")}
+    return {s["stem"]: cache.get(key, lost.get(key)) for s in doc["spectra"]
+            if (key := f"fslmrs:{_digest(folder / s['files']['nifti'])}") in cache or key in lost}
 
 
 def mrsmon_basis_file(basis_file: Path, folder: Path) -> tuple[Path, str]:
@@ -163,7 +169,8 @@ def mrsmon_basis_file(basis_file: Path, folder: Path) -> tuple[Path, str]:
         copy = folder / ("mrsmon_" + basis_file.name)
         copy.write_text(re.sub(r"ECHOT\s*=\s*,", "ECHOT = 30.0,", basis_file.read_text()))
         read_basis(copy)
-        return copy, f"mrsmon's reader refused {basis_file.name} ({type(exc).__name__}); it was given a copy with ECHOT filled"
+        return copy, (f"mrsmon's reader refused {basis_file.name} ({type(exc).__name__}); "
+                      "it was given a copy with ECHOT filled")
 
 
 # ---------------------------------------------------------------------------------- scoring
@@ -261,7 +268,8 @@ def crlb_tables(doc: dict, results: dict[str, dict | None]) -> list[str]:
             sd_emp = float(np.std(vals[ok], ddof=1)) if ok.sum() > 2 else float("nan")
             mean_crlb = float(np.mean(sds[ok])) if ok.any() else float("nan")
             lines.append(f"{tool:8s} {g:8d} {spec[0]['params']['snr']:5.0f} {int(ok.sum()):5d} {qty:>9s} "
-                         f"{fmt(np.mean(vals[ok]) if ok.any() else np.nan, 7, 3)} {fmt(true, 7, 3)} {fmt(sd_emp, 7, 4)} "
+                         f"{fmt(np.mean(vals[ok]) if ok.any() else np.nan, 7, 3)} {fmt(true, 7, 3)} "
+                         f"{fmt(sd_emp, 7, 4)} "
                          f"{fmt(mean_crlb, 9, 4)} {fmt(sd_emp / mean_crlb if mean_crlb > 0 else np.nan, 7, 2)}")
         if tool == "mrsmon":
             # the conc too (same quantity the peers report)
@@ -273,7 +281,8 @@ def crlb_tables(doc: dict, results: dict[str, dict | None]) -> list[str]:
                 ok = np.isfinite(vals) & np.isfinite(sds)
                 sd_emp = float(np.std(vals[ok], ddof=1)) if ok.sum() > 2 else float("nan")
                 lines.append(f"{tool:8s} {g:8d} {spec[0]['params']['snr']:5.0f} {int(ok.sum()):5d} {'Glu (tCr=8)':>9s} "
-                             f"{fmt(np.mean(vals[ok]), 7, 3)} {'':>7s} {fmt(sd_emp, 7, 4)} {fmt(np.mean(sds[ok]), 9, 4)} "
+                             f"{fmt(np.mean(vals[ok]), 7, 3)} {'':>7s} {fmt(sd_emp, 7, 4)} "
+                             f"{fmt(np.mean(sds[ok]), 9, 4)} "
                              f"{fmt(sd_emp / np.mean(sds[ok]), 7, 2)}")
     return lines
 
@@ -307,15 +316,18 @@ def main() -> int:
     args = ap.parse_args()
     tools = set(args.tools.split(","))
     lcmodel = args.lcmodel if "lcmodel" in tools and args.lcmodel and Path(args.lcmodel).exists() else None
-    fslpy = args.fslmrs_python if "fslmrs" in tools and args.fslmrs_python and Path(args.fslmrs_python).exists() else None
+    fslpy = (args.fslmrs_python if "fslmrs" in tools and args.fslmrs_python and Path(args.fslmrs_python).exists()
+             else None)
     cache_path = args.out / "peer_cache.json"
     cache = {} if args.no_cache or not cache_path.exists() else json.loads(cache_path.read_text())
     load0 = os.getloadavg()[0]
     t_start = time.time()
-    text = [f"# bench_fit_external: mrsmon vs LCModel vs FSL-MRS on an independent truth set ({time.strftime('%Y-%m-%d %H:%M')})",
+    text = ["# bench_fit_external: mrsmon vs LCModel vs FSL-MRS on an independent truth set "
+            f"({time.strftime('%Y-%m-%d %H:%M')})",
             f"# LCModel: {lcmodel or 'absent'}; FSL-MRS: {fslpy or 'absent'}; conventions: {args.conventions}",
             "# truth: bench/truthset (field-map lineshapes, per-metabolite T2, Behar-type MM, lipids, 1-4 water lines,",
-            "#   polynomial + broad-Gaussian baselines, phase0 0-360 deg, delay +-0.1 ms, shift +-10 Hz, NAA SNR 10-160)",
+            "#   polynomial + broad-Gaussian baselines, phase0 0-360 deg, delay +-0.1 ms, shift +-10 Hz,",
+            "#   NAA SNR 10-160)",
             "# error % = 100 (estimate - truth) / truth of each ratio to tCr; MAPE = mean |error|", ""]
     for name in args.configs.split(","):
         config = replace(CONFIGS[name], conventions=args.conventions)
@@ -333,7 +345,8 @@ def main() -> int:
         if not args.no_cache:
             cache_path.write_text(json.dumps(cache))
         n_main = sum(1 for s in doc["spectra"] if s["crlb_group"] is None)
-        text += [f"## {config.name}: basis {basis_file.name} ({len(doc['basis_names'])} metabolites, {doc['cf_mhz']} MHz, "
+        text += [f"## {config.name}: basis {basis_file.name} ({len(doc['basis_names'])} metabolites, "
+                 f"{doc['cf_mhz']} MHz, "
                  f"{doc['points']} points, dwell {doc['dwell_s']:.2e} s); seeds {config.seed}+; {n_main} spectra",
                  f"#  field-map FWHM {config.field_fwhm_hz} Hz, MM scale {config.mm_scale}, water/NAA height "
                  f"{config.water_height}, baseline/NAA {config.baseline_height}"]

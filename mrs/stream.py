@@ -170,6 +170,10 @@ class BlockProcessor:
         self._run_rejected: list[np.ndarray] = []
         # session reference (see the module docstring)
         self.reference_blocks = max(0, int(reference_blocks))
+        # A session (with its reference) is fitted without the free lineshape kernel: on the
+        # simulator's sessions the kernel moved Glu/tCr by +6 to +10 % (docs/fitting.md); files
+        # and spectra fitted on their own (`mrsmon fit`) use it.
+        self._free_lineshape = self.reference_blocks == 0
         self._session_x: np.ndarray | None = None
         self._provisional_x: list[np.ndarray] = []   # the provisional blocks' own fits
         self._reference_due = False
@@ -247,8 +251,10 @@ class BlockProcessor:
                     from mrs.basis_sim import basis_for_acquisition
 
                     self._basis = basis_for_acquisition(self.acq)
-                self._fitter = LCFitter(self._basis, self.dwell_s, self.n, self.cf_mhz, self.centre_ppm,
-                                        FitSettings(window_ppm=self.window_ppm))
+                settings = FitSettings(window_ppm=self.window_ppm)
+                if not self._free_lineshape:
+                    settings = FitSettings(window_ppm=self.window_ppm, kernel_half_width_hz=0.0)
+                self._fitter = LCFitter(self._basis, self.dwell_s, self.n, self.cf_mhz, self.centre_ppm, settings)
             except Exception as exc:
                 self._fitter_error = f"no usable basis: {exc}"
         return self._fitter

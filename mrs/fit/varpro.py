@@ -8,6 +8,9 @@ orthonormalised). Since |exp(i phi)| = 1, the residual equals exp(-i phi) Y - (A
 baseline is projected out once, the concentrations are solved exactly at every step (NNLS on the
 Gram matrix) and only the few nonlinear parameters theta = (phi0, phi1, per-group shift and
 broadening) are iterated, by Levenberg-Marquardt on the Kaufman variable-projection Jacobian.
+
+(Over the 400-line guide: setup, model evaluation, Jacobian, LM and CRLB share one hot path and its
+cached intermediates; the lineshape kernel and the ratio priors are in kernel.py and priors.py.)
 """
 
 from __future__ import annotations
@@ -106,15 +109,16 @@ class FitSettings:
     crlb_sandwich: bool = True
     # Free lineshape (mrs.fit.kernel): the model convolved with a kernel of taps every bin within
     # +- this many Hz (0: off), each with a Gaussian prior 0 +- kernel_sd (fraction of the area).
+    # mrs.stream turns it off for sessions fitted with a session reference (docs/fitting.md).
     kernel_half_width_hz: float = 10.0
+    kernel_sd: float = 0.05
+    kernel_bound: float = 0.5
     # Soft constraints on NAAG/NAA, Gln/Glu, GABA/tCr (mrs.fit.priors); the scale multiplies the SDs.
     ratio_priors: bool = True
+    ratio_prior_sd_scale: float = 1.0
     # Data-driven starts (shift and phase0 from the cross-correlation's best local maxima) tried
     # when there is no warm start or it fits badly; the lowest cost is refined.
     n_starts: int = 2
-    ratio_prior_sd_scale: float = 1.0
-    kernel_sd: float = 0.05
-    kernel_bound: float = 0.5
 
 
 # Macromolecule resonances of brain at 3T (consensus of Cudalbu et al., NMR Biomed 2021): ppm and

@@ -106,4 +106,5 @@ def test_a_metabolite_the_data_cannot_hold_is_undetermined_not_a_number(basis):
     lost = res.undetermined()
     assert "GABA" in lost
     assert not {"NAA", "tCr", "Glu", "Glx"} & set(lost)
-    assert undetermined({"A": (1.0, 0.5), "B": (1.0, 1.5), "C": (0.0, 0.1), "D": (2.0, float("nan"))}) == ["B", "C", "D"]
+    quantities = {"A": (1.0, 0.5), "B": (1.0, 1.5), "C": (0.0, 0.1), "D": (2.0, float("nan"))}
+    assert undetermined(quantities) == ["B", "C", "D"]
