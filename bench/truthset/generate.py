@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -66,6 +67,9 @@ def load_basis(config: TruthConfig, out_dir: Path) -> tuple[BasisSet, Path]:
         path = out_dir / "mrsmon_sim_press_te30_123.2.basis"
         if not path.exists():
             write_basis(simulate_basis(123.2, "press", config.te_s, 1 / 4000, 2048), path, "lcmodel")
+            # FSL-MRS's .BASIS reader takes HZPPPM only as a plain decimal (mrs.io writes 1.232000E+02)
+            text = re.sub(r"HZPPPM = ([0-9.E+-]+)", lambda m: f"HZPPPM = {float(m.group(1)):.6f}", path.read_text())
+            path.write_text(text)
     else:
         raise ValueError(f"unknown basis source {config.basis!r}")
     return read_lcmodel_basis(path), path

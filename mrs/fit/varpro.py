@@ -351,7 +351,9 @@ class LCFitter:
         n_taps = self.kernel.n_taps if self.kernel else 0
         self.kernel_slice = slice(len(names), len(names) + n_taps)
         names += [f"kernel_{j:+d}" for j in (self.kernel.offsets if self.kernel else [])]
-        lo_b += [-s.kernel_bound] * n_taps
+        # taps >= 0: a field distribution has no negative density; an antisymmetric (signed)
+        # kernel would mimic a dispersive line and trade with the zero-order phase
+        lo_b += [0.0] * n_taps
         hi_b += [s.kernel_bound] * n_taps
         self.param_names = tuple(names)
         self.prior_mu = np.zeros(len(names))
@@ -649,8 +651,9 @@ class LCFitter:
 
     def initial_guesses(self, yw_sh_full: np.ndarray, n: int = 2) -> list[np.ndarray]:
         """The `n` best local maxima of the cross-correlation magnitude, best first, each as a start
-        (shift and phase0 over the full circle). A second start costs one model evaluation and
-        guards against a correlation peak pulled aside by water, lipid or a baseline."""
+        (shift and phase0 over the full circle), and for n > 1 the two bins either side of the best
+        one. Each start costs one model evaluation; they guard against a correlation peak pulled
+        aside by water, lipid or a baseline, whose angle is then off too."""
         k_max = int(np.ceil(self.settings.max_shift_hz / self.df_hz))
         ks = np.arange(-k_max, k_max + 1)
         idx = self._win_sh[None, :] - ks[:, None]
@@ -660,7 +663,9 @@ class LCFitter:
         mag = np.abs(corr)
         padded = np.concatenate([[-1.0], mag, [-1.0]])
         peaks = np.nonzero((mag >= padded[:-2]) & (mag >= padded[2:]))[0]
-        picks = peaks[np.argsort(-mag[peaks])][:max(1, n)] if peaks.size else [int(np.argmax(mag))]
+        picks = list(peaks[np.argsort(-mag[peaks])][:max(1, n)]) if peaks.size else [int(np.argmax(mag))]
+        if n > 1:  # the bins next to the best peak too (it can sit a bin or two off, its angle with it)
+            picks += [k for k in range(picks[0] - 2, picks[0] + 3) if 0 <= k < mag.size and k not in picks]
         out = []
         for best in picks:
             x = np.zeros(len(self.param_names))
@@ -702,6 +707,11 @@ class LCFitter:
             held = np.asarray(hold, bool) & self.free
         free = self.free & ~held
 
+        def total(xs: np.ndarray, state: tuple) -> float:
+            return float(np.vdot(state[0], state[0]).real) + float(np.sum((prior_w * (xs - self.prior_mu)) ** 2))
+
+        starts: list[tuple[np.ndarray, float, tuple]] = []
+
         def consider(xs: np.ndarray) -> None:
             nonlocal best, nfev, prior
             make = None
@@ -711,9 +721,9 @@ class LCFitter:
             state = self._state(xs, yw, prior, make)
             prior = state[7]
             nfev += 1
-            cost = float(np.vdot(state[0], state[0]).real) + float(np.sum((prior_w * (xs - self.prior_mu)) ** 2))
-            if best is None or cost < best[1]:
-                best = (xs, cost, state)
+            starts.append((xs, total(xs, state), state))
+            if best is None or starts[-1][1] < best[1]:
+                best = starts[-1]
 
         if x0_ok:
             x0c = np.clip(np.asarray(x0, float), self.lo, self.hi)
@@ -725,8 +735,16 @@ class LCFitter:
                 if held.any():
                     guess[held] = x0c[held]
                 consider(guess)
-        x, status, message, n_lm, state = self._levenberg_marquardt(best[0], yw, prior_w, best[2], prior, free)
-        nfev += n_lm
+        # A cold fit (no warm start: a file, the first block) refines its best `n_starts` starts and
+        # keeps the lowest final cost: the flexible model has local minima (a phase error traded
+        # against the lineshape, a shift against the kernel) that one descent can fall into.
+        n_refine = 1 if x0_ok else max(1, self.settings.n_starts)
+        fits = []
+        for xs, _, st in sorted(starts, key=lambda c: c[1])[:n_refine]:
+            x, status, message, n_lm, state = self._levenberg_marquardt(xs, yw, prior_w, st, prior, free)
+            nfev += n_lm
+            fits.append((total(x, state), x, status, message, state))
+        _, x, status, message, state = min(fits, key=lambda f: f[0])
         return self._finish(x, state, status, message, nfev, t0, prior_w, noise_var, free)
 
     def session_mask(self) -> np.ndarray:
