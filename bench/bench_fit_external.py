@@ -198,16 +198,19 @@ def fmt(v: float, w: int = 6, d: int = 1) -> str:
 
 
 def accuracy_tables(doc: dict, results: dict[str, dict | None]) -> list[str]:
-    main = [s for s in doc["spectra"] if s["crlb_group"] is None]
+    """Per tool, over the spectra it was run on (a tool stopped part-way says how many): a fit
+    that failed counts as a gross failure."""
+    main_all = [s for s in doc["spectra"] if s["crlb_group"] is None]
     lines = [f"{'tool':8s} {'ratio':6s} {'MAPE%':>6s} {'bias%':>6s} {'medAPE':>6s} {'>50%':>4s} {'n':>3s} "
              f"{'undet.':>6s} {'MAPE det.':>9s}"]
     summary = {}
     for tool, out in results.items():
-        if out is None:
-            lines.append(f"{tool:8s} absent (not installed or not given: see the header)")
+        main = [s for s in main_all if out is not None and s["stem"] in out]
+        if not main:
+            lines.append(f"{tool:8s} absent (not installed, not given or not run on this set: see the header)")
             continue
         err = errors_pct(doc, estimates(out), main)
-        summary[tool] = err
+        summary[tool] = (err, main)
         for q in RATIOS:
             e = err[q]
             ok = np.isfinite(e)
@@ -219,12 +222,12 @@ def accuracy_tables(doc: dict, results: dict[str, dict | None]) -> list[str]:
             lines.append(f"{tool:8s} {q:6s} {fmt(np.mean(np.abs(e[ok])) if ok.any() else np.nan)} "
                          f"{fmt(np.mean(e[ok]) if ok.any() else np.nan)} "
                          f"{fmt(np.median(np.abs(e[ok])) if ok.any() else np.nan)} {gross:4d} {ok.sum():3d}" + extra)
-    snr = np.array([s["params"]["snr"] for s in main])
     lines += ["", "Glu/tCr MAPE % by NAA SNR bin (n per bin in brackets); gross = any of "
               + "/".join(MAJOR) + " over 50 % off or no result"]
     head = f"{'tool':8s} " + " ".join(f"{f'{lo}-{hi}':>9s}" for lo, hi in SNR_BINS) + f" {'all':>7s} {'gross':>5s}"
     lines.append(head)
-    for tool, err in summary.items():
+    for tool, (err, main) in summary.items():
+        snr = np.array([s["params"]["snr"] for s in main])
         cells = []
         for lo, hi in SNR_BINS:
             sel = (snr >= lo) & (snr < hi) | ((hi == SNR_BINS[-1][1]) & (snr >= lo))
@@ -236,7 +239,7 @@ def accuracy_tables(doc: dict, results: dict[str, dict | None]) -> list[str]:
         lines.append(f"{tool:8s} " + " ".join(f"{c:>9s}" for c in cells)
                      + f" {fmt(np.nanmean(np.abs(err['Glu'])), 7)} {int(gross.sum()):5d}")
     if "mrsmon" in summary and "lcmodel" in summary:
-        ratio = np.nanmean(np.abs(summary["mrsmon"]["Glu"])) / np.nanmean(np.abs(summary["lcmodel"]["Glu"]))
+        ratio = np.nanmean(np.abs(summary["mrsmon"][0]["Glu"])) / np.nanmean(np.abs(summary["lcmodel"][0]["Glu"]))
         lines.append(f"mrsmon / LCModel Glu/tCr MAPE: {ratio:.2f} (target <= 0.8)")
     return lines
 
@@ -254,6 +257,8 @@ def crlb_tables(doc: dict, results: dict[str, dict | None]) -> list[str]:
         for g in groups:
             spec = [s for s in doc["spectra"] if s["crlb_group"] == g]
             rows = [out.get(s["stem"], {}) for s in spec]
+            if not any(rows):
+                continue
             if tool == "mrsmon":
                 qty = "Glu/tCr"
                 vals = np.array([ratios_from_conc(r["conc"])[qty] if "conc" in r else np.nan for r in rows], float)
@@ -291,6 +296,8 @@ def time_table(results: dict[str, dict | None]) -> list[str]:
     lines = [f"{'tool':8s} {'CPU s/spectrum median':>22s} {'p90':>7s} {'fits':>5s} {'errors':>6s}"]
     for tool, out in results.items():
         if out is None:
+            continue
+        if not out:
             continue
         cpu = np.array([r.get("cpu_s", np.nan) for r in out.values()], float)
         errs = sum(1 for r in out.values() if "error" in r)
@@ -352,6 +359,11 @@ def main() -> int:
                  f"{config.water_height}, baseline/NAA {config.baseline_height}"]
         if note:
             text.append(f"#  note: {note}")
+        for tool in ("lcmodel", "fslmrs"):
+            stamps = sorted({r.get("measured", "?") for r in (results.get(tool) or {}).values()})
+            if stamps:
+                text.append(f"#  {tool}: {len(results[tool])} fits, measured {stamps[0]} to {stamps[-1]} "
+                            "(peer results are cached by file content; same files, same basis)")
         text += accuracy_tables(doc, results) + [""] + crlb_tables(doc, results) + [""] + time_table(results) + [""]
         print("\n".join(text[-60:]), flush=True)
     load1 = os.getloadavg()[0]

@@ -48,7 +48,8 @@ def main() -> int:
                          "cpu_s": time.process_time() - c0}
         except Exception as exc:  # one bad fit must not lose the others
             out[path] = {"error": f"{type(exc).__name__}: {exc}", "cpu_s": time.process_time() - c0}
-    open(sys.argv[2], "w").write(json.dumps(out))
+        # after every file: a run stopped part-way keeps what it has fitted (tens of seconds each)
+        open(sys.argv[2], "w").write(json.dumps(out))
     return 0
 
 
