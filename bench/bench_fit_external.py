@@ -309,7 +309,7 @@ def time_table(results: dict[str, dict | None]) -> list[str]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--configs", default="spant-dev,spant-heldout,sim-broad-heldout")
-    ap.add_argument("--n", type=int, default=40)
+    ap.add_argument("--n", default="40", help="spectra per configuration: one number, or one per configuration")
     ap.add_argument("--crlb-spectra", type=int, default=3)
     ap.add_argument("--crlb-draws", type=int, default=20)
     ap.add_argument("--lcmodel", default=os.environ.get("MRSMON_LCMODEL"))
@@ -318,6 +318,11 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "mrsmon_truthset")
     ap.add_argument("--no-cache", action="store_true")
     ap.add_argument("--fslmrs-crlb", action="store_true", help="FSL-MRS fits the CRLB noise draws too (slow)")
+    ap.add_argument("--crlb-configs", default=None,
+                    help="configurations that get the CRLB noise draws (default: all)")
+    ap.add_argument("--cached-peers-only", action="store_true",
+                    help="report LCModel/FSL-MRS from the cache only; fit nothing with them")
+    ap.add_argument("--fslmrs-cached-only", action="store_true", help="the same for FSL-MRS alone")
     ap.add_argument("--conventions", action="store_true", help="some files in other tools' conventions")
     ap.add_argument("--no-write", action="store_true", help="print only (development runs)")
     args = ap.parse_args()
@@ -336,19 +341,33 @@ def main() -> int:
             "#   polynomial + broad-Gaussian baselines, phase0 0-360 deg, delay +-0.1 ms, shift +-10 Hz,",
             "#   NAA SNR 10-160)",
             "# error % = 100 (estimate - truth) / truth of each ratio to tCr; MAPE = mean |error|", ""]
-    for name in args.configs.split(","):
+    names = args.configs.split(",")
+    counts = [int(v) for v in str(args.n).split(",")]
+    counts = counts * len(names) if len(counts) == 1 else counts
+    for name, n_spectra in zip(names, counts, strict=True):
+        results_cached: dict[str, dict] = {}
         config = replace(CONFIGS[name], conventions=args.conventions)
         folder = args.out / config.name
-        doc = generate_set(config, folder, args.n, args.crlb_spectra, args.crlb_draws)
+        crlb = args.crlb_configs is None or name in args.crlb_configs.split(",")
+        doc = generate_set(config, folder, n_spectra, args.crlb_spectra if crlb else 0, args.crlb_draws)
+        if args.cached_peers_only or args.fslmrs_cached_only:  # cached results, for the files run on
+            for tool, kind in (("lcmodel", "raw"), ("fslmrs", "nifti")):
+                keys = {s["stem"]: f"{tool}:{_digest(folder / s['files'][kind])}" for s in doc["spectra"]}
+                results_cached[tool] = {stem: cache[k] for stem, k in keys.items() if k in cache}
         basis_file = Path(doc["basis_file"])
         results: dict[str, dict | None] = {}
-        proc, result, todo = start_fslmrs(doc, folder, fslpy, cache, args.fslmrs_crlb) if fslpy else (None, None, [])
+        lc_run = None if args.cached_peers_only else lcmodel
+        fsl_run = None if (args.cached_peers_only or args.fslmrs_cached_only) else fslpy
+        proc, result, todo = (start_fslmrs(doc, folder, fsl_run, cache, args.fslmrs_crlb) if fsl_run
+                              else (None, None, []))
         note = ""
         if "mrsmon" in tools:
             mb, note = mrsmon_basis_file(basis_file, folder)
             results["mrsmon"] = run_mrsmon(doc, folder, mb)
-        results["lcmodel"] = run_lcmodel(doc, folder, lcmodel, cache) if lcmodel else None
-        results["fslmrs"] = finish_fslmrs(doc, folder, proc, result, todo, cache) if fslpy else None
+        results["lcmodel"] = (run_lcmodel(doc, folder, lc_run, cache) if lc_run
+                              else results_cached.get("lcmodel") if args.cached_peers_only else None)
+        results["fslmrs"] = (finish_fslmrs(doc, folder, proc, result, todo, cache) if fsl_run
+                             else results_cached.get("fslmrs"))
         if not args.no_cache:
             cache_path.write_text(json.dumps(cache))
         n_main = sum(1 for s in doc["spectra"] if s["crlb_group"] is None)
