@@ -82,6 +82,8 @@ class BlockQC:
                                        "lineshape")
     dynamic_fit_ok: bool | None = _doc("refit --dynamic only: the dynamic fit of this block converged")
     dynamic_own_lineshape: bool | None = _doc("refit --dynamic only: the block kept its own lineshape (motion)")
+    undetermined: tuple[str, ...] = _doc("metabolites the data cannot determine (CRLB over 100 % without the ratio "
+                                         "priors, or zero): their ratios are null", default_factory=tuple)
     input: dict[str, Any] | None = _doc("mrsmon fit only: what was done to the file and the basis before the fit "
                                         "(conjugation, field, dwell, points, ppm reference; docs/fitting.md)")
 
@@ -94,6 +96,8 @@ class BlockQC:
             elif f.name == "coils_excluded":
                 if v is not None:
                     out[f.name] = list(v)
+            elif f.name == "undetermined":
+                out[f.name] = list(v)
             elif f.name.startswith("dynamic_") or f.name in _QC_OPTIONAL:
                 if v is not None:
                     out[f.name] = v
@@ -108,6 +112,7 @@ class BlockQC:
         kw["alarms"] = tuple(Alarm.from_json(a) for a in obj.get("alarms") or ())
         if kw.get("coils_excluded") is not None:
             kw["coils_excluded"] = tuple(int(c) for c in kw["coils_excluded"])
+        kw["undetermined"] = tuple(str(n) for n in kw.get("undetermined") or ())
         return cls(**kw)
 
     @property

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mrs.names import is_macromolecule
 from mrs.pipeline.stage import BlockStage
 from mrs.results import _num
 
@@ -36,7 +37,9 @@ class Scale(BlockStage):
 
     def process(self, res, ctx) -> tuple[Scaled, dict]:
         quantities = res.quantities()
-        ratios = res.ratios()
+        # a metabolite the data cannot determine gets a warning (qc.undetermined), not a ratio
+        lost = [n for n in res.undetermined() if not is_macromolecule(n)]
+        ratios = {k: ((float("nan"), e) if k.split("/")[0] in lost else (r, e)) for k, (r, e) in res.ratios().items()}
         water = ctx.water_fid()
         water_scaled, factor = False, 1.0
         if water is not None:
@@ -53,4 +56,5 @@ class Scale(BlockStage):
             "conc": {k: _num(v) for k, v in conc.items()}, "sd": {k: _num(v) for k, v in sd.items()},
             "crlb_pct": {k: _num(v, 3) for k, v in pct.items()},
             "ratios": {k: _num(r) for k, (r, _) in ratios.items()},
-            "ratios_sd": {k: _num(e) for k, (_, e) in ratios.items()}, "water_scaled": water_scaled}
+            "ratios_sd": {k: _num(e) for k, (_, e) in ratios.items()}, "water_scaled": water_scaled,
+            "undetermined": tuple(lost)}
