@@ -77,10 +77,10 @@ def test_vendor_files_replayed_are_fitted_and_shown(qtbot, tmp_path: Path):
                 qtbot.waitUntil(lambda r=report: w.model.session_id == r.session and len(w.model.rows) >= 1,
                                 timeout=FIT_WAIT_MS)
                 shown = w.model.rows[0]
-                assert shown["block"] == 0 and shown["qc"]["fit_status"] == "ok", shown["qc"]
-                assert 0.8 < shown["ratios"]["tNAA/tCr"] < 2.0  # a brain spectrum, not a mirrored one
+                assert shown.block == 0 and shown.qc.fit_status == "ok", shown.qc
+                assert 0.8 < shown.ratios["tNAA/tCr"] < 2.0  # a brain spectrum, not a mirrored one
                 folder = agent.sessions / report.session  # and the same block is stored (published first)
                 qtbot.waitUntil(lambda f=folder: len(SessionReader(f).fits()) == 1, timeout=10_000)
-                assert SessionReader(folder).fits()[0]["ratios"]["tNAA/tCr"] == shown["ratios"]["tNAA/tCr"]
+                assert SessionReader(folder).fits()[0]["ratios"]["tNAA/tCr"] == shown.ratios["tNAA/tCr"]
         finally:
             w.close()
