@@ -82,6 +82,8 @@ class BlockQC:
                                        "lineshape")
     dynamic_fit_ok: bool | None = _doc("refit --dynamic only: the dynamic fit of this block converged")
     dynamic_own_lineshape: bool | None = _doc("refit --dynamic only: the block kept its own lineshape (motion)")
+    mirrored: bool | None = _doc("the block average's NAA/Cr/Cho singlets sit at their mirror images: the data are "
+                                 "the complex conjugate of the NIfTI-MRS convention (null: undetermined)")
     undetermined: tuple[str, ...] = _doc("metabolites the data cannot determine (CRLB over 100 % without the ratio "
                                          "priors, or zero): their ratios are null", default_factory=tuple)
     input: dict[str, Any] | None = _doc("mrsmon fit only: what was done to the file and the basis before the fit "
