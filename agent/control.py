@@ -14,8 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from protocols.session_folder import read_block_spectrum
 from protocols.wire import EVENT_KINDS, parse_json, valid_session_id
 
 CONTROL_OPS = ("ping", "snapshot", "event", "block")
@@ -105,10 +104,9 @@ def block_result(folder: Path, rows: list[dict], block: int) -> dict:
     if not mine:
         raise ControlError("NOT_FITTED", f"block {block} of session {folder.name!r} has not been fitted")
     result = dict(mine[-1])
-    npz = folder / "spectra" / f"block-{block:05d}.npz"
-    if npz.exists():
-        with np.load(npz, allow_pickle=False) as z:
-            spec = {k: z[k].tolist() for k in z.files if not k.startswith("comp_")}
-            spec["components"] = {k[5:]: z[k].tolist() for k in z.files if k.startswith("comp_")}
-        result["spectrum"] = spec
+    spec = read_block_spectrum(folder, block)
+    if spec is not None:
+        comps = spec.pop("components")
+        result["spectrum"] = {**{k: v.tolist() for k, v in spec.items()},
+                              "components": {n: c.tolist() for n, c in comps.items()}}
     return result

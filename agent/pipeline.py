@@ -1,13 +1,14 @@
 """The processing pipeline: follows what ingest stored, in seq order, and fits blocks.
 
 Ingest hands over tiny notes (session, seq, offset); the pipeline reads the transient back from
-raw.log (page cache), feeds `mrs.stream.BlockProcessor`, appends results to the session folder and
+raw.log (page cache), feeds `mrs.pipeline.BlockProcessor`, appends results to the session folder
+(`protocols.session_folder.ResultsWriter`) and
 hands them to `publish`. Memory stays flat: nothing queued holds sample data. An exception in
 processing becomes a published alarm. The agent runs this in its own process
 (`agent/pipeline_process.py`), so fitting never slows ingest.
 
 Every per-transient result also goes to the session's preprocessing cache (`prepared.bin`,
-agent/prepcache.py), which refit reads instead of raw.log. A session reopened after a restart resumes
+protocols/prepared_cache.py), which refit reads instead of raw.log. A session reopened after a restart resumes
 from that cache: its records rebuild the processor's state without redoing coil combination and
 registration; the blocks are fitted again from it (about 10 ms each, so the session reference, the
 revisions and every warm start come out as in an uninterrupted run) and the results already stored
@@ -16,7 +17,6 @@ are not repeated. Only transients the cache does not cover are processed from ra
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -27,10 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from agent import prepcache
-from agent.export import software_version
-from agent.store import RECORD_HEADER, SessionReader, read_jsonl
+from mrs.results import BlockResult, TransientRow
+from protocols import prepared_cache as prepcache
 from protocols.plan import DEFAULT_REFERENCE_BLOCKS
+from protocols.session_folder import RECORD_HEADER, ResultsWriter, SessionReader, read_jsonl, software_version
 from protocols.wire import FLAG_BITS
 
 log = logging.getLogger("mrsmon.agent.pipeline")
@@ -48,7 +48,7 @@ class _SessionState:
     skip_blocks: int = 0          # block results already on disk from before a restart
     block_outputs: int = 0        # block results the processor has produced (revisions included)
     skip_transients_upto: int = -1
-    transients_file: Any = None
+    writer: ResultsWriter | None = None
     done: set[int] = field(default_factory=set)  # seqs processed, or seen and needing no processing
     cache: Any = None             # prepcache.CacheWriter (None for processors without a per-transient stage)
 
@@ -132,15 +132,14 @@ class Pipeline:
         block = self.block_transients or int(plan.get("block_transients", 32))
         window = tuple(plan.get("fit_window_ppm", (0.2, 4.2)))
         processor = self._factory(header, block, window, plan.get("alarms"),
-                                  int(plan.get("reference_blocks", DEFAULT_REFERENCE_BLOCKS)))
-        (folder / "spectra").mkdir(exist_ok=True)
+                                  int(plan.get("reference_blocks", DEFAULT_REFERENCE_BLOCKS)), plan.get("outliers"))
         st = _SessionState(folder, header, processor, os.open(folder / "raw.log", os.O_RDONLY | os.O_CREAT))
         st.done.add(0)  # SESSION_START
         done_blocks = read_jsonl(folder / "fits.jsonl")
         done_rows = read_jsonl(folder / "transients.jsonl")
         st.skip_blocks = len(done_blocks)
         st.skip_transients_upto = max((r["seq"] for r in done_rows), default=-1)
-        st.transients_file = open(folder / "transients.jsonl", "a")
+        st.writer = ResultsWriter(folder)
         self._sessions[sid] = st
         records = self._open_cache(st, reader)
         if len(reader.index):  # a reopened session: rebuild processing state from what is on disk
@@ -196,34 +195,34 @@ class Pipeline:
         return covered
 
     def _block_processor(self, header: dict, block: int, window: tuple, alarms: dict | None,
-                         reference_blocks: int = 0):
-        from mrs.stream import BlockProcessor  # lazy: heavy imports only when fitting
+                         reference_blocks: int = 0, outliers: dict | None = None):
+        from mrs.pipeline import BlockProcessor  # lazy: heavy imports only when fitting
 
         processor = BlockProcessor(header, self._load_basis(), block, window_ppm=window, alarms=alarms,
-                                   reference_blocks=reference_blocks)
+                                   reference_blocks=reference_blocks, outliers=outliers)
         processor.warm_up()  # build the basis and fitter, and run them once, at session start
         return processor
 
     @staticmethod
     def warm_up() -> None:
         """Import the fitting stack before any session, so the first block pays no import time."""
-        import mrs.stream  # noqa: F401
+        import mrs.pipeline  # noqa: F401
 
     def _load_basis(self):
         if self.basis_spec in (None, "auto"):
             return None  # BlockProcessor simulates one from the session header
         if self._basis is None:
-            from mrs.io import read_basis
+            from mrs.io.prepare import read_basis_checked
 
-            self._basis = read_basis(self.basis_spec)
+            self._basis = read_basis_checked(self.basis_spec)  # a mirrored basis is fixed, and logged
         return self._basis
 
     def _close_state(self, st: _SessionState) -> None:
         os.close(st.fd)
         if st.cache:
             st.cache.close()
-        if st.transients_file:
-            st.transients_file.close()
+        if st.writer:
+            st.writer.close()
 
     # ------------------------------------------------------------------ work
     def _process(self, st: _SessionState, note: dict) -> None:
@@ -236,37 +235,21 @@ class Pipeline:
         outputs = st.processor.add(note["seq"], t_s, frozenset(note["flags"]), data)
         self._emit(st, outputs, arrived=note.get("arrived"))
 
-    def _emit(self, st: _SessionState, outputs: list[dict], arrived: float | None = None) -> None:
+    def _emit(self, st: _SessionState, outputs: list, arrived: float | None = None) -> None:
         sid = st.header.get("session", st.folder.name)
         for out in outputs:
-            if out["kind"] == "transient":
-                if out["seq"] > st.skip_transients_upto:
-                    row = {k: v for k, v in out.items() if k != "kind"}
-                    st.transients_file.write(json.dumps(row) + "\n")
-                    st.transients_file.flush()
-            elif out["kind"] == "block":
-                result = out["result"]
+            if isinstance(out, TransientRow):
+                if out.seq > st.skip_transients_upto:
+                    st.writer.transient(out.to_json())
+            elif isinstance(out, BlockResult):
                 st.block_outputs += 1
                 # a resumed session replays its processing: results already stored are not repeated
                 # (counted in output order, since a revision repeats an earlier block's index)
                 if st.block_outputs <= st.skip_blocks:
                     continue
-                if arrived is not None and not result.get("revision"):  # a revision completes no block
-                    result["latency_ms"] = round((time.monotonic() - arrived) * 1000, 3)
-                published = dict(result)
-                spec = result.get("spectrum") or {}
-                published["spectrum"] = {k: v for k, v in spec.items() if k != "components"}
-                published["session"] = sid
-                self._publish("result", published)  # first: the technician waits on this, not on the files
+                if arrived is not None and not out.revision:  # a revision completes no block
+                    out = out.replace(latency_ms=round((time.monotonic() - arrived) * 1000, 3))
+                # first: the technician waits on this, not on the files
+                self._publish("result", out.replace(session=sid).to_json(components=False))
                 self.blocks_published += 1
-                self._store_block(st, result)
-
-    def _store_block(self, st: _SessionState, result: dict) -> None:
-        spec = result.get("spectrum") or {}
-        if spec:
-            arrays = {k: np.asarray(v, dtype=np.float32) for k, v in spec.items() if k != "components"}
-            arrays.update({f"comp_{n}": np.asarray(v, np.float32) for n, v in spec.get("components", {}).items()})
-            np.savez(st.folder / "spectra" / f"block-{result['block']:05d}.npz", **arrays)
-        row = {k: v for k, v in result.items() if k != "spectrum"}
-        with open(st.folder / "fits.jsonl", "a") as f:
-            f.write(json.dumps(row) + "\n")
+                st.writer.block(out.to_json())

@@ -216,6 +216,7 @@ def bench_memory(sessions: int, n_points: int) -> list[str]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer samples (a smoke run)")
+    ap.add_argument("--out", default="display", help="results file name under bench/results/")
     args = ap.parse_args()
     n_new, n_idle = (30, 21) if args.quick else (150, 201)
     blocks = series(int(SESSION_S / (32 * TR_S)), 32 * TR_S, 32 * TR_S, seed=1)
@@ -234,7 +235,7 @@ def main() -> int:
     lines += bench_memory(sessions=3 if not args.quick else 1, n_points=int(SESSION_S / TR_S))
     text = "\n".join(lines) + "\n"
     print(text)
-    out = ROOT / "bench" / "results" / "display.txt"
+    out = ROOT / "bench" / "results" / f"{args.out}.txt"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     return 0

@@ -6,7 +6,7 @@ water, eddy currents, acquisition delay); eddy currents are corrected from its w
 the pipeline does; complex Gaussian noise is added for a target block SNR (NAA height / noise SD of
 the real spectrum). Each (SNR, linewidth) cell is fitted over --reps noise draws.
 Part B (pipeline): whole quick sessions (coils, drift, motion, residual water, Glu response) through
-`mrs.stream.BlockProcessor`; block Glu/tCr against the truth averaged over the block's transients.
+`mrs.pipeline.BlockProcessor`; block Glu/tCr against the truth averaged over the block's transients.
 
 Part C (robustness): a second macromolecule background built here (ALT_MM, the simulator's MM
 off), the simulator's MM scaled, and other lineshapes (skew, Lorentzian part).
@@ -35,8 +35,9 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 from mrs.fit import FitSettings, LCFitter  # noqa: E402
+from mrs.pipeline import BlockProcessor  # noqa: E402
 from mrs.preproc import eddy  # noqa: E402
-from mrs.stream import BlockProcessor  # noqa: E402
+from mrs.results import BlockResult  # noqa: E402
 from protocols.plan import SESSIONS_DIR, plan_from_dict  # noqa: E402
 
 RATIOS = ("Glu", "Gln", "Glx", "NAA", "tNAA", "tCho", "mI", "GABA", "GSH")
@@ -309,12 +310,12 @@ def part_b(args, basis, lines: list[str]) -> None:
         for sc in sim.scans():
             flags = frozenset() if sc.kind == "metabolite" else frozenset({sc.kind})
             for o in proc.add(sc.index, sc.t_s, flags, sc.data):
-                (blocks if o["kind"] == "block" else trans).append(o)
+                (blocks if isinstance(o, BlockResult) else trans).append(o.to_json())
         for o in proc.flush():
-            (blocks if o["kind"] == "block" else trans).append(o)
+            (blocks if isinstance(o, BlockResult) else trans).append(o.to_json())
         by_scan = {t["scan"]: t for t in tt}
         errs, zs, meas, true = [], [], [], []
-        for b in (o["result"] for o in blocks):
+        for b in blocks:
             if b["qc"]["fit_status"] != "ok":
                 continue
             seqs = [t["seq"] for t in trans if t["block"] == b["block"] and not t["rejected"]]

@@ -45,16 +45,22 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--blocks", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default="fit_speed", help="results file name under bench/results/")
     args = ap.parse_args()
     basis, source = load_basis()
     rng = np.random.default_rng(args.seed)
     # (label, settings, mode): "held" = as the agent fits a block once the session reference is
     # fixed (session parameters held); "own" = a block on its own (the first blocks, `mrsmon fit`)
-    configs = [("agent block fit (session reference held)", FitSettings(), "held"),
-               ("block on its own (all parameters free)", FitSettings(), "own"),
-               ("same, no decimated grid, ftol 0.1 (before)", FitSettings(model_margin_ppm=None, ftol_chi2=0.1),
+    previous = {"kernel_half_width_hz": 0.0, "ratio_priors": False, "n_starts": 1}  # before issue 11
+    # the agent (a session reference) fits without the free lineshape kernel (mrs/pipeline/blocks.py)
+    configs = [("agent block fit (session reference held)", FitSettings(kernel_half_width_hz=0.0), "held"),
+               ("same, previous defaults (no kernel/priors)", FitSettings(**previous), "held"),
+               ("block on its own (mrsmon fit; kernel, priors)", FitSettings(), "own"),
+               ("same, previous defaults (no kernel/priors)", FitSettings(**previous), "own"),
+               ("full grid, ftol 0.1, previous defaults", FitSettings(model_margin_ppm=None, ftol_chi2=0.1, **previous),
                 "own"),
-               ("cold start every block", FitSettings(), "cold")]
+               ("cold start every block", FitSettings(), "cold"),
+               ("cold start, previous defaults", FitSettings(**previous), "cold")]
     fitters, build = [], []
     for _, settings, _ in configs:
         t_build = time.perf_counter()
@@ -73,7 +79,7 @@ def main() -> int:
         return synth_fid(basis, CONC, lorentz_hz=3.0 + 0.3 * np.sin(i / 15), gauss_hz=4.0,
                          shift_hz=0.02 * i, phase_rad=0.1 * np.sin(i / 20), noise_sd=12.0, rng=rng)
 
-    # the session reference: a full fit of the first 8 blocks' average (as mrs.stream does)
+    # the session reference: a full fit of the first 8 blocks' average (as mrs.pipeline does)
     reference = {k: f.fit(np.mean([block(i) for i in range(8)], axis=0)).x for k, f in enumerate(fitters)}
     for i in range(args.blocks):
         fid = block(i)
@@ -109,7 +115,7 @@ def main() -> int:
                  f"{os.cpu_count()} cores; on a shared machine the CPU-time columns are the better guide.")
     text = "\n".join(lines)
     print(text)
-    out = Path(__file__).parent / "results" / "fit_speed.txt"
+    out = Path(__file__).parent / "results" / f"{args.out}.txt"
     out.parent.mkdir(exist_ok=True)
     out.write_text(text + "\n")
     return 0

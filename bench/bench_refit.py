@@ -4,7 +4,7 @@
 
 Timing: a 60-min ketamine-infusion session (1800 metabolite transients + water/noise/dummy scans,
 block 32) is simulated once into a temporary folder and processed by the agent's pipeline (which
-writes the preprocessing cache); then `agent.refit.refit` runs on it from raw.log and from the cache,
+writes the preprocessing cache); then `analysis.refit.refit` runs on it from raw.log and from the cache,
 and a restarted pipeline reopens it with and without the cache. Precision: sessions with a flat
 truth (no drug response), 2 coils, block 16; for each, the SD of Glu/tCr and Glx/tNAA across
 blocks and the RMSE against the simulator's truth (the apparent, T2-weighted ratio averaged over
@@ -33,13 +33,13 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent import prepcache  # noqa: E402
 from agent.pipeline import Pipeline  # noqa: E402
-from agent.refit import refit  # noqa: E402
-from agent.store import SessionReader  # noqa: E402
+from analysis.refit import refit  # noqa: E402
+from analysis.simulate_study import write_session  # noqa: E402
 from bench._table import write_table  # noqa: E402
-from mrsmon.commands.simulate_study import write_session  # noqa: E402
+from protocols import prepared_cache as prepcache  # noqa: E402
 from protocols.plan import load_plan, plan_from_dict  # noqa: E402
+from protocols.session_folder import SessionReader  # noqa: E402
 
 
 def flat_plan(minutes: float = 24.0, block: int = 16):
@@ -205,9 +205,10 @@ def main() -> None:
     ap.add_argument("--skip-timing", action="store_true")
     ap.add_argument("--skip-precision", action="store_true")
     ap.add_argument("--session", default=None, help="time the refit of this stored session instead")
+    ap.add_argument("--out", default="refit", help="results file name under bench/results/ (timing table)")
     a = ap.parse_args()
     if not a.skip_timing:
-        write_table("refit", "Refit of a stored session from raw.log and from its preprocessing cache "
+        write_table(a.out, "Refit of a stored session from raw.log and from its preprocessing cache "
                     "(60 min simulated unless --session)",
                     ["session", "transients", "blocks", "simulate_s", "pipeline_s", "read_all_s", "raw_wall_s",
                      "raw_cpu_s", "cache_wall_s", "cache_cpu_s", "cache_b16_wall_s", "cache_b16_cpu_s",

@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _table import write_table  # noqa: E402
 from agent_process import AgentProcess  # noqa: E402
 
-from agent.store import SessionReader  # noqa: E402
 from protocols.plan import load_plan  # noqa: E402
+from protocols.session_folder import SessionReader  # noqa: E402
 from simulator.stream import stream_session  # noqa: E402
 
 

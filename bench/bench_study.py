@@ -3,7 +3,7 @@
     python bench/bench_study.py STUDY_DIR        # a folder written by `mrsmon simulate-study`
     python bench/bench_study.py                  # builds one first (short plan, ~20-70 min on 2 cores)
 
-Times `agent.study.run_study` (find sessions, per-session summaries in parallel, the crossover
+Times `analysis.study.run_study` (find sessions, per-session summaries in parallel, the crossover
 analysis with the mixed model, table and figure) with 1 and 2 local worker processes and on a Dask
 LocalCluster (2 worker processes on loopback); also reports the simulated effect against the estimate.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.study import analyse, find_sessions, read_key, run_study, summarise_all  # noqa: E402
+from analysis.study import analyse, find_sessions, read_key, run_study, summarise_all  # noqa: E402
 from bench._table import write_table  # noqa: E402
 
 SHORT_PLAN = Path(__file__).resolve().parents[1] / "tests" / "analysis" / "data" / "study-short.toml"
@@ -28,7 +28,7 @@ def main() -> None:
     if len(sys.argv) > 1:
         study = Path(sys.argv[1])
     else:
-        from mrsmon.commands.simulate_study import simulate_study
+        from analysis.simulate_study import simulate_study
 
         study = Path(tempfile.mkdtemp()) / "study"
         t0 = time.perf_counter()

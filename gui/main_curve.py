@@ -426,13 +426,13 @@ class MainCurvePanel(QtWidgets.QWidget):
     def _draw_selection(self) -> None:
         b = self.model.selected_block
         r = self.model.result(b) if b is not None else None
-        if r is None or r.get("t_s") is None:
+        if r is None or r.t_s is None:
             set_data_if_changed(self.selected, [], [], hide_empty=True)
             return
         v = self.model.plotted_values()
         i = int(np.searchsorted(self.model.col("block"), b))
         y = v[i] if i < len(v) and np.isfinite(v[i]) else float(np.nanmedian(v)) if np.isfinite(v).any() else 0
-        set_data_if_changed(self.selected, [float(r["t_s"]) / 60.0], [y], hide_empty=True)
+        set_data_if_changed(self.selected, [float(r.t_s) / 60.0], [y], hide_empty=True)
 
 
 def _font(pt: int) -> QtGui.QFont:

@@ -3,8 +3,10 @@
 The model is fed from a live link (snapshot + published messages) or from a stored session folder
 (`gui.review`). Views subscribe with `model.subscribe(aspect, callback)`; a callback fires only when
 the aspect really changed, and `model.version(aspect)` lets a timer-driven view redraw only what
-changed. The numbers a technician reads (baseline, percent change, trend, traffic light) are pure
-functions at the bottom of this module, so they are tested without a display.
+changed. Block results are `mrs.results.BlockResult`; the baseline and percent change are the ones of
+`mrs.timecourse` (the report and the study use the same); the traffic light shows the alarms the agent's
+rule book raised for the block (`result.qc.alarms`, mrs/qc.py) plus what only a display can know (the
+link, data no longer arriving, agent alarms). These are pure functions, tested without a display.
 """
 
 from __future__ import annotations
@@ -19,6 +21,12 @@ from typing import Any
 import numpy as np
 
 from gui.series import GrowingArray
+from mrs.results import BlockResult
+from mrs.timecourse import NO_BASELINE, Baseline, baseline_stats, infusion_window_s, percent_change, planned_window_s
+from protocols.plan import Alarms
+
+__all__ = ["NO_BASELINE", "Baseline", "BlockResult", "DrawnVersions", "Light", "LightInputs", "SessionModel",
+           "assess_light", "baseline_stats", "percent_change", "smooth_trend"]
 
 ASPECTS = ("session", "results", "events", "status", "alarms", "link", "measure", "selection")
 
@@ -30,11 +38,9 @@ HEADER_KEYS = (
     "start_time_ns", "voxel_mm",
 )
 PREFERRED_MEASURES = ("Glu/tCr", "Glx/tNAA", "Glu/tNAA", "Glx/tCr", "Glu", "Gln", "Glx", "NAA", "tNAA")
-DEFAULT_ALARMS = {"naa_fwhm_hz": 10.0, "drift_hz_per_min": 2.0, "jump_hz": 3.0,
-                  "glu_crlb_pct": 15.0, "no_data_tr": 3.0}
+DEFAULT_ALARMS = vars(Alarms())  # the plan's defaults (protocols/plan.py): the one copy
 SPECTRUM_CACHE_BLOCKS = 16     # block spectra kept in memory (latest + frozen + recently viewed)
 ALARM_RECENT_S = 60.0          # an agent alarm colours the light for this long
-MOTION_BURST_FRACTION = 0.25   # rejected-for-motion share of a block that counts as a burst
 LINK_LOST_S = 3.0              # no status for this long: the agent counts as unreachable
 
 Callback = Callable[[], None]
@@ -48,75 +54,19 @@ def _finite(x: Any) -> float:
     return v if math.isfinite(v) else math.nan
 
 
-def result_ok(result: Mapping[str, Any]) -> bool:
-    """A block whose concentrations may be plotted as data (docs/results.md: fit_status ok)."""
-    return (result.get("qc") or {}).get("fit_status", "ok") == "ok"
-
-
-def measure_value(result: Mapping[str, Any], measure: str) -> tuple[float, float]:
-    """(value, SD) of a ratio or a metabolite in one block result; NaN when absent."""
-    if "/" in measure:
-        return (_finite((result.get("ratios") or {}).get(measure)),
-                _finite((result.get("ratios_sd") or {}).get(measure)))
-    return (_finite((result.get("conc") or {}).get(measure)),
-            _finite((result.get("sd") or {}).get(measure)))
-
-
-def measure_crlb_pct(result: Mapping[str, Any], measure: str) -> float:
+def measure_crlb_pct(result: BlockResult, measure: str) -> float:
     """CRLB of the measure in percent: the stored one for a metabolite, 100 SD/value for a ratio."""
     if "/" not in measure:
-        stored = _finite((result.get("crlb_pct") or {}).get(measure))
+        stored = _finite(result.crlb_pct.get(measure))
         if not math.isnan(stored):
             return stored
-    value, sd = measure_value(result, measure)
+    value, sd = result.value(measure)
     return 100.0 * sd / abs(value) if value and not math.isnan(value) else math.nan
 
 
 # --------------------------------------------------------------------------------------------
 # Pure computations
 # --------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Baseline:
-    mean: float
-    sd: float
-    n: int
-    end_s: float | None  # infusion start used as the end of the baseline
-
-    @property
-    def valid(self) -> bool:
-        return self.n >= 1 and math.isfinite(self.mean) and self.mean != 0.0
-
-
-NO_BASELINE = Baseline(math.nan, math.nan, 0, None)
-
-
-def baseline_stats(t_end_s: np.ndarray, values: np.ndarray, ok: np.ndarray,
-                   infusion_start_s: float | None) -> Baseline:
-    """Mean and SD of the good blocks that ended before the infusion started.
-
-    Without a known infusion start there is no baseline (the percent axis stays empty) rather
-    than a baseline that silently includes drug effect.
-    """
-    if infusion_start_s is None:
-        return NO_BASELINE
-    v = np.asarray(values, float)
-    sel = np.asarray(ok, bool) & np.isfinite(v) & (np.asarray(t_end_s, float) <= infusion_start_s + 1e-9)
-    n = int(sel.sum())
-    if n == 0:
-        return Baseline(math.nan, math.nan, 0, infusion_start_s)
-    mean = float(v[sel].mean())
-    sd = float(v[sel].std(ddof=1)) if n > 1 else 0.0
-    return Baseline(mean, sd, n, infusion_start_s)
-
-
-def percent_change(values: np.ndarray, baseline_mean: float) -> np.ndarray:
-    """100 (v - mean) / mean; NaN everywhere when the baseline is unusable."""
-    v = np.asarray(values, float)
-    if not (math.isfinite(baseline_mean) and baseline_mean != 0.0):
-        return np.full_like(v, np.nan)
-    return 100.0 * (v - baseline_mean) / baseline_mean
-
 
 def smooth_trend(t_min: np.ndarray, values: np.ndarray, sigma_min: float,
                  dt_min: float | None = None) -> np.ndarray:
@@ -172,19 +122,10 @@ class LightInputs:
     tr_s: float = 2.0
     block_transients: int = 32
     thresholds: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_ALARMS))
-    last_result: Mapping[str, Any] | None = None
+    last_result: BlockResult | None = None
     block_age_s: float | None = None
     measure: str = "Glu/tCr"
     recent_alarms: tuple[Mapping[str, Any], ...] = ()
-
-
-def _beyond(value: float, limit: float, unit: str = "", sign: bool = False) -> str:
-    """Format `value` with just enough decimals that it visibly differs from `limit`."""
-    for decimals in (1, 2, 3):
-        text = f"{value:+.{decimals}f}" if sign else f"{value:.{decimals}f}"
-        if abs(float(text)) != abs(round(limit, decimals)):
-            break
-    return text + unit
 
 
 def _fmt_age(s: float) -> str:
@@ -220,37 +161,9 @@ def assess_light(x: LightInputs) -> Light:
         (red if str(alarm.get("level", "")).lower() in ("error", "critical", "red") else amber).append(
             f"Agent: {text}")
     r = x.last_result
-    if r is not None:
-        qc = r.get("qc") or {}
-        b = r.get("block", "?")
-        status = qc.get("fit_status", "ok")
-        if status == "failed":
-            why = f": {qc['message']}" if qc.get("message") else ""
-            red.append(f"Fit failed on block {b}{why}")
-        elif status == "implausible":
-            why = f": {qc['message']}" if qc.get("message") else ""
-            amber.append(f"Fit of block {b} implausible{why}")
-        n_motion = int((r.get("rejected") or {}).get("motion", 0) or 0)
-        n_total = int(r.get("n_transients", 0) or 0) + int(r.get("n_rejected", 0) or 0)
-        if n_motion >= max(2, math.ceil(MOTION_BURST_FRACTION * max(n_total, x.block_transients))):
-            red.append(f"Motion: {n_motion} of {max(n_total, n_motion)} transients rejected in block {b}: "
-                       "ask the participant to keep still")
-        drift = _finite(qc.get("drift_hz_per_min"))
-        if abs(drift) > th["drift_hz_per_min"]:
-            amber.append(f"Frequency drifting {_beyond(drift, th['drift_hz_per_min'], sign=True)} Hz/min "
-                         f"(limit {th['drift_hz_per_min']:g})")
-        jump = _finite(qc.get("max_jump_hz"))
-        if abs(jump) > th["jump_hz"]:
-            amber.append(f"Frequency jump of {_beyond(jump, th['jump_hz'])} Hz in block {b} (limit {th['jump_hz']:g})")
-        fwhm = _finite(qc.get("naa_fwhm_hz"))
-        if fwhm > th["naa_fwhm_hz"]:
-            amber.append(f"Lines broadening: NAA width {_beyond(fwhm, th['naa_fwhm_hz'])} Hz "
-                         f"(limit {th['naa_fwhm_hz']:g})")
-        crlb = _finite((r.get("crlb_pct") or {}).get("Glu"))
-        if math.isnan(crlb):
-            crlb = measure_crlb_pct(r, x.measure)
-        if crlb > th["glu_crlb_pct"]:
-            amber.append(f"Glutamate uncertain: CRLB {crlb:.0f}% (limit {th['glu_crlb_pct']:g}%)")
+    if r is not None:  # the block's alarms, raised once by the agent's rule book (mrs/qc.py)
+        for alarm in r.qc.alarms:
+            (red if alarm.severity == "red" else amber).append(alarm.reason)
     if red:
         return Light("red", red[0], tuple(red[1:] + amber))
     if amber:
@@ -258,11 +171,11 @@ def assess_light(x: LightInputs) -> Light:
     if not x.live:
         if r is None:
             return Light("grey", "Stored session without fitted blocks")
-        return Light("green", f"Stored session: last block {r.get('block')} passed all checks")
+        return Light("green", f"Stored session: last block {r.block} passed all checks")
     if r is None:
         return Light("green", "Data flowing; first block not fitted yet")
     age = f" {_fmt_age(x.block_age_s)} ago" if x.block_age_s is not None else ""
-    return Light("green", f"Data flowing; block {r.get('block')} fitted{age}, quality in range")
+    return Light("green", f"Data flowing; block {r.block} fitted{age}, quality in range")
 
 
 # --------------------------------------------------------------------------------------------
@@ -306,7 +219,7 @@ class SessionModel:
     def _reset_session(self) -> None:
         self.header: dict[str, Any] = {}
         self.plan: dict[str, Any] = {}
-        self.rows: list[dict[str, Any]] = []
+        self.rows: list[BlockResult] = []
         self._row_of: dict[int, int] = {}
         self.columns: dict[str, GrowingArray] = {}
         self._init_columns()
@@ -378,75 +291,72 @@ class SessionModel:
             self._emit("session")
 
     # ---- results ----
-    def add_result(self, result: Mapping[str, Any]) -> bool:
+    def add_result(self, result: Mapping[str, Any] | BlockResult) -> bool:
         """Store one block result; returns False (and emits nothing) if it changes nothing."""
-        r = {k: v for k, v in result.items() if k not in ("spectrum", "pub_seq", "session")}
-        if "block" not in r:
-            raise ValueError("a block result without a 'block' index cannot be displayed")
-        block = int(r["block"])
-        spectrum = result.get("spectrum")
-        if spectrum:
-            self.put_spectrum(block, spectrum, full="components" in spectrum)
+        r = result if isinstance(result, BlockResult) else BlockResult.from_json(result)
+        if r.spectrum is not None:
+            self.put_spectrum(r.block, r.spectrum.to_json(), full=r.spectrum.components is not None)
+        r = r.replace(spectrum=None, session=None)
         if self.live:
             self.last_result_rx = self.clock()
-        row = self._row_of.get(block)
+        row = self._row_of.get(r.block)
         if row is not None and self.rows[row] == r:
             return False
         if row is not None:
             self.rows[row] = r
             self._write_row(row, r)
-        elif not self.rows or block > int(self.rows[-1]["block"]):
-            self._row_of[block] = len(self.rows)
+        elif not self.rows or r.block > self.rows[-1].block:
+            self._row_of[r.block] = len(self.rows)
             self.rows.append(r)
             self._append_row(r)
         else:  # out of order (rare: a late block): keep rows sorted and rebuild the columns
             self.rows.append(r)
-            self.rows.sort(key=lambda x: int(x["block"]))
+            self.rows.sort(key=lambda x: x.block)
             self._rebuild_columns()
         self._note_measures(r)
         self._emit("results")
         return True
 
-    def add_results(self, results: Iterable[Mapping[str, Any]]) -> None:
+    def add_results(self, results: Iterable[Mapping[str, Any] | BlockResult]) -> None:
         """Bulk load (snapshot, review): one rebuild and one emission."""
-        by_block = {int(r["block"]): r for r in (self.rows + [
-            {k: v for k, v in x.items() if k not in ("spectrum", "pub_seq", "session")} for x in results])}
+        new = [(x if isinstance(x, BlockResult) else BlockResult.from_json(x)).replace(spectrum=None, session=None)
+               for x in results]
+        by_block = {r.block: r for r in self.rows + new}
         self.rows = [by_block[b] for b in sorted(by_block)]
         for r in self.rows:
             self._note_measures(r)
         self._rebuild_columns()
         self._emit("results")
 
-    def _row_values(self, r: Mapping[str, Any]) -> dict[str, float]:
-        qc = r.get("qc") or {}
-        value, err = measure_value(r, self.measure)
-        t_s = _finite(r.get("t_s"))
-        t_end = _finite(r.get("t_end_s"))
-        out = {"block": float(r["block"]), "t_min": t_s / 60.0,
+    def _row_values(self, r: BlockResult) -> dict[str, float]:
+        qc = r.qc
+        value, err = r.value(self.measure)
+        t_s = _finite(r.t_s)
+        t_end = _finite(r.t_end_s)
+        out = {"block": float(r.block), "t_min": t_s / 60.0,
                "t_end_s": t_end if not math.isnan(t_end) else t_s,
                "value": value, "err": err, "crlb": measure_crlb_pct(r, self.measure),
-               "ok": 1.0 if result_ok(r) else 0.0,
+               "ok": 1.0 if r.ok else 0.0,
                # fitted before the session reference existed: to be revised (docs/fitting.md)
-               "provisional": 1.0 if qc.get("reference") == "provisional" else 0.0,
-               "n_rejected": float(r.get("n_rejected", 0) or 0),
-               "n_transients": float(r.get("n_transients", 0) or 0)}
+               "provisional": 1.0 if qc.reference == "provisional" else 0.0,
+               "n_rejected": float(r.n_rejected), "n_transients": float(r.n_transients)}
         for c in _QC_COLUMNS:
-            out[c] = _finite(qc.get(c))
+            out[c] = _finite(getattr(qc, c))
         return out
 
-    def _append_row(self, r: Mapping[str, Any]) -> None:
+    def _append_row(self, r: BlockResult) -> None:
         for k, v in self._row_values(r).items():
             self.columns[k].append(v)
         n = len(self.columns["block"])
-        rejected = r.get("rejected") or {}
+        rejected = r.rejected
         self._add_reasons(rejected, n - 1)
         for reason, col in self.rejected_columns.items():
             col.append(float(rejected.get(reason, 0) or 0))
 
-    def _write_row(self, i: int, r: Mapping[str, Any]) -> None:
+    def _write_row(self, i: int, r: BlockResult) -> None:
         for k, v in self._row_values(r).items():
             self.columns[k][i] = v
-        rejected = r.get("rejected") or {}
+        rejected = r.rejected
         self._add_reasons(rejected, len(self.columns["block"]))
         for reason, col in self.rejected_columns.items():
             col[i] = float(rejected.get(reason, 0) or 0)
@@ -461,7 +371,7 @@ class SessionModel:
                 self.rejected_columns[reason] = col
 
     def _rebuild_columns(self) -> None:
-        self._row_of = {int(r["block"]): i for i, r in enumerate(self.rows)}
+        self._row_of = {r.block: i for i, r in enumerate(self.rows)}
         for col in self.columns.values():
             col.clear()
         self.rejected_columns = {}
@@ -472,9 +382,9 @@ class SessionModel:
         """Transients rejected per block, one array per reason (in order of first appearance)."""
         return {reason: col.view() for reason, col in self.rejected_columns.items()}
 
-    def _note_measures(self, r: Mapping[str, Any]) -> None:
+    def _note_measures(self, r: BlockResult) -> None:
         known = set(self._measure_names)
-        new = [m for m in list(r.get("ratios") or {}) + list(r.get("conc") or {}) if m not in known]
+        new = [m for m in list(r.ratios) + list(r.conc) if m not in known]
         if new:
             self._measure_names.extend(new)
 
@@ -498,33 +408,28 @@ class SessionModel:
         return self.columns[name].view()
 
     @property
-    def last_result(self) -> dict[str, Any] | None:
+    def last_result(self) -> BlockResult | None:
         return self.rows[-1] if self.rows else None
 
-    def result(self, block: int) -> dict[str, Any] | None:
+    def result(self, block: int) -> BlockResult | None:
         i = self._row_of.get(int(block))
         return self.rows[i] if i is not None else None
 
     # ---- derived numbers ----
     def infusion_start_s(self) -> float | None:
         """The recorded infusion start; else the planned one (marked as such in the view)."""
-        real = [e for e in self.events if e.get("kind") == "infusion_start" and e.get("t_s") is not None]
-        if real:
-            return float(min(float(e["t_s"]) for e in real))
-        return self.planned_infusion_start_s()
+        return infusion_window_s(self.events, self.plan)[0]
 
     def planned_infusion_start_s(self) -> float | None:
-        for e in self.plan.get("events") or []:
-            if e.get("kind") == "infusion_start" and e.get("at_min") is not None:
-                return 60.0 * float(e["at_min"])
-        for p in self.plan.get("phases") or []:
-            if p.get("name") == "infusion":
-                return 60.0 * float(p["start_min"])
-        return None
+        return planned_window_s(self.plan)[0]
 
     def baseline(self) -> Baseline:
         return baseline_stats(self.col("t_end_s"), self.col("value"), self.col("ok") > 0.5,
                               self.infusion_start_s())
+
+    def percent_change(self) -> np.ndarray:
+        """Each block's % change from the baseline, as the percent axis reads it (NaN where not data)."""
+        return percent_change(self.plotted_values(), self.baseline().mean)
 
     def plotted_values(self) -> np.ndarray:
         """The measure with blocks that did not fit cleanly set to NaN (never plotted as data)."""
@@ -675,7 +580,7 @@ class SessionModel:
         """The frozen block if the user picked one, else the newest block with a spectrum."""
         if self.selected_block is not None:
             return self.selected_block
-        return int(self.rows[-1]["block"]) if self.rows else None
+        return self.rows[-1].block if self.rows else None
 
     def select_block(self, block: int | None) -> None:
         if block != self.selected_block:

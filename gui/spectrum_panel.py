@@ -129,8 +129,8 @@ class SpectrumPanel(QtWidgets.QWidget):
             self.title.setText("Spectrum")
             return
         r = m.result(block)
-        when = f" · {float(r['t_s']) / 60:.1f} min" if r and r.get("t_s") is not None else ""
-        status = (r.get("qc") or {}).get("fit_status", "ok") if r else "?"
+        when = f" · {float(r.t_s) / 60:.1f} min" if r and r.t_s is not None else ""
+        status = r.qc.fit_status if r else "?"
         self.title.setText(f"Block {block}{when} · fit {status}" + ("  (frozen)" if frozen else "  (latest)"))
         if (spec is None or "ppm" not in spec) and self.fetch is not None and block not in self._requested:
             self._requested.add(block)

@@ -87,7 +87,7 @@ class StatusStrip(QtWidgets.QFrame):
             last = m.last_result
             age = m.block_age_s()  # unknown for blocks that came with the snapshot
             self._set(self.fields["block"], "—" if last is None else
-                      f"#{last['block']}" + (f", {_age(age)}" if age is not None else ""))
+                      f"#{last.block}" + (f", {_age(age)}" if age is not None else ""))
         else:
             n = len(m.rows)
             self._set(self.fields["transient"], "stored")

@@ -1,10 +1,22 @@
-"""Quality measures per block: SNR, linewidths, frequency, drift, and the fit's plausibility."""
+"""Quality per block: the measures (SNR, linewidths, frequency, drift), the fit's plausibility, and
+the one rule book of alarms, evaluated once per block in the pipeline (mrs/pipeline/quality.py).
+
+The rules are the modules of `mrs/alarms/` (one file each, found at import); their thresholds come
+from the session plan's `[alarms]` table (protocols/plan.py holds the defaults). Alarm thresholds
+never change processing: outlier rejection has its own settings (`[outliers]`).
+"""
 
 from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from mrs.basis import WATER_PPM
+from mrs.results import Alarm, BlockResult
 
 NOISE_REGIONS_PPM = ((-4.0, -1.0), (9.5, 12.5))
 
@@ -100,3 +112,65 @@ def classify(conc: dict[str, float], crlb_pct: dict[str, float], naa_fwhm_hz: fl
     if problems:
         return "implausible", "; ".join(problems)
     return "ok", ""
+
+
+# ------------------------------------------------------------------------------ the alarm rule book
+@dataclass(frozen=True)
+class AlarmRule:
+    """One alarm: its name, the measure it reads, the plan's threshold key (`[alarms]`; None: needs
+    none), its severity, and `check(result, limit, history)`, which returns the one plain sentence
+    the technician reads when the alarm is raised (None when not). `history` holds the session's
+    earlier block results, oldest first."""
+
+    name: str
+    measure: str
+    threshold: str | None
+    severity: str
+    check: Callable[[BlockResult, float | None, Sequence[BlockResult]], str | None]
+
+
+SEVERITIES = ("red", "amber")
+
+
+def _load_rules() -> tuple[AlarmRule, ...]:
+    """Every module of `mrs/alarms/` holds one `RULE`: adding an alarm is adding a file."""
+    import mrs.alarms
+
+    rules = []
+    for info in sorted(pkgutil.iter_modules(mrs.alarms.__path__), key=lambda i: i.name):
+        rule = getattr(importlib.import_module(f"mrs.alarms.{info.name}"), "RULE", None)
+        if not isinstance(rule, AlarmRule):
+            raise TypeError(f"mrs/alarms/{info.name}.py must define RULE = AlarmRule(...)")
+        if rule.severity not in SEVERITIES:
+            raise ValueError(f"alarm {rule.name}: severity {rule.severity!r} is not one of {SEVERITIES}")
+        rules.append(rule)
+    return tuple(sorted(rules, key=lambda r: (SEVERITIES.index(r.severity), r.name)))
+
+
+def evaluate_alarms(result: BlockResult, thresholds: Mapping[str, float] | None,
+                    history: Sequence[BlockResult] = (), rules: Sequence[AlarmRule] | None = None
+                    ) -> tuple[Alarm, ...]:
+    """The alarms the rule book raises for one block (red first). A rule whose threshold the plan
+    does not give is not evaluated: thresholds come from the plan only (protocols/plan.py)."""
+    limits = dict(thresholds or {})
+    raised = []
+    for rule in RULES if rules is None else rules:
+        if rule.threshold is not None and limits.get(rule.threshold) is None:
+            continue
+        limit = None if rule.threshold is None else float(limits[rule.threshold])
+        reason = rule.check(result, limit, history)
+        if reason:
+            raised.append(Alarm(rule.name, rule.severity, reason))
+    return tuple(raised)
+
+
+def beyond(value: float, limit: float, unit: str = "", sign: bool = False) -> str:
+    """`value` with just enough decimals that it visibly differs from `limit` (for alarm sentences)."""
+    for decimals in (1, 2, 3):
+        text = f"{value:+.{decimals}f}" if sign else f"{value:.{decimals}f}"
+        if abs(float(text)) != abs(round(limit, decimals)):
+            break
+    return text + unit
+
+
+RULES: tuple[AlarmRule, ...] = _load_rules()  # last: the rule modules import this one

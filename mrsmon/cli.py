@@ -71,6 +71,37 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fault injection NAME[=VALUE]: drop, duplicate, reorder, delay_ms (repeatable)")
     s.add_argument("--progress", action="store_true", help="print progress")
 
+    s = _sub(subs, "bridge", "Accept a scanner's MRD stream (Siemens FIRE, Gadgetron clients); forward it to an agent.",
+             "mrsmon bridge mrd --listen 0.0.0.0:9002 --connect tcp://127.0.0.1:5555 --allow 192.168.2.2")
+    s.add_argument("kind", choices=["mrd"], help="the scanner-side protocol (MRD streaming)")
+    s.add_argument("--listen", default="127.0.0.1:9002",
+                   help="HOST:PORT to serve MRD on (default 127.0.0.1:9002); with --mrd2, '-' reads standard input")
+    s.add_argument("--connect", default=DEFAULT_LISTEN, help=f"agent data address (default {DEFAULT_LISTEN})")
+    s.add_argument("--mrd2", action="store_true", help="MRD 2 binary streams (mrd-python) instead of MRD 1")
+    s.add_argument("--state", default="mrsmon-bridge", help="folder for the journal and the site salt "
+                                                             "(default ./mrsmon-bridge)")
+    s.add_argument("--salt-file", default=None, help="site salt for pseudonyms (default STATE/site.salt, "
+                                                     "created on first use)")
+    s.add_argument("--subject", default=None, help="explicit pseudonymous subject code (instead of a salted hash)")
+    s.add_argument("--session-code", default=None, help="explicit pseudonymous session code")
+    s.add_argument("--kit", default=None, help="blinded kit code (else the header's kit_code user parameter)")
+    s.add_argument("--protocol", default=None, help="mrsmon session plan to name, e.g. ketamine-infusion "
+                                                    "(default: the scanner's protocol name)")
+    s.add_argument("--nucleus", default="1H")
+    s.add_argument("--water-flag", action="append", default=None,
+                   help="MRD flag that marks water reference scans (default IS_PHASECORR_DATA; repeatable, "
+                        "e.g. USER1)")
+    s.add_argument("--tick-ms", type=float, default=2.5, help="unit of acquisition_time_stamp (default 2.5)")
+    s.add_argument("--conjugate", action="store_true",
+                   help="conjugate every FID: for scanners whose phase convention is the opposite of mrsmon's "
+                        "(the spectrum shows mirrored, NAA near 7.3 ppm); see docs/scanner.md")
+    s.add_argument("--keys", help="folder with this client's CURVE key pair and the agent's public key")
+    s.add_argument("--client", default="scanner", help="name of the client key pair in --keys (default scanner)")
+    s.add_argument("--allow", action="append", default=[], help="accept MRD connections only from this address "
+                                                                "(repeatable)")
+    s.add_argument("--log-level", default="INFO")
+    s.add_argument("--latency-log", default=None, help=argparse.SUPPRESS)
+
     s = _sub(subs, "inspect", "Summarise a stored session (what was received, what is missing).",
              "mrsmon inspect sessions/quick-0 --json")
     s.add_argument("session_dir")
@@ -102,12 +133,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--metabolites", default=None, help="comma-separated (default: the standard set)")
     s.add_argument("--out", required=True, help="PATH.BASIS for LCModel, else an FSL-MRS folder")
 
-    s = _sub(subs, "fit", "Fit a NIfTI-MRS file (one spectrum or blocks of transients); JSON lines out.",
-             "mrsmon fit data.nii.gz --basis auto --block 32 --json")
-    s.add_argument("data")
-    s.add_argument("--basis", default="auto")
+    s = _sub(subs, "fit", "Fit a spectrum file from any tool (NIfTI-MRS, LCModel .RAW, jMRUI .txt); JSON lines out.",
+             "mrsmon fit data.nii.gz --basis auto --block 32 --json\n"
+             "  mrsmon fit data.RAW --basis lcmodel.BASIS --conjugate auto")
+    s.add_argument("data", help="NIfTI-MRS (.nii/.nii.gz), LCModel .RAW/.H2O, or jMRUI text (.txt)")
+    s.add_argument("--basis", default="auto", help="LCModel .BASIS file, FSL-MRS folder, or auto (simulated)")
     s.add_argument("--block", type=int, default=None, help="transients per block (default: all)")
-    s.add_argument("--water", default=None)
+    s.add_argument("--water", default=None, help="water reference, any of the data formats")
+    s.add_argument("--conjugate", choices=["auto", "yes", "no"], default="auto",
+                   help="data in the other frequency convention? auto detects (singlets, then the fit's chi2), "
+                        "says so and fixes it; yes/no force it (default auto)")
+    s.add_argument("--conjugate-basis", choices=["auto", "yes", "no"], default="auto",
+                   help="the same for the basis (default auto)")
+    s.add_argument("--cf-mhz", type=float, default=None, help="spectrometer frequency, for files that lack it")
+    s.add_argument("--dwell-s", type=float, default=None, help="dwell time, for files that lack it")
+    s.add_argument("--select", action="append", default=None, metavar="TAG=INDEX",
+                   help="NIfTI-MRS: keep one index of a dimension, e.g. DIM_EDIT=0 (repeatable)")
+    s.add_argument("--format", default=None, choices=["nifti_mrs", "lcmodel_raw", "jmrui_text"],
+                   help="data format (default: from the file)")
     s.add_argument("--json", action="store_true")
     s.add_argument("--spectra", action="store_true", help="include spectrum arrays in the JSON")
 
@@ -130,9 +173,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("session_dir")
     s.add_argument("--bids", required=True)
 
-    s = _sub(subs, "replay", "Stream a stored session or NIfTI-MRS file through an agent as a scanner would.",
-             "mrsmon replay sessions/quick-0 --speed max")
-    s.add_argument("source")
+    s = _sub(subs, "replay", "Stream a stored session, a NIfTI-MRS or MRD file, or a vendor raw file (via spec2nii) "
+             "through an agent as a scanner would.", "mrsmon replay meas_MID42_svs_se.dat --speed 10")
+    s.add_argument("source", help="session folder, .nii(.gz), MRD .h5/.mrd/.bin, or a vendor file: twix .dat, "
+                                  ".rda, DICOM (file or folder), .sdat/.spar, .data/.list, GE .7")
+    s.add_argument("--water", default=None, help="vendor water reference file to stream before the data")
+    s.add_argument("--sequence", default=None, help="sequence name when the file does not state it (PRESS, ...)")
+    s.add_argument("--water-flag", action="append", default=None,
+                   help="MRD files: flag marking water reference scans (default IS_PHASECORR_DATA)")
+    s.add_argument("--tick-ms", type=float, default=2.5, help="MRD files: acquisition_time_stamp unit (2.5)")
+    s.add_argument("--conjugate", choices=["auto", "yes", "no"], default="auto",
+                   help="MRD and vendor files: conjugate every FID; auto (default) does when the metabolite spectrum "
+                        "is found mirrored (NAA near 7.3 ppm), and says so")
     s.add_argument("--connect", default=DEFAULT_LISTEN)
     s.add_argument("--speed", default="max")
     s.add_argument("--session", default=None, help="session id to use (default: source's id + -replay)")

@@ -62,10 +62,16 @@ class PlannedEvent:
 
 @dataclass(frozen=True)
 class Alarms:
+    """The alarm thresholds: the one place their defaults live. The rules that read them are the rule
+    book of mrs/qc.py (`no_data_tr` is the display's: no transient for this many TRs). Thresholds
+    never change processing."""
+
     naa_fwhm_hz: float = 10.0
     drift_hz_per_min: float = 2.0
     jump_hz: float = 3.0
     glu_crlb_pct: float = 15.0
+    motion_fraction: float = 0.25     # share of a block's transients rejected for motion
+    snr_drop_pct: float = 40.0        # block SNR this far below the session's start
     no_data_tr: float = 3.0
 
 
@@ -85,6 +91,7 @@ class SessionPlan:
     simulation: dict[str, Any]
     source: str = ""
     reference_blocks: int = DEFAULT_REFERENCE_BLOCKS
+    outliers: dict[str, float] = field(default_factory=dict)  # rejection settings (mrs/pipeline/reject.py)
 
     def phase(self, name: str) -> Phase | None:
         return next((p for p in self.phases if p.name == name), None)
@@ -105,7 +112,8 @@ class SessionPlan:
             "events": [vars(e) for e in self.events],
             "block_transients": self.block_transients,
             "fit_window_ppm": list(self.fit_window_ppm), "measure": self.measure,
-            "reference_blocks": self.reference_blocks, "alarms": vars(self.alarms), "kit_code": self.kit_code,
+            "reference_blocks": self.reference_blocks, "alarms": vars(self.alarms), "outliers": dict(self.outliers),
+            "kit_code": self.kit_code,
         }
 
 
@@ -151,8 +159,9 @@ def plan_from_dict(raw: dict[str, Any], source: str = "") -> SessionPlan:
             simulation=dict(raw.get("simulation", {})),
             source=source,
             reference_blocks=int(proc.get("reference_blocks", DEFAULT_REFERENCE_BLOCKS)),
+            outliers={str(k): float(v) for k, v in raw.get("outliers", {}).items()},
         )
-    except (KeyError, TypeError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:
         raise PlanError(f"session protocol {source or raw.get('name', '?')}: missing or unknown field {exc}") from None
     _check(plan)
     return plan

@@ -7,11 +7,12 @@ import pytest
 
 ROOT = Path(__file__).parent.parent
 FORBIDDEN = {
-    "mrs": {"agent", "gui", "simulator", "protocols", "mrsmon", "zmq", "PySide6", "pyqtgraph"},
-    "protocols": {"agent", "gui", "simulator", "mrsmon", "PySide6", "pyqtgraph"},
-    "agent": {"gui", "simulator", "mrsmon", "PySide6", "pyqtgraph"},
-    "simulator": {"agent", "gui", "mrsmon", "PySide6", "pyqtgraph"},
-    "gui": {"agent", "simulator", "mrsmon"},
+    "mrs": {"agent", "analysis", "gui", "simulator", "protocols", "mrsmon", "zmq", "PySide6", "pyqtgraph"},
+    "protocols": {"agent", "analysis", "gui", "simulator", "mrsmon", "PySide6", "pyqtgraph"},
+    "agent": {"analysis", "gui", "simulator", "mrsmon", "PySide6", "pyqtgraph"},
+    "analysis": {"gui", "mrsmon", "PySide6", "pyqtgraph"},
+    "simulator": {"agent", "analysis", "gui", "mrsmon", "PySide6", "pyqtgraph"},
+    "gui": {"agent", "analysis", "simulator", "mrsmon"},
 }
 ALLOWED_EXCEPTIONS: set[tuple[str, str]] = set()
 

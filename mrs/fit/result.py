@@ -9,6 +9,19 @@ import numpy as np
 from mrs import names as _names
 from mrs.fit import crlb as _crlb
 
+# A quantity whose CRLB exceeds its value (or whose amplitude sits at the non-negativity bound)
+# cannot be determined from the data: it is reported as undetermined, not as a number.
+UNDETERMINED_CRLB_PCT = 100.0
+
+
+def undetermined(quantities: dict[str, tuple[float, float]], limit_pct: float = UNDETERMINED_CRLB_PCT) -> list[str]:
+    """Names among `quantities` (name -> (value, SD)) that the fit cannot determine."""
+    out = []
+    for name, (value, sd) in quantities.items():
+        if not (value > 0 and np.isfinite(sd) and 100.0 * sd / value <= limit_pct):
+            out.append(name)
+    return sorted(out)
+
 
 @dataclass(frozen=True, eq=False)
 class FitResult:
@@ -41,6 +54,8 @@ class FitResult:
     components: dict[str, np.ndarray] = field(default_factory=dict)
     phase0_rad: float = 0.0
     phase1_rad_per_hz: float = 0.0
+    # covariance without the metabolite ratio priors (mrs.fit.priors): decides what is determined
+    cov_data: np.ndarray | None = None
 
     @property
     def residual(self) -> np.ndarray:
@@ -50,14 +65,22 @@ class FitResult:
     def conc_vector(self) -> np.ndarray:
         return np.array([self.conc[n] for n in self.names])
 
-    def quantities(self) -> dict[str, tuple[float, float]]:
-        """Value and SD of every basis name, canonical alias and combined metabolite."""
+    def quantities(self, cov: np.ndarray | None = None) -> dict[str, tuple[float, float]]:
+        """Value and SD of every basis name, canonical alias and combined metabolite (SDs from
+        `cov`, default the result's covariance)."""
         c = self.conc_vector
+        cov = self.cov if cov is None else cov
         out = {}
         for q, members in _names.combination_weights(self.names).items():
             w = np.array([members.get(n, 0.0) for n in self.names])
-            out[q] = _crlb.combine(c, self.cov, w)
+            out[q] = _crlb.combine(c, cov, w)
         return out
+
+    def undetermined(self, limit_pct: float = UNDETERMINED_CRLB_PCT) -> list[str]:
+        """Basis names and combined metabolites the fit cannot determine (CRLB above `limit_pct`
+        of the value, or a zero amplitude), judged without the metabolite ratio priors: a value
+        that only a prior supplies is not a measurement."""
+        return undetermined(self.quantities(self.cov_data), limit_pct)
 
     def ratios(self) -> dict[str, tuple[float, float]]:
         """Ratios to tCr and tNAA ("Glu/tCr", "Glx/tNAA", ...) with delta-method SDs."""

@@ -8,6 +8,9 @@ orthonormalised). Since |exp(i phi)| = 1, the residual equals exp(-i phi) Y - (A
 baseline is projected out once, the concentrations are solved exactly at every step (NNLS on the
 Gram matrix) and only the few nonlinear parameters theta = (phi0, phi1, per-group shift and
 broadening) are iterated, by Levenberg-Marquardt on the Kaufman variable-projection Jacobian.
+
+(Over the 400-line guide: setup, model evaluation, Jacobian, LM and CRLB share one hot path and its
+cached intermediates; the lineshape kernel and the ratio priors are in kernel.py and priors.py.)
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from scipy.optimize import nnls
 
 from mrs.basis import WATER_PPM, Basis
 from mrs.fit import crlb as _crlb
+from mrs.fit.kernel import LineshapeKernel
 from mrs.fit.models import get_model
+from mrs.fit.priors import ratio_prior_rows
 from mrs.fit.result import FitResult
 from mrs.macromolecules import area_prior_rows
 from mrs.names import canonical, is_macromolecule
@@ -102,6 +107,18 @@ class FitSettings:
     # CRLB as the noise covariance of the penalised estimate, (F+P)^-1 F (F+P)^-1, rather than the
     # posterior (F+P)^-1: the SD a block-to-block change has (see mrs.fit.crlb.covariance).
     crlb_sandwich: bool = True
+    # Free lineshape (mrs.fit.kernel): the model convolved with a kernel of taps every bin within
+    # +- this many Hz (0: off), each with a Gaussian prior 0 +- kernel_sd (fraction of the area).
+    # mrs.stream turns it off for sessions fitted with a session reference (docs/fitting.md).
+    kernel_half_width_hz: float = 10.0
+    kernel_sd: float = 0.05
+    kernel_bound: float = 0.5
+    # Soft constraints on NAAG/NAA, Gln/Glu, GABA/tCr (mrs.fit.priors); the scale multiplies the SDs.
+    ratio_priors: bool = True
+    ratio_prior_sd_scale: float = 1.0
+    # Data-driven starts (shift and phase0 from the cross-correlation's best local maxima) tried
+    # when there is no warm start or it fits badly; the lowest cost is refined.
+    n_starts: int = 2
 
 
 # Macromolecule resonances of brain at 3T (consensus of Cudalbu et al., NMR Biomed 2021): ppm and
@@ -267,6 +284,7 @@ class LCFitter:
                 self.groups.append((g, np.nonzero(m)[0], mm))
 
         self._setup_area_priors(fids[keep], is_mm)
+        self._setup_ratio_priors()
         # Row selectors per group: a slice when the group is contiguous (no copies), else indices.
         self._group_rows = [slice(int(idx[0]), int(idx[-1]) + 1) if np.all(np.diff(idx) == 1) else idx
                             for _, idx, _ in self.groups]
@@ -328,10 +346,20 @@ class LCFitter:
         names += [f"{'dlorentz_hz' if ls[4] == 'l' else 'dshift_hz'}_{ls[0]}" for ls in lsets]
         lo_b += [ls[3][0] for ls in lsets]
         hi_b += [ls[3][1] for ls in lsets]
+        k_bins = int(round(s.kernel_half_width_hz / self.df_hz))
+        self.kernel = LineshapeKernel(k_bins, self._win_m, self._nm) if k_bins > 0 else None
+        n_taps = self.kernel.n_taps if self.kernel else 0
+        self.kernel_slice = slice(len(names), len(names) + n_taps)
+        names += [f"kernel_{j:+d}" for j in (self.kernel.offsets if self.kernel else [])]
+        # taps >= 0: a field distribution has no negative density; an antisymmetric (signed)
+        # kernel would mimic a dispersive line and trade with the zero-order phase
+        lo_b += [0.0] * n_taps
+        hi_b += [s.kernel_bound] * n_taps
         self.param_names = tuple(names)
         self.prior_mu = np.zeros(len(names))
         self.prior_sd = np.full(len(names), np.inf)
         self.prior_sd[self.each_slice] = self.each_sd
+        self.prior_sd[self.kernel_slice] = s.kernel_sd
         if s.lorentz_prior_hz is not None and "lorentz_hz_met" in names:
             k = names.index("lorentz_hz_met")
             self.prior_mu[k], self.prior_sd[k] = s.lorentz_prior_hz
@@ -415,7 +443,35 @@ class LCFitter:
         self.mm_anchor = min((i for i in range(m) if is_mm[i] and not is_lip[i]),
                              key=lambda i: abs(peak[i] - 0.91), default=None)
 
+    def _setup_ratio_priors(self) -> None:
+        """Rows conc_i - ratio * sum(conc_den) (mrs.fit.priors), in normalised amplitudes."""
+        rows = ratio_prior_rows(self.names) if self.settings.ratio_priors else []
+        d = np.zeros((len(rows), len(self.names)))
+        for k, (i, den, ratio, _) in enumerate(rows):
+            d[k, i] += 1.0 / self.scale[i]
+            for j in den:
+                d[k, j] -= ratio / self.scale[j]
+        self.ratio_d = d
+        self.ratio_den = [den for _, den, _, _ in rows]
+        self.ratio_sd = np.array([r[3] for r in rows]) * self.settings.ratio_prior_sd_scale
+        self.has_priors = bool(self.prior_d.shape[0] or self.ratio_d.shape[0])
+
     def _prior_rows(self, c_free: np.ndarray, noise_var: float) -> np.ndarray | None:
+        mm = self._mm_prior_rows(c_free, noise_var)
+        if not self.ratio_d.shape[0]:
+            return mm
+        # SD relative to the denominator's concentration from the unconstrained solve (at least
+        # 2 % of the largest metabolite's, so a missing denominator does not make the row rigid)
+        m = len(self.names)
+        conc = c_free[:m] / self.scale
+        ref = np.array([conc[list(den)].sum() for den in self.ratio_den])
+        ref = np.maximum(ref, max(0.02 * float(conc.max()), 1e-300))
+        rows = self.ratio_d * (np.sqrt(max(noise_var, 1e-300)) / (self.ratio_sd * ref))[:, None]
+        if self.bg.shape[1]:
+            rows = np.hstack([rows, np.zeros((rows.shape[0], self.bg.shape[1]))])
+        return rows if mm is None else np.vstack([mm, rows])
+
+    def _mm_prior_rows(self, c_free: np.ndarray, noise_var: float) -> np.ndarray | None:
         """Weighted prior rows sqrt(noise_var) * D / (SD * reference area) (n_rows, M + n_bg).
 
         The SDs are relative to a reference area: the MM anchor's area from an unconstrained
@@ -452,8 +508,9 @@ class LCFitter:
         return cols
 
     # ------------------------------------------------------------------ model evaluation
-    def _spectra(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Time-domain broadened FIDs (M, N) and their window spectra (Nw, M)."""
+    def _spectra(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Time-domain broadened FIDs (M, N), their window spectra (Nw, M), and the FIDs before
+        the lineshape kernel (the same array when there is none)."""
         src = self._each_broadened(x)
         fl = np.empty_like(src)
         for rows, sl in zip(self._group_rows, self.slices, strict=True):
@@ -462,8 +519,12 @@ class LCFitter:
             else:
                 ls = self.model.lineshape(self._tm, x[sl])
             np.multiply(src[rows], ls, out=fl[rows])
+        fl_pre = fl
+        k_t = self.kernel.time_factor(x[self.kernel_slice]) if self.kernel is not None else None
+        if k_t is not None:
+            fl = fl * k_t[None, :]
         a = sfft.fft(fl, axis=1, workers=1)[:, self._win_m].T.astype(complex)
-        return fl, a
+        return fl, a, fl_pre
 
     def _each_broadened(self, x: np.ndarray) -> np.ndarray:
         """The model basis with each entry's own offsets (T2 sets, MM width and shift) applied.
@@ -488,6 +549,12 @@ class LCFitter:
             out[lo:hi] *= fac
         self._each_cache = (key, out)
         return out
+
+    def _kernel_jac(self, fl: np.ndarray, c: np.ndarray) -> np.ndarray:
+        """d(A c)/d kernel taps (Nw, n_taps)."""
+        m = fl.shape[0]
+        full_sum = sfft.fft(c[:m].astype(fl.real.dtype) @ fl, workers=1)
+        return self.kernel.jacobian(full_sum).astype(complex)
 
     def _each_jac(self, fl: np.ndarray, c: np.ndarray) -> np.ndarray:
         """d(A c)/d dlorentz_k for each set k (Nw, n_sets)."""
@@ -516,7 +583,7 @@ class LCFitter:
         `make_prior(c)`: builds the prior rows from an unconstrained solve at x (no second FFT)."""
         rot = np.exp(-1j * (x[0] + x[1] * self.dnu))
         z = yw * rot
-        fl, a = self._spectra(x)
+        fl, a, fl_pre = self._spectra(x)
         if self.bg.shape[1]:
             a = np.hstack([a, self.bg])
         at = self._project_baseline(a)
@@ -532,7 +599,7 @@ class LCFitter:
         r = zt - at @ c
         if prior is not None:
             r = np.concatenate([r, -(prior @ c)])
-        return r, c, a, z, fl, at, gram, prior
+        return r, c, a, z, fl, at, gram, prior, fl_pre
 
     def _group_derivatives(self, x: np.ndarray, c: np.ndarray, fl: np.ndarray) -> np.ndarray:
         """d(A c)/d(group lineshape parameters), window only (Nw, n_group_params): one FFT call."""
@@ -543,13 +610,18 @@ class LCFitter:
         return sfft.fft(np.vstack(sigs), axis=1, workers=1)[:, self._win_m].T.astype(complex)
 
     def _jacobian(self, x: np.ndarray, state: tuple, free: np.ndarray | None = None) -> np.ndarray:
-        _, c, _, z, fl, at, gram, prior = state
+        _, c, _, z, fl, at, gram, prior, fl_pre = state
         parts = [(-1j * z)[:, None], (-1j * self.dnu * z)[:, None], -self._group_derivatives(x, c, fl)]
         if self.each_idx.size:
             if free is None or free[self.each_slice].any():
                 parts.append(-self._each_jac(fl, c))
             else:  # all held (session reference): columns the step never uses
                 parts.append(np.zeros((z.size, self.each_idx.size), complex))
+        if self.kernel is not None:
+            if free is None or free[self.kernel_slice].any():
+                parts.append(-self._kernel_jac(fl_pre, c))
+            else:
+                parts.append(np.zeros((z.size, self.kernel.n_taps), complex))
         jac = np.hstack(parts)
         jac = self._project_baseline(jac)
         active = c > 0
@@ -575,19 +647,33 @@ class LCFitter:
     def initial_guess(self, yw_sh_full: np.ndarray) -> np.ndarray:
         """Shift and zero-order phase by complex cross-correlation with the metabolite template
         over integer-bin shifts (phase-invariant magnitude, phase from the peak's angle)."""
+        return self.initial_guesses(yw_sh_full, 1)[0]
+
+    def initial_guesses(self, yw_sh_full: np.ndarray, n: int = 2) -> list[np.ndarray]:
+        """The `n` best local maxima of the cross-correlation magnitude, best first, each as a start
+        (shift and phase0 over the full circle), and for n > 1 the two bins either side of the best
+        one. Each start costs one model evaluation; they guard against a correlation peak pulled
+        aside by water, lipid or a baseline, whose angle is then off too."""
         k_max = int(np.ceil(self.settings.max_shift_hz / self.df_hz))
         ks = np.arange(-k_max, k_max + 1)
         idx = self._win_sh[None, :] - ks[:, None]
         valid = (idx >= 0) & (idx < self.n)
         tm = np.where(valid, self._template_sh[np.clip(idx, 0, self.n - 1)], 0)
         corr = (tm.conj() * yw_sh_full[self._win_sh][None, :]).sum(1)
-        best = int(np.argmax(np.abs(corr)))
-        shift = float(ks[best] * self.df_hz)
-        x = np.zeros(len(self.param_names))
-        x[0] = float(np.angle(corr[best]))
-        for (_, _, mm), sl in zip(self.groups, self.slices, strict=True):
-            x[sl] = self.model.with_shift(self.model.initial(mm), shift)
-        return np.clip(x, self.lo, self.hi)
+        mag = np.abs(corr)
+        padded = np.concatenate([[-1.0], mag, [-1.0]])
+        peaks = np.nonzero((mag >= padded[:-2]) & (mag >= padded[2:]))[0]
+        picks = list(peaks[np.argsort(-mag[peaks])][:max(1, n)]) if peaks.size else [int(np.argmax(mag))]
+        if n > 1:  # the bins next to the best peak too (it can sit a bin or two off, its angle with it)
+            picks += [k for k in range(picks[0] - 2, picks[0] + 3) if 0 <= k < mag.size and k not in picks]
+        out = []
+        for best in picks:
+            x = np.zeros(len(self.param_names))
+            x[0] = float(np.angle(corr[best]))
+            for (_, _, mm), sl in zip(self.groups, self.slices, strict=True):
+                x[sl] = self.model.with_shift(self.model.initial(mm), float(ks[best] * self.df_hz))
+            out.append(np.clip(x, self.lo, self.hi))
+        return out
 
     # ------------------------------------------------------------------ the fit
     def fit(self, fid: np.ndarray, x0: np.ndarray | None = None, hold: np.ndarray | None = None) -> FitResult:
@@ -621,18 +707,23 @@ class LCFitter:
             held = np.asarray(hold, bool) & self.free
         free = self.free & ~held
 
+        def total(xs: np.ndarray, state: tuple) -> float:
+            return float(np.vdot(state[0], state[0]).real) + float(np.sum((prior_w * (xs - self.prior_mu)) ** 2))
+
+        starts: list[tuple[np.ndarray, float, tuple]] = []
+
         def consider(xs: np.ndarray) -> None:
             nonlocal best, nfev, prior
             make = None
-            if prior is None and self.prior_d.shape[0]:
+            if prior is None and self.has_priors:
                 def make(c_free: np.ndarray) -> np.ndarray | None:
                     return self._prior_rows(c_free, noise_var)
             state = self._state(xs, yw, prior, make)
             prior = state[7]
             nfev += 1
-            cost = float(np.vdot(state[0], state[0]).real) + float(np.sum((prior_w * (xs - self.prior_mu)) ** 2))
-            if best is None or cost < best[1]:
-                best = (xs, cost, state)
+            starts.append((xs, total(xs, state), state))
+            if best is None or starts[-1][1] < best[1]:
+                best = starts[-1]
 
         if x0_ok:
             x0c = np.clip(np.asarray(x0, float), self.lo, self.hi)
@@ -640,12 +731,20 @@ class LCFitter:
         # The data-driven guess (shift/phase search) unless the warm start already fits well
         # (reduced chi-square below 2: the previous block's lineshape is still right).
         if best is None or best[1] / dof > 2.0 * noise_var:
-            guess = self.initial_guess(np.fft.fftshift(spec))
-            if held.any():
-                guess[held] = x0c[held]
-            consider(guess)
-        x, status, message, n_lm, state = self._levenberg_marquardt(best[0], yw, prior_w, best[2], prior, free)
-        nfev += n_lm
+            for guess in self.initial_guesses(np.fft.fftshift(spec), self.settings.n_starts):
+                if held.any():
+                    guess[held] = x0c[held]
+                consider(guess)
+        # A cold fit (no warm start: a file, the first block) refines its best `n_starts` starts and
+        # keeps the lowest final cost: the flexible model has local minima (a phase error traded
+        # against the lineshape, a shift against the kernel) that one descent can fall into.
+        n_refine = 1 if x0_ok else max(1, self.settings.n_starts)
+        fits = []
+        for xs, _, st in sorted(starts, key=lambda c: c[1])[:n_refine]:
+            x, status, message, n_lm, state = self._levenberg_marquardt(xs, yw, prior_w, st, prior, free)
+            nfev += n_lm
+            fits.append((total(x, state), x, status, message, state))
+        _, x, status, message, state = min(fits, key=lambda f: f[0])
         return self._finish(x, state, status, message, nfev, t0, prior_w, noise_var, free)
 
     def session_mask(self) -> np.ndarray:
@@ -655,6 +754,7 @@ class LCFitter:
         motion change those from block to block.)"""
         mask = np.zeros(len(self.param_names), bool)
         mask[self.each_slice] = True
+        mask[self.kernel_slice] = True  # the lineshape's shape (the voxel's field distribution)
         return mask & self.free
 
     def _levenberg_marquardt(self, x: np.ndarray, yw: np.ndarray, prior_w: np.ndarray,
@@ -726,6 +826,8 @@ class LCFitter:
         jac_nl = np.hstack(cols)
         if self.each_idx.size:
             jac_nl = np.column_stack([jac_nl, self._each_jac(fl, c)])
+        if self.kernel is not None:
+            jac_nl = np.column_stack([jac_nl, self._kernel_jac(state[8], c)])
         at_bound = (np.isclose(x, self.lo) | np.isclose(x, self.hi)) & np.isfinite(self.lo)
         nl_keep = (self.free if free is None else free) & ~at_bound
         jac_nl = jac_nl[:, nl_keep]
@@ -740,14 +842,23 @@ class LCFitter:
         prior_prec = np.zeros((n_par, n_par))
         prior_prec[np.arange(n_nl), np.arange(n_nl)] = (prior_w[nl_keep] ** 2) / max(noise_var, 1e-300)
         prior = state[7]
+        prior_prec_data = prior_prec
         if prior is not None:
-            # the MM area priors: precision D^T W^2 D on the amplitudes (same units as the rows)
+            # the MM area and ratio priors: precision D^T W^2 D on the amplitudes (same units as the rows)
             p = prior[:, lin_keep]
             k = p.shape[1]
+            n_mm = self.prior_d.shape[0]  # MM rows first, then the ratio priors' rows
+            prior_prec_data = prior_prec.copy()
+            prior_prec_data[n_nl:n_nl + k, n_nl:n_nl + k] += (p[:n_mm].T @ p[:n_mm]) / max(noise_var, 1e-300)
             prior_prec[n_nl:n_nl + k, n_nl:n_nl + k] += (p.T @ p) / max(noise_var, 1e-300)
         cov_all = _crlb.covariance(jac, sigma2, prior_prec, sandwich=self.settings.crlb_sandwich)
         m = len(self.names)
         cov_c = cov_all[n_nl:n_nl + m, n_nl:n_nl + m] / np.outer(self.scale, self.scale)
+        cov_d = cov_c
+        if prior is not None and prior.shape[0] > self.prior_d.shape[0]:
+            # without the ratio priors: what the data (and the lineshape/MM priors) alone determine
+            cov_d = _crlb.covariance(jac, sigma2, prior_prec_data, sandwich=self.settings.crlb_sandwich)
+            cov_d = cov_d[n_nl:n_nl + m, n_nl:n_nl + m] / np.outer(self.scale, self.scale)
         conc_raw = c[:m] / self.scale
         sd_raw = np.sqrt(np.clip(np.diag(cov_c), 0, None))
         # Re-embed excluded names so everything stays in basis order.
@@ -757,6 +868,8 @@ class LCFitter:
         cov_full = np.zeros((mfull, mfull))
         sel = np.array([full_names.index(n) for n in self.names])
         cov_full[np.ix_(sel, sel)] = cov_c
+        cov_data = np.zeros((mfull, mfull))
+        cov_data[np.ix_(sel, sel)] = cov_d
         conc, sd, pct = {}, {}, {}
         for n in full_names:
             if n in pos:
@@ -776,7 +889,7 @@ class LCFitter:
             message=f"{message} ({(time.perf_counter() - t0) * 1e3:.1f} ms)", nfev=nfev,
             cost=float(np.vdot(resid, resid).real), noise_var=sigma2, ppm=self.ppm.copy(), data=z,
             prediction=pred, baseline=base, components=comps,
-            phase0_rad=float(x[0]), phase1_rad_per_hz=float(x[1]))
+            phase0_rad=float(x[0]), phase1_rad_per_hz=float(x[1]), cov_data=cov_data)
 
     def _failed(self, fid: np.ndarray, message: str) -> FitResult:
         m = len(self.all_names)
@@ -801,5 +914,9 @@ class LCFitter:
                 if self.each_idx.size:  # its own T2-set / MM offsets
                     rate = (x[self.each_slice] * self._lset_kind) @ self._lset_mat[:, i]
                     fid = fid * np.exp(rate * self.t)
+                if self.kernel is not None:  # the free lineshape, on the full time grid
+                    w = x[self.kernel_slice]
+                    fid = fid * ((1.0 - w.sum()) + w @ np.exp(2j * np.pi * np.outer(self.kernel.offsets, self.t)
+                                                               * self.df_hz))
                 return fid
         return None

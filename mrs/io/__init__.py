@@ -1,7 +1,15 @@
-"""Basis-set readers and writers, one module per format, dispatched through one table.
+"""Readers and writers of the files other tools write, one module per format, dispatched through two tables.
 
-    FORMATS = {name: BasisFormat(description, detect, read, write)}
-    read_basis(path) / write_basis(basis, path): pick the format from the path (or `fmt=`).
+    FORMATS       basis sets: {name: BasisFormat(description, detect, claims_output, read, write)}
+    DATA_FORMATS  spectra:    {name: DataFormat(description, suffixes, detect, read, write)}
+
+    read_basis(path) / write_basis(basis, path)       pick the format from the path (or `fmt=`)
+    read_spectrum(path) -> Spectrum                   (transients, coils, points) in the NIfTI-MRS
+                                                      convention, acquisition fields, reading notes
+    write_spectrum(spectrum, path, fmt)
+
+What is done to a file on its way to the fit (conjugation, field, dwell, points, centre, scaling) is
+decided in `mrs.io.prepare` and recorded there.
 """
 
 from __future__ import annotations
@@ -11,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mrs.basis import Basis, IncompatibleBasisFormat
-from mrs.io import fsl_basis, lcmodel_basis
+from mrs.io import fsl_basis, jmrui_text, lcmodel_basis, lcmodel_raw, nifti_mrs
+from mrs.io.spectrum import Spectrum, SpectrumFormatError
 
 
 @dataclass(frozen=True)
@@ -23,11 +32,28 @@ class BasisFormat:
     write: Callable[[Basis, Path], None]
 
 
+@dataclass(frozen=True)
+class DataFormat:
+    description: str
+    suffixes: tuple[str, ...]
+    detect: Callable[[Path], bool]
+    read: Callable[[Path], Spectrum]
+    write: Callable[[Spectrum, Path], None]
+
+
 FORMATS: dict[str, BasisFormat] = {
     "lcmodel": BasisFormat("LCModel .BASIS file (namelists + frequency-domain data)", lcmodel_basis.detect,
                            lcmodel_basis.claims_output, lcmodel_basis.read, lcmodel_basis.write),
     "fsl": BasisFormat("FSL-MRS basis folder (one JSON file per metabolite)", fsl_basis.detect,
                        fsl_basis.claims_output, fsl_basis.read, fsl_basis.write),
+}
+
+DATA_FORMATS: dict[str, DataFormat] = {
+    "nifti_mrs": DataFormat("NIfTI-MRS (spec2nii, FSL-MRS, mrsmon)", (".nii", ".nii.gz"), nifti_mrs.detect,
+                            nifti_mrs.read, nifti_mrs.write),
+    "lcmodel_raw": DataFormat("LCModel .RAW/.H2O time-domain data", (".raw", ".h2o"), lcmodel_raw.detect,
+                              lcmodel_raw.read, lcmodel_raw.write),
+    "jmrui_text": DataFormat("jMRUI text export", (".txt",), jmrui_text.detect, jmrui_text.read, jmrui_text.write),
 }
 
 
@@ -60,4 +86,35 @@ def write_basis(basis: Basis, path: str | Path, fmt: str | None = None) -> None:
     _format(fmt).write(basis, p)
 
 
-__all__ = ["FORMATS", "BasisFormat", "detect_format", "read_basis", "write_basis"]
+def detect_data_format(path: str | Path) -> str:
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"no such file: {p}")
+    for name, f in DATA_FORMATS.items():
+        if f.detect(p):
+            return name
+    known = ", ".join(f"{f.description} ({'/'.join(f.suffixes)})" for f in DATA_FORMATS.values())
+    raise SpectrumFormatError(f"{p.name} is not a spectrum file mrsmon can read; it reads {known}")
+
+
+def read_spectrum(path: str | Path, fmt: str | None = None, select: dict | None = None) -> Spectrum:
+    """A spectrum file of any known format. `select` ({tag: index}) applies to NIfTI-MRS only."""
+    p = Path(path)
+    fmt = fmt or detect_data_format(p)
+    if fmt not in DATA_FORMATS:
+        raise SpectrumFormatError(f"unknown data format {fmt!r}; known: {', '.join(DATA_FORMATS)}")
+    if fmt == "nifti_mrs":
+        return nifti_mrs.read(p, select)
+    if select:
+        raise SpectrumFormatError(f"--select applies to NIfTI-MRS dimensions; {p.name} is {fmt}")
+    return DATA_FORMATS[fmt].read(p)
+
+
+def write_spectrum(spectrum: Spectrum, path: str | Path, fmt: str) -> None:
+    if fmt not in DATA_FORMATS:
+        raise SpectrumFormatError(f"unknown data format {fmt!r}; known: {', '.join(DATA_FORMATS)}")
+    DATA_FORMATS[fmt].write(spectrum, Path(path))
+
+
+__all__ = ["FORMATS", "DATA_FORMATS", "BasisFormat", "DataFormat", "Spectrum", "SpectrumFormatError",
+           "detect_format", "detect_data_format", "read_basis", "write_basis", "read_spectrum", "write_spectrum"]

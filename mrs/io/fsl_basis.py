@@ -4,9 +4,14 @@ As FSL-MRS writes them (fsl_mrs.utils.mrs_io.fsl_io.write_fsl_basis_file):
     {"basis": {"basis_re": [...], "basis_im": [...], "basis_dwell": s, "basis_centre": MHz,
                "basis_width": FWHM Hz, "basis_name": str},
      "meta": {...}}            (simulated sets may also hold "seq", "spinSys", ...)
-FSL-MRS stores the complex conjugate of its in-memory FID (it conjugates on write and on read), so
-fid_niftimrs = conj(basis_re + i basis_im). The receiver is taken at 4.65 ppm. A flat file with the
-basis_* keys at top level is accepted too.
+FSL-MRS holds FIDs in memory as the conjugate of the NIfTI-MRS convention and conjugates them on
+write (and back on read), so the file stores the NIfTI-MRS convention: fid = basis_re + i basis_im.
+(Checked on a folder FSL-MRS's `basis_tools convert` made from an LCModel basis: the stored FIDs equal
+the LCModel basis read by `lcmodel_basis` exactly. Folders written by mrsmon before that check stored
+the conjugate; `mrs.io.prepare` detects and undoes it.) The receiver is taken at 4.65 ppm. Also accepted: the
+basis_* keys at top level (older writers), the simulator's extra keys (seq, spinSys,
+outputDensityMatrix), basis_width null (FSL-MRS's LCModel conversion), basis_centre in Hz, and other
+JSON files in the folder (left out, noted in meta["input_notes"]).
 """
 
 from __future__ import annotations
@@ -46,31 +51,54 @@ def _read_one(path: Path) -> tuple[str, np.ndarray, dict, dict]:
         raise IncompatibleBasisFormat(f"{path}: basis_re and basis_im must be equal-length lists of numbers")
     name = str(body.get("basis_name") or path.stem)
     meta = doc.get("meta", {}) if isinstance(doc.get("meta", {}), dict) else {}
-    return name, np.conj(re_ + 1j * im_), body, meta
+    return name, re_ + 1j * im_, body, meta
 
 
-def read(path: Path) -> Basis:
+def _basis_files(path: Path) -> tuple[list[tuple[Path, tuple]], list[str]]:
+    """The readable basis files of a folder, and the names of JSON files that are not basis spectra."""
     files = sorted(path.glob("*.json"))
     if not files:
         raise IncompatibleBasisFormat(f"{path} holds no .json basis files")
-    names, fids, dwell, cf, width, file_meta = [], [], None, None, {}, {}
+    good, skipped, first_error = [], [], None
     for f in files:
-        name, fid, body, fmeta = _read_one(f)
+        try:
+            good.append((f, _read_one(f)))
+        except IncompatibleBasisFormat as exc:
+            skipped.append(f.name)
+            first_error = first_error or exc
+    if not good:
+        raise first_error
+    return good, skipped
+
+
+def read(path: Path) -> Basis:
+    good, skipped = _basis_files(path)
+    names, fids, dwell, cf, width, file_meta = [], [], None, None, {}, {}
+    for f, (name, fid, body, fmeta) in good:
         file_meta = file_meta or fmeta
         d, c = float(body["basis_dwell"]), float(body["basis_centre"])
         if dwell is None:
             dwell, cf, n = d, c, fid.size
-        elif not (np.isclose(d, dwell) and np.isclose(c, cf) and fid.size == n):
+        elif not (np.isclose(d, dwell, rtol=1e-6) and np.isclose(c, cf, rtol=1e-6) and fid.size == n):
             raise IncompatibleBasisFormat(
                 f"{f.name} does not match the other basis files in {path} (dwell, centre frequency or length)")
         names.append(name)
         fids.append(fid)
-        if body.get("basis_width") is not None:
+        if isinstance(body.get("basis_width"), int | float):
             width[name] = float(body["basis_width"])
+    notes = []
     if cf > 1e4:  # some writers store Hz rather than MHz
+        notes.append({"what": "field", "action": "converted",
+                      "message": f"basis_centre {cf:g} read as Hz: {cf / 1e6:g} MHz"})
         cf = cf / 1e6
+    if skipped:
+        notes.append({"what": "format", "action": "skipped",
+                      "message": f"not basis spectra, left out: {', '.join(skipped)}"})
     meta = {k: file_meta[k] for k in ("sequence", "te_s", "te1_s", "tm_s", "field_mhz") if k in file_meta}
     meta["source"] = f"FSL-MRS basis folder {path.name}"
+    meta["format"] = "fsl"
+    if notes:
+        meta["input_notes"] = notes
     if width:
         meta["linewidth_hz"] = float(np.median(list(width.values())))
         meta["widths_hz"] = width
@@ -97,7 +125,7 @@ def write(basis: Basis, path: Path) -> None:
         raise IncompatibleBasisFormat("metabolite names collide as file names: " + ", ".join(basis.names))
     width = float(basis.meta.get("linewidth_hz") or 0.0)
     for name, fname, fid in zip(basis.names, files, fids, strict=True):
-        stored = np.conj(fid)
+        stored = fid
         doc = {"basis": {"basis_re": stored.real.tolist(), "basis_im": stored.imag.tolist(),
                          "basis_dwell": basis.dwell_s, "basis_centre": basis.cf_mhz,
                          "basis_width": width, "basis_name": name},

@@ -10,119 +10,103 @@ Data convention (the one FSL-MRS's reader implements, and that LCModel's makebas
 values are a *spectrum*, the plain (unshifted) DFT of the FID in LCModel's time-domain convention,
 which is the complex conjugate of NIfTI-MRS's; ISHIFT rolls the spectrum by that many points. So
     fid_niftimrs = conj(ifft(roll(D, -ISHIFT)))        and we write   D = fft(conj(fid_niftimrs)).
-The receiver is taken at 4.65 ppm (LCModel's default for 1H). CONC is kept in meta, not applied.
+The receiver is taken at 4.65 ppm (LCModel assumes it for every basis). Each spectrum is multiplied
+by TRAMP / (VOLUME * CONC), as LCModel does, so that it stands for a unit concentration.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
 
 from mrs.basis import WATER_PPM, Basis, IncompatibleBasisFormat
+from mrs.io.namelist import blocks, numbers, parse_namelist, read_text, stem
 
-_BLOCK = re.compile(r"[$&](\w+)(.*?)(?:[$&]END\b|^\s*/\s*$)", re.S | re.I | re.M)
-_KEY = re.compile(r"([A-Za-z_]\w*(?:\(\s*\d+\s*\))?)\s*=")
-_FLOAT = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[EeDd][-+]?\d+)?")
 LCMODEL_CENTRE_PPM = WATER_PPM
+__all__ = ["detect", "claims_output", "read", "write", "parse_namelist", "LCMODEL_CENTRE_PPM"]
 
 
 def detect(path: Path) -> bool:
     if not path.is_file():
         return False
-    if path.suffix.lower() == ".basis":
+    if stem(path).suffix.lower() == ".basis":
         return True
     try:
-        head = path.read_text(errors="replace")[:4096].upper()
-    except OSError:
+        head = read_text(path)[:4096].upper()
+    except (OSError, EOFError):
         return False
-    return "$BASIS1" in head or "$SEQPAR" in head
+    return "$BASIS1" in head or "$SEQPAR" in head and "$BASIS" in head
 
 
 def claims_output(path: Path) -> bool:
     return path.suffix.lower() == ".basis"
 
 
-def _value(text: str) -> str | float | int | bool:
-    v = text.strip().rstrip(",").strip()
-    if v[:1] in "'\"":
-        q = v[0]
-        end = v.find(q, 1)
-        return v[1:end if end > 0 else None].strip()
-    if v.upper() in ("T", ".TRUE.", ".TRUE", "TRUE"):
-        return True
-    if v.upper() in ("F", ".FALSE.", ".FALSE", "FALSE"):
-        return False
-    first = v.split(",")[0].split()[0] if v else ""
-    try:
-        return int(first)
-    except ValueError:
-        pass
-    try:
-        return float(first.replace("D", "E").replace("d", "e"))
-    except ValueError:
-        return v
+def _spectrum(path: Path, values: dict, body: str, n_data: int) -> np.ndarray:
+    arr = numbers(body, 2 * n_data)
+    if len(arr) < 2 * n_data:
+        raise IncompatibleBasisFormat(
+            f"{path}: spectrum {values.get('METABO', '?')!r} has {len(arr) // 2} points, NDATAB says {n_data}")
+    spec = np.array(arr[0::2]) + 1j * np.array(arr[1::2])
+    return np.roll(spec, -int(values.get("ISHIFT", 0) or 0))
 
 
-def parse_namelist(body: str) -> dict:
-    """Key = value pairs of one namelist body (keys upper-cased)."""
-    # Quoted strings may contain '=': blank them out while locating keys.
-    masked = re.sub(r"'[^']*'", lambda m: "'" + " " * (len(m.group()) - 2) + "'", body)
-    keys = list(_KEY.finditer(masked))
-    out = {}
-    for k, nxt in zip(keys, keys[1:] + [None], strict=True):
-        out[k.group(1).upper()] = _value(body[k.end(): nxt.start() if nxt else len(body)])
-    return out
+def _scale(values: dict) -> float:
+    """LCModel multiplies each basis spectrum by TRAMP / (VOLUME * CONC) (unit concentration)."""
+    tramp, volume, conc = (float(values.get(k, 1.0) or 1.0) for k in ("TRAMP", "VOLUME", "CONC"))
+    if min(tramp, volume, conc) <= 0:
+        raise IncompatibleBasisFormat(f"basis entry {values.get('METABO', '?')!r} has a non-positive TRAMP, "
+                                      "VOLUME or CONC")
+    return tramp / (volume * conc)
 
 
 def read(path: Path) -> Basis:
     try:
-        text = path.read_text(errors="replace")
-    except OSError as exc:
-        raise IncompatibleBasisFormat(f"cannot read LCModel basis {path}: {exc.strerror}") from exc
-    blocks = list(_BLOCK.finditer(text))
+        text = read_text(path)
+    except (OSError, EOFError) as exc:
+        raise IncompatibleBasisFormat(f"cannot read LCModel basis {path}: {exc}") from exc
+    found = list(blocks(text))
     header: dict = {}
-    names, spectra, metas = [], [], []
-    n_data = None
-    for i, blk in enumerate(blocks):
-        kind = blk.group(1).upper()
-        values = parse_namelist(blk.group(2))
+    names, spectra, metas, scaled = [], [], [], []
+    for i, (kind, values, _, end) in enumerate(found):
         if kind in ("SEQPAR", "BASIS1"):
             header.update(values)
             continue
         if kind != "BASIS":
             continue
-        if n_data is None:
-            if "NDATAB" not in header or "BADELT" not in header:
-                raise IncompatibleBasisFormat(f"{path}: $BASIS1 with BADELT and NDATAB must precede the spectra")
-            n_data = int(header["NDATAB"])
-        end = blocks[i + 1].start() if i + 1 < len(blocks) else len(text)
-        nums = _FLOAT.findall(text[blk.end():end])
-        if len(nums) < 2 * n_data:
-            raise IncompatibleBasisFormat(
-                f"{path}: spectrum {values.get('METABO', '?')!r} has {len(nums) // 2} points, NDATAB says {n_data}")
-        arr = np.array([float(x.replace("D", "E").replace("d", "e")) for x in nums[:2 * n_data]])
-        spec = arr[0::2] + 1j * arr[1::2]
-        spec = np.roll(spec, -int(values.get("ISHIFT", 0) or 0))
-        spectra.append(np.conj(np.fft.ifft(spec)))
-        names.append(str(values.get("METABO") or values.get("ID") or f"basis{len(names)}").strip())
+        if "NDATAB" not in header or "BADELT" not in header:
+            raise IncompatibleBasisFormat(f"{path}: $BASIS1 with BADELT and NDATAB must precede the spectra")
+        nxt = found[i + 1][2] if i + 1 < len(found) else len(text)
+        scale = _scale(values)
+        spectra.append(scale * _spectrum(path, values, text[end:nxt], int(header["NDATAB"])))
+        name = str(values.get("METABO") or values.get("ID") or f"basis{len(names)}").strip()
+        names.append(name)
         metas.append({k: values[k] for k in ("ID", "CONC", "TRAMP", "VOLUME", "ISHIFT") if k in values})
+        if abs(scale - 1.0) > 1e-12:
+            scaled.append(f"{name} x{scale:.4g}")
     if not spectra:
         raise IncompatibleBasisFormat(f"{path} holds no $BASIS spectra; is it an LCModel .BASIS file?")
     dwell = float(header["BADELT"])
     if dwell <= 0:
         raise IncompatibleBasisFormat(f"{path} is an encrypted LCModel basis (negative BADELT); it cannot be read")
-    if "HZPPPM" not in header:
+    if not isinstance(header.get("HZPPPM"), int | float) or header["HZPPPM"] <= 0:
         raise IncompatibleBasisFormat(f"{path} lacks HZPPPM (spectrometer frequency) in $SEQPAR or $BASIS1")
-    meta = {"source": f"LCModel basis {path.name}", "per_metabolite": dict(zip(names, metas, strict=True))}
-    if "ECHOT" in header:
+    # The values are the plain DFT of the FID in LCModel's (conjugate) convention; see the docstring.
+    fids = np.conj(np.fft.ifft(np.array(spectra), axis=1))
+    meta = {"source": f"LCModel basis {path.name}", "per_metabolite": dict(zip(names, metas, strict=True)),
+            "format": "lcmodel"}
+    if scaled:
+        meta["input_notes"] = [{"what": "scaling", "action": "converted",
+                                "message": "basis spectra scaled by TRAMP/(VOLUME*CONC) as LCModel does: "
+                                           + ", ".join(scaled)}]
+    if isinstance(header.get("ECHOT"), int | float):
         meta["te_s"] = float(header["ECHOT"]) / 1e3
     if "SEQ" in header:
         meta["sequence"] = str(header["SEQ"])
-    if "FWHMBA" in header and isinstance(header["FWHMBA"], float):
+    if isinstance(header.get("FWHMBA"), float):
         meta["linewidth_hz"] = header["FWHMBA"] * float(header["HZPPPM"])
-    return Basis(tuple(names), np.array(spectra), dwell, float(header["HZPPPM"]), LCMODEL_CENTRE_PPM, meta)
+    return Basis(tuple(names), fids, dwell, float(header["HZPPPM"]), LCMODEL_CENTRE_PPM, meta)
 
 
 def _fortran(x: float) -> str:

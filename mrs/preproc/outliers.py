@@ -51,8 +51,8 @@ class OutlierDetector:
         self._freq.clear()
 
     def replay(self, freq_hz: float, residual_ratio: float, lipid_ratio: float, accepted: bool) -> None:
-        """The history update `assess` made for a transient assessed before (resuming from a cache)."""
-        self._freq.append(freq_hz)
+        """The history update after a transient was assessed (also when resuming from a cache)."""
+        self._freq.append(freq_hz)  # a sustained jump becomes the new median after a few
         if accepted:
             self._res.append(residual_ratio)
             self._lip.append(lipid_ratio)
@@ -69,6 +69,12 @@ class OutlierDetector:
 
     def assess(self, m: TransientMetrics) -> str | None:
         """Reason for rejection, or None. Accepted transients update the history."""
+        reason = self.decide(m)
+        self.replay(m.freq_hz, m.residual_ratio, m.lipid_ratio, accepted=reason is None)
+        return reason
+
+    def decide(self, m: TransientMetrics) -> str | None:
+        """Reason for rejection, or None; the history is left as it is (`replay` updates it)."""
         reason = None
         if m.scale_snr > 10 and m.scale < self.min_scale:
             reason = "low_signal"
@@ -86,8 +92,4 @@ class OutlierDetector:
                 reason = "lipid"
             elif m.residual_ratio > thr_res:
                 reason = "motion"
-        self._freq.append(m.freq_hz)  # a sustained jump becomes the new median after a few
-        if reason is None:
-            self._res.append(m.residual_ratio)
-            self._lip.append(m.lipid_ratio)
         return reason

@@ -118,7 +118,7 @@ def run(args) -> int:
 
 
 def _expected_blocks(folder: Path, plan) -> int:
-    from agent.store import SessionReader
+    from protocols.session_folder import SessionReader
 
     n = len(SessionReader(folder).metabolite_seqs())
     block = plan.block_transients
@@ -128,7 +128,7 @@ def _expected_blocks(folder: Path, plan) -> int:
 def _summarise(folder: Path, truth_path: Path) -> dict:
     import numpy as np
 
-    from agent.store import SessionReader
+    from protocols.session_folder import SessionReader
 
     reader = SessionReader(folder)
     fits = reader.fits()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def run(args) -> int:
-    from agent.export import export_session
+    from analysis.export import export_session
 
     out = export_session(args.session_dir, args.bids)
     print(f"exported {args.session_dir} to {out}")

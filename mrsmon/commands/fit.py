@@ -1,77 +1,20 @@
-"""`mrsmon fit DATA.nii.gz`: fit a NIfTI-MRS file (one spectrum, or blocks of transients).
+"""`mrsmon fit DATA`: fit a spectrum file (one spectrum, or blocks of transients) from any tool.
 
-The file is read with the `nifti_mrs` package. Its data are stored in the NIfTI-MRS convention;
-`NIFTI_MRS.__getitem__` returns the conjugate (FSL-MRS's internal convention), so we conjugate back.
-Supported layouts: a single voxel with optional DIM_COIL and DIM_DYN (any order, dimensions 5-7);
-other tagged dimensions are refused with a sentence. Every block goes through the same
-`mrs.stream.BlockProcessor` as the live agent, so a refit of exported data matches the live fit.
+The file is read by `mrs.io.read_spectrum` (NIfTI-MRS, LCModel .RAW/.H2O, jMRUI text), the basis by
+`mrs.io.read_basis` (LCModel .BASIS, FSL-MRS folder) or simulated from the header (`--basis auto`).
+`mrs.io.prepare` then decides what the pair needs (conjugation of data or basis, field, dwell,
+points, ppm reference), prints one line per decision on stderr and records them; the record goes
+into every result under qc.input. Every block goes through the same `mrs.pipeline.BlockProcessor` as
+the live agent, so a refit of exported data matches the live fit.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import re
 import sys
-from pathlib import Path
 
-import numpy as np
-
-SEQUENCE_PATTERNS = (("slaser", "sLASER"), ("semi-laser", "sLASER"), ("semilaser", "sLASER"), ("laser", "sLASER"),
-                     ("press", "PRESS"), ("steam", "STEAM"), ("fid", "FID"))
-
-
-def read_nifti_mrs(path: str | Path) -> tuple[np.ndarray, dict]:
-    """(dynamics, coils, points) complex64 in the NIfTI-MRS convention, and acquisition fields."""
-    from nifti_mrs.nifti_mrs import NIFTI_MRS
-
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no such file: {path}")
-    try:
-        img = NIFTI_MRS(str(path))
-    except Exception as exc:
-        raise ValueError(f"{path} is not a readable NIfTI-MRS file ({exc})") from None
-    data = np.asarray(img[:]).conj()  # back to the standard's convention (see module docstring)
-    if data.ndim < 4 or any(s != 1 for s in data.shape[:3]):
-        raise ValueError(f"{path}: only single-voxel data are supported (shape {data.shape})")
-    tags = list(img.dim_tags)[: data.ndim - 4]
-    data = data.reshape(data.shape[3:])
-    unknown = [t for t in tags if t not in ("DIM_COIL", "DIM_DYN")]
-    if unknown:
-        raise ValueError(f"{path}: cannot fit data with dimension(s) {', '.join(map(str, unknown))}; "
-                         "combine or select them first (supported: DIM_COIL, DIM_DYN)")
-    # move to (points, coil, dyn)
-    axes = {t: i + 1 for i, t in enumerate(tags)}
-    for tag in ("DIM_COIL", "DIM_DYN"):
-        if tag not in axes:  # a missing dimension becomes a trailing axis of length 1
-            data = data[..., None]
-            axes[tag] = data.ndim - 1
-    arr = np.moveaxis(data, [axes["DIM_DYN"], axes["DIM_COIL"], 0], [0, 1, 2])
-    hdr = img.hdr_ext.to_dict() if hasattr(img.hdr_ext, "to_dict") else dict(json.loads(str(img.hdr_ext)))
-    acq = acquisition_from_header(hdr, float(img.dwelltime), arr.shape[2], arr.shape[1])
-    return np.ascontiguousarray(arr.astype(np.complex64)), acq
-
-
-def acquisition_from_header(hdr: dict, dwell_s: float, points: int, coils: int) -> dict:
-    """SESSION_START-like fields from a NIfTI-MRS header extension."""
-    sf = hdr.get("SpectrometerFrequency")
-    if isinstance(sf, list | tuple):
-        sf = sf[0] if sf else None
-    if sf is None:
-        raise ValueError("NIfTI-MRS header has no SpectrometerFrequency")
-    acq: dict = {"spectrometer_frequency_mhz": float(sf), "dwell_time_s": float(dwell_s), "points": int(points),
-                 "coils": int(coils), "nucleus": (hdr.get("ResonantNucleus") or ["1H"])[0]}
-    if hdr.get("EchoTime") is not None:
-        acq["echo_time_s"] = float(hdr["EchoTime"])
-    if hdr.get("RepetitionTime") is not None:
-        acq["repetition_time_s"] = float(hdr["RepetitionTime"])
-    text = " ".join(str(hdr.get(k, "")) for k in ("SequenceName", "PulseSequenceType", "SequenceType",
-                                                 "ProtocolName", "sequence")).lower()
-    for pattern, name in SEQUENCE_PATTERNS:
-        if re.search(pattern, text):
-            acq["sequence"] = name
-            break
-    return acq
+from mrs.io.spectrum import Spectrum
 
 
 def load_basis(spec: str, acq: dict):
@@ -87,58 +30,88 @@ def load_basis(spec: str, acq: dict):
     return read_basis(spec)
 
 
-def fit_file(data_path: str, basis_spec: str = "auto", block: int | None = None,
-             water_path: str | None = None, spectra: bool = False) -> list[dict]:
-    """Block results (docs/results.md) for a NIfTI-MRS file."""
-    from mrs.stream import BlockProcessor
+def parse_select(items: list[str] | None) -> dict[str, int]:
+    out = {}
+    for item in items or []:
+        tag, _, index = item.partition("=")
+        if not index.strip().lstrip("-").isdigit():
+            raise ValueError(f"--select takes TAG=INDEX (e.g. DIM_EDIT=0), not {item!r}")
+        tag = tag.strip().upper()
+        out[tag if tag.startswith("DIM_") else f"DIM_{tag}"] = int(index)
+    return out
 
-    data, acq = read_nifti_mrs(data_path)
-    basis = load_basis(basis_spec, acq)
+
+def _read(path: str, fmt: str | None, select: dict) -> Spectrum:
+    from mrs.io import read_spectrum
+
+    return read_spectrum(path, fmt, select or None)
+
+
+def fit_file(data_path: str, basis_spec: str = "auto", block: int | None = None,
+             water_path: str | None = None, spectra: bool = False, conjugate: str = "auto",
+             conjugate_basis: str = "auto", acq_overrides: dict | None = None, select: dict | None = None,
+             fmt: str | None = None, say=None) -> list:
+    """Block results (mrs.results.BlockResult, docs/results.md) for a spectrum file, each with the input
+    record in qc.input; the alarms with the default plan's thresholds. Without `spectra` the results
+    carry none."""
+    from mrs.io.prepare import prepare
+    from mrs.pipeline import BlockProcessor
+    from mrs.results import BlockResult
+    from protocols.plan import Alarms
+
+    spectrum = _read(data_path, fmt, select or {})
+    water = _read(water_path, None, {}) if water_path else None
+    basis = load_basis(basis_spec, {**spectrum.acq, **(acq_overrides or {})})
+    prep = prepare(spectrum, basis, conjugate, conjugate_basis, water, acq_overrides)
+    for line in prep.record.lines():
+        (say or (lambda s: None))(line)
+    data, acq = prep.spectrum.data, prep.spectrum.acq
     n_dyn = data.shape[0]
     block = n_dyn if block is None else int(block)
     if block < 1:
         raise ValueError("--block must be at least 1")
-    water = None
-    if water_path:
-        water, wacq = read_nifti_mrs(water_path)
-        if water.shape[1:] != data.shape[1:]:
-            raise ValueError(f"water reference shape (coils, points) {water.shape[1:]} differs from the "
-                             f"data's {data.shape[1:]}")
-    proc = BlockProcessor(acq, basis, min(block, n_dyn))
+    if prep.water is not None and prep.water.data.shape[1:] != data.shape[1:]:
+        raise ValueError(f"water reference shape (coils, points) {prep.water.data.shape[1:]} differs from the "
+                         f"data's {data.shape[1:]}")
+    proc = BlockProcessor(acq, prep.basis, min(block, n_dyn), alarms=vars(Alarms()))
     tr = float(acq.get("repetition_time_s") or 1.0)
-    out: list[dict] = []
+    out: list = []
     seq = 0
-    if water is not None:
-        for w in water:
-            proc.add(seq, 0.0, frozenset({"water_ref"}), w)
-            seq += 1
+    for w in (prep.water.data if prep.water is not None else ()):
+        proc.add(seq, 0.0, frozenset({"water_ref"}), w)
+        seq += 1
     for i, fid in enumerate(data):
         out += proc.add(seq, i * tr, frozenset(), fid)
         seq += 1
     out += proc.flush()
-    results = [o["result"] for o in out if o["kind"] == "block"]
-    if not spectra:
-        for r in results:
-            r.pop("spectrum", None)
-    return results
+    record = prep.record.as_dict()
+    return [r.replace(qc=dataclasses.replace(r.qc, input=record), spectrum=r.spectrum if spectra else None)
+            for r in out if isinstance(r, BlockResult)]
 
 
 def run(args) -> int:
-    results = fit_file(args.data, args.basis, args.block, args.water, getattr(args, "spectra", False))
+    spectra = getattr(args, "spectra", False)
+    overrides = {"spectrometer_frequency_mhz": getattr(args, "cf_mhz", None),
+                 "dwell_time_s": getattr(args, "dwell_s", None)}
+    results = fit_file(args.data, args.basis, args.block, args.water, spectra,
+                       getattr(args, "conjugate", "auto"), getattr(args, "conjugate_basis", "auto"),
+                       {k: v for k, v in overrides.items() if v is not None},
+                       parse_select(getattr(args, "select", None)),
+                       getattr(args, "format", None), say=lambda s: print(f"mrsmon fit: {s}", file=sys.stderr))
     if args.json:
         for r in results:
-            print(json.dumps(r, separators=(",", ":")))
+            print(json.dumps(r.to_json(spectrum=spectra), separators=(",", ":")))
     else:
         print(f"{'block':>5s} {'t_s':>8s} {'n':>4s} {'Glu/tCr':>8s} {'Glx/tNAA':>8s} {'Glu CRLB%':>9s} "
               f"{'SNR':>6s} {'NAA FWHM':>8s}  status")
         for r in results:
-            q = r["qc"]
-            cells = [r["ratios"].get("Glu/tCr"), r["ratios"].get("Glx/tNAA"), r["crlb_pct"].get("Glu"),
-                     q.get("snr"), q.get("naa_fwhm_hz")]
+            q = r.qc
+            cells = [r.ratios.get("Glu/tCr"), r.ratios.get("Glx/tNAA"), r.crlb_pct.get("Glu"), q.snr, q.naa_fwhm_hz]
             txt = [f"{v:8.3f}" if isinstance(v, float) else f"{'-':>8s}" for v in cells]
-            print(f"{r['block']:5d} {r['t_s'] or 0:8.1f} {r['n_transients']:4d} {txt[0]} {txt[1]} {txt[2]:>9s} "
-                  f"{txt[3]:>6s} {txt[4]}  {q['fit_status']} {q['message']}")
-    ok = any(r["qc"]["fit_status"] != "failed" for r in results)
+            print(f"{r.block:5d} {r.t_s or 0:8.1f} {r.n_transients:4d} {txt[0]} {txt[1]} {txt[2]:>9s} "
+                  f"{txt[3]:>6s} {txt[4]}  {q.fit_status} {q.message}")
+    ok = any(r.qc.fit_status != "failed" for r in results)
     if not ok:
         print("mrsmon fit: no block could be fitted", file=sys.stderr)
     return 0 if ok else 1
+

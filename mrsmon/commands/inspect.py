@@ -4,7 +4,7 @@ import json
 
 
 def run(args) -> int:
-    from agent.store import SessionReader
+    from protocols.session_folder import SessionReader
 
     summary = SessionReader(args.session_dir).summary()
     if args.json:

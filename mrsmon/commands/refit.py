@@ -6,7 +6,7 @@ from __future__ import annotations
 def run(args) -> int:
     from rich.progress import Progress
 
-    from agent.refit import refit
+    from analysis.refit import refit
 
     with Progress(transient=True) as bar:
         task = bar.add_task("fitting", total=None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def run(args) -> int:
-    from agent.report import write_report
+    from analysis.report import write_report
 
     index = write_report(args.session_dir, args.out, derivative=args.derivative)
     print(f"wrote {index}")

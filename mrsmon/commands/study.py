@@ -10,7 +10,7 @@ def _fmt(v, digits: int = 2) -> str:
 
 
 def run(args) -> int:
-    from agent.study import _json_default, run_study
+    from analysis.study import _json_default, run_study
 
     if args.json:
         result = run_study(args.root, args.key, args.scheduler, args.out, derivative=args.derivative)

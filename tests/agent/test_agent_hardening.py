@@ -16,8 +16,9 @@ from agent_process import AgentProcess
 from fault_tools import simulate
 from test_spine_e2e import START, payload, stream
 
-from agent.store import SessionReader, SessionWriter
+from agent.store import SessionWriter
 from protocols.sender import Sender
+from protocols.session_folder import SessionReader
 from protocols.wire import encode, encode_transient
 
 

@@ -10,7 +10,8 @@ import pytest
 
 from agent import durable
 from agent.ingest import MAX_OPEN_WRITERS, Ingest
-from agent.store import RECORD_HEADER, SessionReader, SessionWriter
+from agent.store import SessionWriter
+from protocols.session_folder import RECORD_HEADER, SessionReader
 from protocols.wire import MAX_SEQ_AHEAD, encode, encode_transient
 
 START = dict(spectrometer_frequency_mhz=123.25, nucleus="1H", dwell_time_s=2.5e-4, points=32, coils=2,

@@ -7,7 +7,8 @@ import numpy as np
 
 from agent.ingest import Ingest
 from agent.pipeline import Pipeline
-from agent.store import SessionReader
+from mrs.results import BlockResult, BlockSpectrum, TransientRow
+from protocols.session_folder import SessionReader
 from protocols.wire import encode, encode_transient
 
 START = dict(spectrometer_frequency_mhz=123.25, nucleus="1H", dwell_time_s=2.5e-4, points=16, coils=2,
@@ -16,22 +17,22 @@ START = dict(spectrometer_frequency_mhz=123.25, nucleus="1H", dwell_time_s=2.5e-
 
 
 class CountingProcessor:
-    """Stands in for mrs.stream.BlockProcessor: a block = the mean first sample of `block` transients."""
+    """Stands in for mrs.pipeline.BlockProcessor: a block = the mean first sample of `block` transients."""
 
-    def __init__(self, header, block, window, alarms, reference_blocks=0):
+    def __init__(self, header, block, window, alarms, reference_blocks=0, outliers=None):
         self.block, self.seqs, self.buf, self.n = block, [], [], 0
 
     def add(self, seq, t_s, flags, data):
         self.seqs.append(seq)
         self.buf.append(float(data[0, 0].real))
-        out = [{"kind": "transient", "seq": seq, "t_s": t_s, "block": self.n}]
+        out = [TransientRow(seq, t_s, None, None, None, self.n)]
         if len(self.buf) == self.block:
             out.append(self._block())
         return out
 
     def _block(self):
-        r = {"kind": "block", "result": {"block": self.n, "t_s": 0.0, "value": float(np.mean(self.buf)),
-                                         "spectrum": {"ppm": [1.0, 2.0], "data": [0.0, 1.0]}}}
+        r = BlockResult(block=self.n, t_s=0.0, conc={"value": float(np.mean(self.buf))},
+                        spectrum=BlockSpectrum([1.0, 2.0], [0.0, 1.0]))
         self.n += 1
         self.buf = []
         return r
@@ -87,7 +88,7 @@ def test_out_of_order_notes_are_processed_in_seq_order(tmp_path):
     pipe, published = run_pipeline(reader, [int(x) for x in order])
     blocks = [o for t, o in published if t == "result"]
     # transients 1-4 | 6-9 | 10-12 (partial, flushed at end): means of their seq numbers
-    assert [b["value"] for b in blocks] == [2.5, 7.5, 11.0]
+    assert [b["conc"]["value"] for b in blocks] == [2.5, 7.5, 11.0]
     rows = [json.loads(x) for x in (tmp_path / "p" / "transients.jsonl").read_text().splitlines()]
     assert [r["seq"] for r in rows] == [1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 12]
     assert [t for t, _ in published][-1] == "end"
@@ -115,7 +116,7 @@ def test_restarted_pipeline_resumes_without_repeating_blocks(tmp_path):
     pipe, published = run_pipeline(SessionReader(tmp_path / "p"), [7, 8, 9, 10])
     blocks = [o for t, o in published if t == "result"]
     assert [b["block"] for b in blocks] == [1, 2]  # block 0 is not refitted or republished
-    assert [b["value"] for b in blocks] == [6.5, 9.5]
+    assert [b["conc"]["value"] for b in blocks] == [6.5, 9.5]
     rows = [json.loads(x)["seq"] for x in (tmp_path / "p" / "transients.jsonl").read_text().splitlines()]
     assert rows == list(range(1, 11))
 
@@ -123,7 +124,7 @@ def test_restarted_pipeline_resumes_without_repeating_blocks(tmp_path):
 def test_a_gap_found_on_disk_at_open_is_processed_past(tmp_path):
     reader = stored_session(tmp_path, 8, skip=(3,))
     pipe, published = run_pipeline(reader, [1, 2, 4, 5, 6, 7, 8])  # seq 3 never arrives
-    blocks = [o["value"] for t, o in published if t == "result"]
+    blocks = [o["conc"]["value"] for t, o in published if t == "result"]
     assert blocks == [(1 + 2 + 4 + 5) / 4, (6 + 7 + 8) / 3]
 
 
@@ -160,7 +161,7 @@ def test_a_live_gap_is_waited_for_until_the_resend_arrives(tmp_path):
         arrive(seq)
     assert [o for t, o in published if t == "result"] == []  # held: seq 3 is missing
     arrive(3)  # the resend
-    assert [o["value"] for t, o in published if t == "result"] == [2.5]  # 1, 2, 3, 4 in order
+    assert [o["conc"]["value"] for t, o in published if t == "result"] == [2.5]  # 1, 2, 3, 4 in order
     ing.close()
     pipe.close()
 
@@ -170,9 +171,9 @@ class RevisingProcessor(CountingProcessor):
 
     def add(self, seq, t_s, flags, data):
         out = super().add(seq, t_s, flags, data)
-        if any(o["kind"] == "block" and o["result"]["block"] == 1 for o in out):
-            out.append({"kind": "block", "result": {"block": 0, "t_s": 0.0, "value": -1.0, "revision": 1,
-                                                    "spectrum": {"ppm": [1.0], "data": [0.0]}}})
+        if any(isinstance(o, BlockResult) and o.block == 1 for o in out):
+            out.append(BlockResult(block=0, t_s=0.0, conc={"value": -1.0}, revision=1,
+                                   spectrum=BlockSpectrum([1.0], [0.0])))
         return out
 
 
@@ -200,4 +201,4 @@ def test_a_resumed_session_neither_repeats_nor_loses_a_revision(tmp_path):
     rows = reader.fits(revisions=True)
     assert [(r["block"], r.get("revision")) for r in rows] == [(0, None), (1, None), (0, 1), (2, None)]
     # readers see each block once, its latest revision, in block order
-    assert [(r["block"], r["value"]) for r in reader.fits()] == [(0, -1.0), (1, 3.5), (2, 5.5)]
+    assert [(r["block"], r["conc"]["value"]) for r in reader.fits()] == [(0, -1.0), (1, 3.5), (2, 5.5)]

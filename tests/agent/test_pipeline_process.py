@@ -10,7 +10,7 @@ import time
 import pytest
 from agent_process import AgentProcess
 
-from agent.store import SessionReader
+from protocols.session_folder import SessionReader
 
 
 def pipeline_child(agent_pid: int) -> int | None:

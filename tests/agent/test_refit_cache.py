@@ -10,17 +10,18 @@ import numpy as np
 import pytest
 from study_plans import MINI
 
-from agent import prepcache
 from agent.pipeline import Pipeline
-from agent.refit import refit
-from agent.store import SessionReader, SessionWriter
+from agent.store import SessionWriter
+from analysis.refit import refit
+from protocols import prepared_cache as prepcache
 from protocols.plan import plan_from_dict
+from protocols.session_folder import SessionReader
 
 
 @pytest.fixture(scope="module")
 def raw_session(tmp_path_factory):
     """A 3-minute, 2-coil session as stored by ingest (raw.log only: no fits, no cache)."""
-    from mrsmon.commands.simulate_study import write_session
+    from analysis.simulate_study import write_session
 
     folder = tmp_path_factory.mktemp("cache") / "mini-c1"
     write_session(folder, plan_from_dict(MINI, source="tests/agent"), seed=3, coils=2, subject="sim 01",
@@ -78,7 +79,10 @@ def test_a_torn_cache_is_not_trusted(session):
 def test_a_cache_from_other_settings_is_not_used(session):
     refit(session)
     plan = json.loads((session / "plan.json").read_text())
-    plan["alarms"] = {**(plan.get("alarms") or {}), "jump_hz": 9.0}  # the outlier threshold follows it
+    plan["alarms"] = {**(plan.get("alarms") or {}), "jump_hz": 9.0}  # an alarm threshold: processing unchanged
+    (session / "plan.json").write_text(json.dumps(plan))
+    assert _source(refit(session))["source"] == "cache"
+    plan["outliers"] = {"max_jump_hz": 9.0}  # a rejection setting: the per-transient results change
     (session / "plan.json").write_text(json.dumps(plan))
     assert "settings" in _source(refit(session))["cache_unused_because"]
 
@@ -144,12 +148,11 @@ def test_a_restarted_pipeline_resumes_from_the_cache(raw_session, tmp_path, monk
     _run(session, range(1, cut), end=False)  # the pipeline dies here
     _store(raw_session, session, cut, top)   # the agent restarts, the rest of the session arrives
     n_before = len(SessionReader(session).fits())
-    import mrs.stream
+    from mrs.pipeline.transients import TransientRunner
 
-    calls = []
-    real = mrs.stream.BlockProcessor._process
-    monkeypatch.setattr(mrs.stream.BlockProcessor, "_process",
-                        lambda self, *a: calls.append(a[0]) or real(self, *a))
+    calls = []  # transients processed from raw data (not replayed from the cache)
+    real = TransientRunner._process
+    monkeypatch.setattr(TransientRunner, "_process", lambda self, *a: calls.append(a[0]) or real(self, *a))
     published = _run(session, range(cut, top), end=True)  # a new pipeline: reopens, then the rest
     assert calls and min(calls) >= cut - 8  # at most the few transients still pending at the crash
     assert [b["block"] for b in published if not b.get("revision")] == list(

@@ -9,8 +9,8 @@ import pytest
 import zmq
 from agent_process import AgentProcess
 
-from agent.store import SessionReader
 from protocols.sender import Faults, Sender
+from protocols.session_folder import SessionReader
 from protocols.wire import encode, encode_transient
 
 COILS, POINTS = 8, 2048

@@ -5,7 +5,8 @@ import json
 import numpy as np
 
 from agent.ingest import Ingest
-from agent.store import SessionReader, SessionWriter
+from agent.store import SessionWriter
+from protocols.session_folder import SessionReader
 from protocols.wire import encode, encode_transient
 
 START = dict(spectrometer_frequency_mhz=123.25, nucleus="1H", dwell_time_s=2.5e-4, points=32, coils=2,

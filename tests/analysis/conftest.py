@@ -19,7 +19,7 @@ def mini_plan(**simulation):
 @pytest.fixture(scope="session")
 def stored_session(tmp_path_factory) -> Path:
     """A fitted 3-minute session folder (pristine: tests copy it before changing anything)."""
-    from mrsmon.commands.simulate_study import write_session
+    from analysis.simulate_study import write_session
 
     folder = tmp_path_factory.mktemp("sessions") / "mini-s1"
     write_session(folder, mini_plan(), seed=11, coils=2, subject="sim 00-7", session_code="ses-01",

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from nifti_mrs import validator
 
-from agent.export import ExportError, bids_label, export_session, load_nifti_mrs
-from agent.store import SessionReader
+from analysis.export import ExportError, bids_label, export_session, load_nifti_mrs
+from protocols.session_folder import SessionReader
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from agent.refit import RefitError, refit
-from agent.store import SessionReader
+from analysis.refit import RefitError, refit
+from protocols.session_folder import SessionReader
 
 
 def _numbers(rows):

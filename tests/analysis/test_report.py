@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from html.parser import HTMLParser
 
-from agent.report import write_report
+from analysis.report import write_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -48,7 +48,7 @@ def test_report_renders_with_embedded_figures(stored_session, tmp_path):
 
 
 def test_report_of_a_refit_lists_its_settings(session_copy, tmp_path):
-    from agent.refit import refit
+    from analysis.refit import refit
 
     out = refit(session_copy, block=16)
     index = write_report(session_copy, tmp_path / "r2", derivative=out.name)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.study import run_study
-from mrsmon.commands.simulate_study import design, simulate_study
+from analysis.simulate_study import design, simulate_study
+from analysis.study import run_study
 
 SHORT_PLAN = Path(__file__).parent / "data" / "study-short.toml"
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from agent.store import SessionWriter
-from agent.study import _paired, analyse, find_sessions, read_key, summarise_all, summarise_curve
+from analysis.study import _paired, analyse, find_sessions, read_key, summarise_all, summarise_curve
 
 BLOCK_S = 64.0
 INFUSION_S = (600.0, 3000.0)    # 10 to 50 min
@@ -152,7 +152,7 @@ def test_blinded_study_without_key_has_no_condition_effect(study):
 def test_study_can_analyse_a_derivative_set(study, tmp_path):
     import shutil
 
-    from agent.study import StudyError, summarise_session
+    from analysis.study import StudyError, summarise_session
 
     root, _ = study
     src = Path(find_sessions(root / "sessions")[0])

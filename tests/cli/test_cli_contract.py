@@ -31,7 +31,7 @@ def test_every_subcommand_help_says_what_it_does_with_an_example(name):
 
 def test_agent_path_never_imports_qt():
     code = ("import sys, mrsmon.cli, mrsmon.commands.agent, agent.service, agent.pipeline, agent.ingest, "
-            "mrs.stream; bad = [m for m in sys.modules if m.split('.')[0] in ('PySide6', 'pyqtgraph', 'gui')]; "
+            "mrs.pipeline; bad = [m for m in sys.modules if m.split('.')[0] in ('PySide6', 'pyqtgraph', 'gui')]; "
             "print(bad); sys.exit(1 if bad else 0)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr

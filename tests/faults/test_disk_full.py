@@ -12,7 +12,7 @@ import zmq
 from agent_process import AgentProcess
 from fault_tools import SmallDisk, agent_command, inspect, simulate, stop
 
-from agent.store import scan_raw_log
+from protocols.session_folder import scan_raw_log
 
 pytestmark = pytest.mark.slow
 TRANSIENTS = 120

@@ -7,7 +7,7 @@ import pytest
 from agent_process import AgentProcess
 from fault_tools import normal_session, open_fds, oversized, rss_mb, socket_fuzz
 
-from agent.store import SessionReader
+from protocols.session_folder import SessionReader
 
 pytestmark = pytest.mark.slow
 

@@ -40,9 +40,9 @@ def test_live_display_without_agent_starts_and_quits_cleanly() -> None:
     assert "Traceback" not in proc.stderr
 
 
-def test_display_never_imports_agent_or_simulator() -> None:
+def test_display_never_imports_agent_analysis_or_simulator() -> None:
     code = ("import sys, gui.window, gui.link, gui.screenshot, gui.review, mrsmon.commands.gui; "
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('agent', 'simulator')); "
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('agent', 'analysis', 'simulator')); "
             "print(','.join(bad))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                          env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})

@@ -38,7 +38,7 @@ def open_display(qtbot, agent: FakeAgent, silence_s: float = 3.0) -> MainWindow:
 
 
 def blocks_of(w: MainWindow) -> list[int]:
-    return [int(r["block"]) for r in w.model.rows]
+    return [r.block for r in w.model.rows]
 
 
 def test_display_gets_snapshot_then_follows_published_blocks_without_gap_or_double(qtbot, agent) -> None:

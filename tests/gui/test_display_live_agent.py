@@ -58,9 +58,9 @@ def test_curve_grows_and_events_reach_second_display_and_disk(qtbot, agent: Agen
         assert counts[:2] == [1, 2]  # one block at a time, as they were fitted
         # the first blocks come before the session reference: open circles, the rest filled
         shown = len(a.main_curve.points.getData()[0]) + len(a.main_curve.provisional.getData()[0])
-        assert shown == sum(r["qc"]["fit_status"] == "ok" for r in a.model.rows)
+        assert shown == sum(r.qc.fit_status == "ok" for r in a.model.rows)
         assert len(a.main_curve.provisional.getData()[0]) == sum(
-            r["qc"]["fit_status"] == "ok" and r["qc"].get("reference") == "provisional" for r in a.model.rows)
+            r.qc.fit_status == "ok" and r.qc.reference == "provisional" for r in a.model.rows)
         a.events.ask_vitals = lambda: {"sys_mmhg": 133, "dia_mmhg": 84, "hr_bpm": 77}
         a.events.buttons["vitals"].click()
         qtbot.waitUntil(lambda: any(e["kind"] == "vitals" for e in b.model.events), timeout=10_000)
@@ -78,13 +78,13 @@ def test_agent_restart_leaves_display_reconnected_with_full_history(qtbot, agent
     try:
         simulate(agent, transients=21)
         qtbot.waitUntil(lambda: len(w.model.rows) >= 2, timeout=BLOCK_WAIT_MS)
-        before = [int(r["block"]) for r in w.model.rows]
+        before = [r.block for r in w.model.rows]
         first_session = w.model.session_id
         agent.stop()
         qtbot.waitUntil(lambda: w.model.link == "lost", timeout=10_000)
         agent.start()
         qtbot.waitUntil(lambda: w.model.link == "live", timeout=20_000)
-        assert [int(r["block"]) for r in w.model.rows] == before
+        assert [r.block for r in w.model.rows] == before
         simulate(agent, transients=13)  # a new session after the restart is followed too
         qtbot.waitUntil(lambda: w.model.session_id != first_session and len(w.model.rows) >= 1,
                         timeout=BLOCK_WAIT_MS)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from display_synthetic import make_session
@@ -16,6 +18,9 @@ from gui.model import (
 )
 from gui.review import load_block_spectrum, load_session, read_jsonl
 from gui.series import GrowingArray
+from mrs.qc import evaluate_alarms
+from mrs.results import BlockResult
+from protocols.plan import Alarms
 
 PLAN = {"measure": "Glu/tCr", "block_transients": 32,
         "acquisition": {"repetition_time_s": 2.0},
@@ -34,14 +39,18 @@ class Clock:
 
 
 def result(block: int, ratio: float, *, status: str = "ok", drift: float = 0.3, fwhm: float = 6.0,
-           crlb: float = 5.0, motion: int = 0, block_s: float = 64.0) -> dict:
-    return {"block": block, "t_s": (block + 0.5) * block_s, "t_start_s": block * block_s,
+           crlb: float = 5.0, motion: int = 0, block_s: float = 64.0) -> BlockResult:
+    """A block result as the agent publishes it: with the alarms its rule book raised (plan thresholds)."""
+    r = BlockResult.from_json({
+            "schema": 2, "block": block, "t_s": (block + 0.5) * block_s, "t_start_s": block * block_s,
             "t_end_s": (block + 1) * block_s, "n_transients": 32 - motion, "n_rejected": motion,
             "rejected": {"motion": motion} if motion else {},
             "conc": {"Glu": ratio * 8, "tCr": 8.0}, "sd": {"Glu": 0.3}, "crlb_pct": {"Glu": crlb},
             "ratios": {"Glu/tCr": ratio}, "ratios_sd": {"Glu/tCr": 0.02},
             "qc": {"snr": 40.0, "naa_fwhm_hz": fwhm, "freq_offset_hz": 0.5, "drift_hz_per_min": drift,
-                   "max_jump_hz": 0.2, "fit_status": status, "message": "" if status == "ok" else "diverged"}}
+                   "max_jump_hz": 0.2, "fit_status": status, "message": "" if status == "ok" else "diverged"}})
+    alarms = evaluate_alarms(r, {**vars(Alarms()), **PLAN["alarms"]})
+    return r.replace(qc=dataclasses.replace(r.qc, alarms=alarms))
 
 
 def live_model(clock: Clock) -> SessionModel:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 import subprocess
 import sys
@@ -38,7 +39,7 @@ def test_main_curve_plots_every_good_block_and_marks_the_failed_one(window: Main
     assert len(x) == 19  # 20 blocks, block 7 failed
     fx, _ = window.main_curve.failed.getData()
     r7 = window.model.result(7)
-    assert fx.tolist() == pytest.approx([r7["t_s"] / 60])
+    assert fx.tolist() == pytest.approx([r7.t_s / 60])
     np.testing.assert_allclose(y, np.delete(window.model.col("value"), 7))
 
 
@@ -63,7 +64,7 @@ def test_changing_measure_in_combo_updates_curve(qtbot, window: MainWindow) -> N
     window.redraw()
     assert window.model.measure == "Glu"
     _, y = window.main_curve.points.getData()
-    expected = np.array([r["conc"]["Glu"] for r in window.model.rows if r["qc"]["fit_status"] == "ok"])
+    expected = np.array([r.conc["Glu"] for r in window.model.rows if r.qc.fit_status == "ok"])
     np.testing.assert_allclose(y, expected)
     assert window.quality.plots["crlb"].titleLabel.text.startswith("CRLB of Glu")
 
@@ -96,7 +97,7 @@ def test_quality_panel_draws_thresholds_from_plan_and_rejections(window: MainWin
     bars = q.reject_bars["motion"]
     heights = np.asarray(bars.opts["height"])
     assert heights.tolist() == [10]  # one bar: only blocks with rejections draw one
-    assert np.asarray(bars.opts["x"]).tolist() == pytest.approx([window.model.result(12)["t_s"] / 60])
+    assert np.asarray(bars.opts["x"]).tolist() == pytest.approx([window.model.result(12).t_s / 60])
     assert window.model.rejected()["motion"][12] == 10 and window.model.rejected()["motion"].sum() == 10
 
 
@@ -190,16 +191,16 @@ def test_export_png_saves_the_current_view(window: MainWindow, tmp_path: Path) -
 
 def test_provisional_blocks_are_open_circles_until_their_revision(window: MainWindow) -> None:
     curve = window.main_curve
-    first = [dict(window.model.result(b)) for b in (0, 1, 2)]
+    first = [window.model.result(b) for b in (0, 1, 2)]
     for r in first:  # as the agent publishes them before the session reference exists
-        window.model.add_result({**r, "qc": {**r["qc"], "reference": "provisional"}})
+        window.model.add_result(r.replace(qc=dataclasses.replace(r.qc, reference="provisional")))
     window.redraw()
     px, _ = curve.provisional.getData()
-    assert px.tolist() == pytest.approx([r["t_s"] / 60 for r in first])
+    assert px.tolist() == pytest.approx([r.t_s / 60 for r in first])
     assert len(curve.points.getData()[0]) == 16  # 19 good blocks, three of them open
     assert curve.provisional.isVisible()
     for r in first:  # the revisions replace them
-        window.model.add_result({**r, "revision": 1, "qc": {**r["qc"], "reference": "session"}})
+        window.model.add_result(r.replace(revision=1, qc=dataclasses.replace(r.qc, reference="session")))
     window.redraw()
     assert len(curve.provisional.getData()[0]) == 0 and not curve.provisional.isVisible()
     assert len(curve.points.getData()[0]) == 19

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import mrs.basis_sim as bs
-from mrs.basis import Basis, BasisError, BasisHasInsufficientCoverage, ppm_axis, to_spectrum
+from mrs.basis import Basis, BasisError, ppm_axis, to_spectrum
 from mrs.basis_sim import DEFAULT_METABOLITES, basis_for_acquisition, simulate_basis
 
 CF = 123.2
@@ -137,14 +137,51 @@ def test_resampling_corrects_a_small_field_mismatch():
     assert np.abs(out - ref).max() < 1e-3
 
 
-def test_resampling_refuses_impossible_grids():
+def test_only_a_distant_field_is_refused():
     b = Basis(("Cr",), _singlet(3.027, 3, DWELL, 512, lw_hz=0.1)[None], DWELL, CF)
-    with pytest.raises(BasisHasInsufficientCoverage, match="wider than the basis"):
-        b.resampled(DWELL / 2, 512)
-    with pytest.raises(BasisHasInsufficientCoverage, match="has not decayed"):
-        b.resampled(DWELL, 4096)
     with pytest.raises(BasisError, match="simulate a basis at the data's field"):
         b.resampled(DWELL, 512, cf_mhz=297.2)
+    with pytest.raises(BasisError, match="5 %"):
+        b.resampled(DWELL, 512, cf_mhz=CF * 1.06)
+
+
+def _peak_ppm(fid, dwell, cf, centre=4.65):
+    spec = np.abs(to_spectrum(np.pad(fid, (0, 7 * fid.size))))
+    return ppm_axis(spec.size, dwell, cf, centre)[np.argmax(spec)]
+
+
+def test_a_basis_at_a_nearby_field_is_used_on_the_ppm_axis():
+    # The pair: HZPPPM 123.26 MHz basis, 123.2 MHz data, both 4000 Hz wide. Once refused as
+    # "data bandwidth 4000 Hz is wider than the basis's 4000 Hz".
+    fids = np.array([_singlet(ppm, 3, DWELL, N, cf=123.26) for ppm in (2.008, 3.027)])
+    b = Basis(("NAA", "Cr"), fids, DWELL, 123.26)
+    out = b.resampled(DWELL, N, cf_mhz=123.2)
+    for row, ppm in zip(out, (2.008, 3.027)):
+        assert _peak_ppm(row, DWELL, 123.2) == pytest.approx(ppm, abs=2e-3)
+        assert row[0] == pytest.approx(3.0, abs=1e-9)
+    notes = b.conversion_notes(DWELL, N, cf_mhz=123.2)
+    field = [n for n in notes if n["what"] == "field"]
+    assert field and "ppm axis" in field[0]["message"] and field[0]["action"] == "converted"
+
+
+def test_a_dwell_rounding_error_is_the_same_grid():
+    badelt = 0.000250000012  # as LCModel basis files write it
+    b = Basis(("Cr",), _singlet(3.027, 3, badelt, 4096)[None], badelt, CF)
+    out = b.resampled(0.00025, 2048)[0]
+    assert np.array_equal(out, b.fids[0, :2048])  # no interpolation
+    whats = {n["what"]: n for n in b.conversion_notes(0.00025, 2048)}
+    assert whats["dwell"]["action"] == "rounding" and whats["points"]["action"] == "converted"
+
+
+def test_a_wider_data_band_and_an_undecayed_basis_are_handled_and_noted():
+    b = Basis(("Cr",), _singlet(3.027, 3, DWELL, 512, lw_hz=0.1)[None], DWELL, CF)
+    wide = b.resampled(DWELL / 2, 1024)[0]  # twice the basis's bandwidth, same duration
+    assert wide[0] == pytest.approx(3.0) and _peak_ppm(wide, DWELL / 2, CF) == pytest.approx(3.027, abs=2e-3)
+    assert any(n["what"] == "bandwidth" for n in b.conversion_notes(DWELL / 2, 1024))
+    long = b.resampled(DWELL, 4096)[0]  # 8x longer than a basis that has not decayed: zero-filled
+    assert np.array_equal(long[:512], b.fids[0]) and not long[512:].any()
+    pts = [n for n in b.conversion_notes(DWELL, 4096) if n["what"] == "points"][0]
+    assert pts["action"] == "warning" and "ripples" in pts["message"]
 
 
 def test_resampling_a_decayed_basis_to_a_longer_grid_zero_fills():

@@ -119,11 +119,13 @@ def test_encrypted_lcmodel_basis_is_refused(tmp_path):
 
 
 def test_reads_fsl_file_as_fsl_mrs_writes_it(tmp_path):
-    # FSL-MRS writes conj(fid) under "basis" with basis_centre in MHz, plus a "meta" block.
+    # FSL-MRS conjugates its in-memory FID (the conjugate convention) on write, so the file holds the
+    # NIfTI-MRS FID, under "basis" with basis_centre in MHz, plus a "meta" block (checked against a
+    # folder FSL-MRS made: tests/mrs/test_io_formats.py).
     t = np.arange(N) * DWELL
     f = (3.027 - 4.65) * CF
     fid = 3 * np.exp(2j * np.pi * f * t - np.pi * 2 * t)
-    stored = np.conj(fid)
+    stored = fid
     doc = {"basis": {"basis_re": stored.real.tolist(), "basis_im": stored.imag.tolist(), "basis_dwell": DWELL,
                      "basis_centre": CF, "basis_width": 2.0, "basis_name": "Cr"},
            "meta": {"time": "20240101_000000", "SimVersion": "test"}}

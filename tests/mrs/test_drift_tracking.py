@@ -4,7 +4,8 @@ and never moves itself. Built to fail if the search stays centred on the referen
 
 import numpy as np
 
-from mrs.stream import BlockProcessor
+from mrs.pipeline import BlockProcessor
+from mrs.results import TransientRow
 from protocols.plan import load_plan
 from simulator.forward import SessionSimulator
 
@@ -22,8 +23,8 @@ def run(n_metabolite: int, centre_tracking: bool, monkeypatch) -> tuple[np.ndarr
     for scan in sim.scans():
         flags = frozenset() if scan.kind == "metabolite" else frozenset({scan.kind})
         for out in proc.add(scan.index, scan.t_s, flags, scan.data):
-            if out["kind"] == "transient" and out["rejected"] is None:
-                est[out["seq"]] = out["freq_hz"]
+            if isinstance(out, TransientRow) and out.rejected is None:
+                est[out.seq] = out.freq_hz
         n += scan.kind == "metabolite"
         if n >= n_metabolite:
             break

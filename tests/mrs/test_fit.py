@@ -155,7 +155,9 @@ def test_models_are_registered_by_name(small_basis):
     with pytest.raises(ValueError, match="unknown lineshape model"):
         get_model("nope")
     fid = synth_fid(small_basis, CONC, lorentz_hz=5.0, gauss_hz=0.0, noise_sd=1.0)
-    res = LCFitter(small_basis, DWELL, N, CF, settings=FitSettings(model="lorentzian", complete_mm=False)).fit(fid)
+    # no free lineshape kernel here: it would share the width with the model's Lorentzian
+    res = LCFitter(small_basis, DWELL, N, CF, settings=FitSettings(model="lorentzian", complete_mm=False,
+                                                                   kernel_half_width_hz=0.0)).fit(fid)
     assert res.params["lorentz_hz_met"] == pytest.approx(5.0, abs=0.2)
     # one noise draw, Glu/tCr CRLB about 1 %: within 4 SD (this draw is 3 SD low)
     assert _ratio(res, "Glu") == pytest.approx(_true_ratio(CONC, "Glu"), rel=0.04)
@@ -207,7 +209,10 @@ def test_held_parameters_stay_at_their_start_and_leave_the_crlb():
     mask = fitter.session_mask()
     assert mask.any() and not mask[:2].any()  # phases are never session parameters
     start = free.x.copy()
-    start[mask] = np.clip(start[mask] + 0.7, fitter.lo[mask], fitter.hi[mask])  # a reference that differs
+    # a reference that differs: 0.7 Hz on each width/shift offset; 0.02 on each lineshape-kernel tap
+    # (a tap is a fraction of the line's area, prior SD 0.05: 0.7 would be no lineshape at all)
+    bump = np.where(np.isin(np.arange(start.size), np.arange(start.size)[fitter.kernel_slice]), 0.02, 0.7)
+    start[mask] = np.clip(start[mask] + bump[mask], fitter.lo[mask], fitter.hi[mask])
     held = fitter.fit(fid, x0=start, hold=mask)
     np.testing.assert_array_equal(held.x[mask], start[mask])
     assert held.success and held.x[0] != start[0]

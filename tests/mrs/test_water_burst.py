@@ -6,7 +6,8 @@ import dataclasses
 
 import numpy as np
 
-from mrs.stream import BlockProcessor
+from mrs.pipeline import BlockProcessor
+from mrs.results import BlockResult
 from protocols.plan import load_plan
 from simulator.forward import SessionSimulator
 
@@ -21,15 +22,15 @@ def test_a_water_burst_rejects_nothing_and_leaves_later_blocks_intact():
     for scan in sim.scans():
         flags = frozenset() if scan.kind == "metabolite" else frozenset({scan.kind})
         for out in proc.add(scan.index, scan.t_s, flags, scan.data):
-            if out["kind"] == "block":
-                fits.append(out["result"])
-            elif out.get("rejected"):
-                rejected.append(out["rejected"])
-    fits += [o["result"] for o in proc.flush() if o["kind"] == "block"]
+            if isinstance(out, BlockResult):
+                fits.append(out)
+            elif out.rejected:
+                rejected.append(out.rejected)
+    fits += [o for o in proc.flush() if isinstance(o, BlockResult)]
     bursts = sim.truth()["residual_water_bursts"]
     assert bursts and sum(b["duration_min"] for b in bursts) >= 1.0  # the scenario really has a burst
     assert len(rejected) <= 2, rejected
-    fwhm = np.array([f["qc"]["naa_fwhm_hz"] for f in fits])
+    fwhm = np.array([f.qc.naa_fwhm_hz for f in fits])
     assert fwhm.max() < 1.5 * np.median(fwhm)
-    glu = np.array([f["ratios"]["Glu/tCr"] for f in fits])
+    glu = np.array([f.ratios["Glu/tCr"] for f in fits])
     assert np.ptp(glu) / np.median(glu) < 0.5

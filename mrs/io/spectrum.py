@@ -1,0 +1,70 @@
+"""A spectrum file as read: transients in the NIfTI-MRS convention, acquisition fields, and notes.
+
+Every reader returns a `Spectrum`. `data` is (transients, coils, points) complex64 in the NIfTI-MRS
+convention *as the format documents it* (a format stored as the conjugate is conjugated on read and
+says so in `notes`); whether the file really follows its format's convention is checked later
+(`mrs.io.prepare`). `acq` holds SESSION_START-like fields: spectrometer_frequency_mhz, dwell_time_s,
+points, coils, nucleus, centre_ppm and, when the file has them, echo_time_s, repetition_time_s,
+sequence. A format that does not store the field or the dwell (LCModel .RAW without a header)
+leaves them out; the caller supplies them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+WATER_PPM = 4.65
+
+# Sequence names as scanners and converters write them -> the basis simulator's names.
+SEQUENCE_PATTERNS = (("slaser", "sLASER"), ("semi-laser", "sLASER"), ("semilaser", "sLASER"), ("laser", "sLASER"),
+                     ("press", "PRESS"), ("svs_se", "PRESS"), ("steam", "STEAM"), ("svs_st", "STEAM"),
+                     ("fid", "FID"))
+
+
+class SpectrumFormatError(ValueError):
+    """A file that is not a readable spectrum (the message is one line, for the user)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Spectrum:
+    data: np.ndarray              # (transients, coils, points) complex64, NIfTI-MRS convention
+    acq: dict
+    fmt: str
+    source: str                   # file name (no directories: paths may hold names)
+    header: dict = field(default_factory=dict)
+    notes: tuple[dict, ...] = ()  # decisions taken while reading: {what, action, message, ...}
+
+    def __post_init__(self) -> None:
+        if self.data.ndim != 3 or self.data.shape[-1] < 2:
+            raise SpectrumFormatError(f"{self.source}: expected (transients, coils, points), got {self.data.shape}")
+
+    def with_data(self, data: np.ndarray, note: dict | None = None, **acq) -> Spectrum:
+        notes = self.notes + ((note,) if note else ())
+        return replace(self, data=np.ascontiguousarray(data, np.complex64), acq={**self.acq, **acq}, notes=notes)
+
+
+def note(what: str, action: str, message: str, **details) -> dict:
+    return {"what": what, "action": action, "message": message, **details}
+
+
+def sequence_name(*texts: object) -> str | None:
+    """The simulator's sequence name found in any of `texts` (e.g. '*svs_se' -> 'PRESS')."""
+    text = " ".join(str(t) for t in texts if t).lower()
+    for pattern, name in SEQUENCE_PATTERNS:
+        if re.search(pattern, text):
+            return name
+    return None
+
+
+def base_acq(cf_mhz: float | None, dwell_s: float | None, data: np.ndarray, nucleus: str = "1H",
+             centre_ppm: float = WATER_PPM) -> dict:
+    acq: dict = {"points": int(data.shape[-1]), "coils": int(data.shape[1]), "nucleus": nucleus,
+                 "centre_ppm": float(centre_ppm)}
+    if cf_mhz is not None:
+        acq["spectrometer_frequency_mhz"] = float(cf_mhz)
+    if dwell_s is not None:
+        acq["dwell_time_s"] = float(dwell_s)
+    return acq

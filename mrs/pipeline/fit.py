@@ -1,0 +1,36 @@
+"""The linear-combination fit of the block average (mrs.fit.LCFitter), warm-started from the previous
+block; with a session reference (mrs/pipeline/blocks.py) the session's lineshape details are held."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from mrs.pipeline.stage import BlockFailed, BlockStage
+from mrs.results import _num
+
+
+class Fit(BlockStage):
+    name = "fit"
+
+    def process(self, avg: np.ndarray, ctx):
+        fitter = ctx.fitter
+        if fitter is None:
+            raise BlockFailed(ctx.fitter_error or "no fitter")
+        t0 = time.perf_counter()
+        if ctx.session_x is not None:
+            hold = fitter.session_mask()
+            x0 = ctx.session_x if ctx.x_prev is None else np.where(hold, ctx.session_x, ctx.x_prev)
+            res = fitter.fit(avg, x0=x0, hold=hold)
+            reference = "session"
+        else:
+            res = fitter.fit(avg, x0=ctx.x_prev)
+            reference = "provisional" if ctx.reference_blocks else "block"
+        fit_ms = (time.perf_counter() - t0) * 1e3
+        ctx.fitted = (avg, res)
+        if res.success:
+            ctx.x_prev = res.x
+        return res, {"fit_ms": _num(fit_ms, 3), "reference": reference,
+                     "fit_shift_hz": _num(res.params.get("shift_hz_met"), 4), "fit_nfev": res.nfev,
+                     "phase_deg": _num(np.degrees(res.phase0_rad), 3)}

@@ -1,0 +1,212 @@
+"""Tolerance (field, dwell, points, centre, scaling) and orientation (conjugation of data and basis):
+what `mrs.io.prepare` decides, that it records it, and that the fit then comes out right.
+Spectra come from the toy multiplet basis (mrs.fit.toy), not from the simulator."""
+
+import numpy as np
+import pytest
+
+from mrs.basis import Basis
+from mrs.fit.toy import TYPICAL_MM, synth_fid, toy_basis
+from mrs.io import read_basis, read_spectrum, write_basis, write_spectrum
+from mrs.io.prepare import prepare
+from mrs.io.record import InputRecord
+from mrs.io.spectrum import Spectrum
+from mrsmon.commands import fit as fit_command
+
+CF, DWELL, N = 123.2, 1 / 4000, 2048
+NAMES = ["NAA", "NAAG", "Cr", "PCr", "GPC", "PCh", "mI", "Glu", "Gln", "GABA", "GSH"]
+TRUE_GLU = TYPICAL_MM["Glu"] / (TYPICAL_MM["Cr"] + TYPICAL_MM["PCr"])
+
+
+def fit_file(*args, **kwargs) -> list[dict]:
+    """`mrsmon fit`'s results as its --json output shows them."""
+    return [r.to_json() for r in fit_command.fit_file(*args, **kwargs)]
+
+
+def _data(cf=CF, dwell=DWELL, n=N, snr_scale=40.0, seed=0, names=NAMES, conc=TYPICAL_MM) -> np.ndarray:
+    b = toy_basis(cf, dwell, n, names=names)
+    clean = synth_fid(b, conc, lorentz_hz=3.0, gauss_hz=4.0, phase_rad=0.4, shift_hz=2.0)
+    sd = float(np.abs(np.fft.fft(clean)).max() / (snr_scale * np.sqrt(n)))
+    rng = np.random.default_rng(seed)
+    return clean + sd * (rng.standard_normal(n) + 1j * rng.standard_normal(n))
+
+
+def _spectrum(fid: np.ndarray, cf=CF, dwell=DWELL, centre=4.65) -> Spectrum:
+    acq = {"spectrometer_frequency_mhz": cf, "dwell_time_s": dwell, "points": fid.size, "coils": 1,
+           "centre_ppm": centre, "nucleus": "1H"}
+    return Spectrum(np.asarray(fid, np.complex64).reshape(1, 1, -1), acq, "nifti_mrs", "synthetic")
+
+
+def _files(tmp_path, fid, basis: Basis, basis_name="basis.BASIS", cf=CF, dwell=DWELL):
+    write_spectrum(_spectrum(fid, cf, dwell), tmp_path / "data.nii.gz", "nifti_mrs")
+    write_basis(basis, tmp_path / basis_name)
+    return str(tmp_path / "data.nii.gz"), str(tmp_path / basis_name)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> dict:
+    """The same data fitted with a basis on its own grid and field: nothing to convert."""
+    data, basis = _files(tmp_path_factory.mktemp("ref"), _data(), toy_basis(CF, DWELL, N, names=NAMES))
+    r = fit_file(data, basis)[0]
+    assert r["qc"]["fit_status"] == "ok" and r["ratios"]["Glu/tCr"] == pytest.approx(TRUE_GLU, rel=0.15)
+    assert not [d for d in r["qc"]["input"]["decisions"] if d["target"] == "basis" and d["what"] != "conjugation"]
+    return r
+
+
+def _same(r: dict, ref: dict, tol: float = 0.01) -> None:
+    """A conversion that is right leaves the fit where the unconverted pair puts it."""
+    assert r["qc"]["fit_status"] == "ok", r["qc"]["message"]
+    for q in ("Glu/tCr", "tNAA/tCr", "tCho/tCr"):
+        assert r["ratios"][q] == pytest.approx(ref["ratios"][q], rel=tol), q
+
+
+def _decisions(r: dict, what: str) -> list[dict]:
+    return [d for d in r["qc"]["input"]["decisions"] if d["what"] == what]
+
+
+# ---- tolerance ----------------------------------------------------------------------------------
+
+def test_basis_at_123_26_mhz_fits_data_at_123_2(tmp_path, reference):
+    data, basis = _files(tmp_path, _data(), toy_basis(123.26, DWELL, N, names=NAMES))
+    r = fit_file(data, basis)[0]
+    _same(r, reference)
+    (field,) = _decisions(r, "field")
+    assert field["action"] == "converted" and field["basis_mhz"] == pytest.approx(123.26)
+
+
+def test_lcmodel_badelt_rounding_is_never_an_error(tmp_path, reference):
+    data, basis = _files(tmp_path, _data(), toy_basis(CF, DWELL, 4096, names=NAMES))
+    text = open(basis).read()
+    import re
+
+    text = re.sub(r"BADELT = [^,\n]*", "BADELT = 0.000250000012", text)
+    open(basis, "w").write(text)
+    assert read_basis(basis).dwell_s == 0.000250000012
+    r = fit_file(data, basis)[0]
+    _same(r, reference)
+    assert _decisions(r, "dwell")[0]["action"] == "rounding"
+    assert _decisions(r, "points")[0]["action"] == "converted"  # 4096-point basis truncated to 2048
+
+
+@pytest.mark.parametrize("basis_dwell,basis_n", [(1 / 8000, 8192), (1 / 3000, 1536), (DWELL, 1024)])
+def test_other_bandwidths_and_lengths_are_converted(tmp_path, reference, basis_dwell, basis_n):
+    data, basis = _files(tmp_path, _data(), toy_basis(CF, basis_dwell, basis_n, names=NAMES, intrinsic_lw_hz=3.0))
+    r = fit_file(data, basis)[0]
+    _same(r, reference, tol=0.05)  # (a basis of 3 Hz lines, not 1 Hz)
+    whats = {d["what"] for d in r["qc"]["input"]["decisions"] if d["target"] == "basis"}
+    if basis_dwell != DWELL:
+        assert "dwell" in whats
+    if basis_dwell > DWELL:
+        assert "bandwidth" in whats  # 3000 Hz basis under 4000 Hz data
+
+
+def test_basis_made_with_the_receiver_at_4_70_is_re_referenced():
+    b = toy_basis(CF, DWELL, N, names=NAMES)
+    labelled = Basis(b.names, b.fids, b.dwell_s, b.cf_mhz, 4.70)  # lines placed for 4.65, labelled 4.70
+    rec = InputRecord()
+    from mrs.io.prepare import prepare_basis
+
+    fixed = prepare_basis(labelled, "auto", rec)
+    assert fixed.centre_ppm == pytest.approx(4.65, abs=0.003)
+    assert any(d["what"] == "centre" for d in rec.decisions)
+    assert prepare_basis(b, "auto", InputRecord()).centre_ppm == 4.65  # a right one is left alone
+
+
+@pytest.mark.parametrize("header_centre", [0.0, 4.7])
+def test_data_centre_conventions(header_centre):
+    prep = prepare(_spectrum(_data(), centre=header_centre), toy_basis(CF, DWELL, N, names=NAMES))
+    centre = prep.spectrum.acq["centre_ppm"]
+    if header_centre == 0.0:  # the singlets say the receiver sits at water
+        assert centre == pytest.approx(4.65, abs=0.03)
+        assert any(d["what"] == "centre" and d["target"] == "data" for d in prep.record.decisions)
+    else:  # 0.05 ppm: within what the fit's shift takes, left as the file says
+        assert centre == 4.7
+
+
+def test_raw_without_field_or_dwell_takes_the_basis_and_says_so(tmp_path, reference):
+    fid = _data()
+    path = tmp_path / "x.RAW"
+    path.write_text(" $NMID\n ID='x', FMTDAT='(2E15.6)'\n $END\n"
+                    + "\n".join(f"{v.real:15.6E}{v.imag:15.6E}" for v in np.conj(fid)) + "\n")
+    write_basis(toy_basis(CF, DWELL, N, names=NAMES), tmp_path / "b.BASIS")
+    r = fit_file(str(path), str(tmp_path / "b.BASIS"))[0]
+    _same(r, reference)
+    assumed = [d for d in r["qc"]["input"]["decisions"] if d["action"] == "assumed"]
+    assert len(assumed) == 2 and all("basis's" in d["message"] for d in assumed)
+    with pytest.raises(ValueError, match="--cf-mhz and --dwell-s"):
+        prepare(read_spectrum(path), None)
+
+
+# ---- orientation --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mirrored", [False, True])
+def test_data_orientation_both_ways(tmp_path, reference, mirrored):
+    fid = _data()
+    data, basis = _files(tmp_path, np.conj(fid) if mirrored else fid, toy_basis(CF, DWELL, N, names=NAMES))
+    r = fit_file(data, basis)[0]
+    _same(r, reference)
+    rec = r["qc"]["input"]
+    assert rec["data_conjugated"] is mirrored and rec["orientation"]["method"] == "singlets"
+    (c,) = [d for d in _decisions(r, "conjugation") if d["target"] == "data"]
+    assert c["action"] == ("conjugated" if mirrored else "none")
+
+
+def test_forced_conjugation_is_done_and_recorded(tmp_path, reference):
+    data, basis = _files(tmp_path, _data(), toy_basis(CF, DWELL, N, names=NAMES))
+    r = fit_file(data, basis, conjugate="yes")[0]
+    assert r["qc"]["input"]["data_conjugated"] is True
+    assert "conjugation asked for" in [d for d in _decisions(r, "conjugation") if d["target"] == "data"][0]["message"]
+    assert r["qc"]["fit_status"] != "ok" or abs(r["ratios"]["tNAA/tCr"] / reference["ratios"]["tNAA/tCr"] - 1) > 0.3
+
+
+@pytest.mark.parametrize("mirrored", [False, True])
+def test_without_singlets_the_fit_decides(mirrored):
+    names = ["Glu", "Gln", "GABA"]  # no singlets, low SNR: the singlet test cannot tell
+    fid = _data(names=names, snr_scale=3.0, seed=0)
+    prep = prepare(_spectrum(np.conj(fid) if mirrored else fid), toy_basis(CF, DWELL, N, names=names))
+    assert prep.record.orientation["method"] == "fit"
+    assert prep.record.data_conjugated is mirrored
+
+
+def test_mirrored_basis_is_detected_and_fixed(tmp_path, reference):
+    b = toy_basis(CF, DWELL, N, names=NAMES)
+    data, basis = _files(tmp_path, _data(), b.conjugated())
+    r = fit_file(data, basis)[0]
+    _same(r, reference)
+    assert r["qc"]["input"]["basis_conjugated"] is True
+    kept = fit_file(data, basis, conjugate_basis="no")[0]
+    (c,) = [d for d in _decisions(kept, "conjugation") if d["target"] == "basis"]
+    assert c["action"] == "warning" and "--conjugate-basis auto" in c["message"]
+
+
+def test_basis_without_known_singlet_names_uses_the_pattern():
+    b = toy_basis(CF, DWELL, N, names=NAMES)
+    anon = Basis(tuple(f"m{i}" for i in range(len(b.names))), b.fids, b.dwell_s, b.cf_mhz)
+    from mrs.orientation import basis_orientation
+
+    assert basis_orientation(anon.names, anon.fids, DWELL, CF, 4.65).reversed is False
+    assert basis_orientation(anon.names, np.conj(anon.fids), DWELL, CF, 4.65).reversed is True
+
+
+def test_water_reference_follows_the_data(tmp_path):
+    fid = np.conj(_data())
+    t = np.arange(N) * DWELL
+    water = np.conj(200.0 * np.exp(-np.pi * 6 * t))  # on resonance: its orientation cannot be seen
+    write_spectrum(_spectrum(fid), tmp_path / "d.nii.gz", "nifti_mrs")
+    write_spectrum(_spectrum(water), tmp_path / "w.nii.gz", "nifti_mrs")
+    write_basis(toy_basis(CF, DWELL, N, names=NAMES), tmp_path / "b.BASIS")
+    r = fit_file(str(tmp_path / "d.nii.gz"), str(tmp_path / "b.BASIS"), water_path=str(tmp_path / "w.nii.gz"))[0]
+    assert r["water_scaled"] and r["qc"]["input"]["data_conjugated"]
+    assert any(d["target"] == "water" and d["action"] == "conjugated" for d in r["qc"]["input"]["decisions"])
+
+
+def test_old_mrsmon_fsl_folders_stored_the_conjugate_and_are_fixed(tmp_path):
+    # mrsmon wrote FSL-MRS folders conjugated until the reader was checked against FSL-MRS's own
+    b = toy_basis(CF, DWELL, N, names=NAMES)
+    write_basis(b.conjugated(), tmp_path / "old", "fsl")
+    assert read_basis(tmp_path / "old").meta["format"] == "fsl"
+    prep = prepare(_spectrum(_data()), read_basis(tmp_path / "old"))
+    assert prep.record.basis_conjugated
+    for name in b.names:
+        np.testing.assert_allclose(prep.basis.fids[prep.basis.names.index(name)], b.fids[b.names.index(name)],
+                                   atol=1e-9)

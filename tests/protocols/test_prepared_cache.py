@@ -1,0 +1,119 @@
+"""The preprocessing cache file: any record round-trips exactly (the format names no fields); a torn or
+corrupt tail is detected and never used."""
+
+import numpy as np
+import pytest
+
+from mrs.pipeline import CacheRecord
+from protocols import prepared_cache as prepcache
+
+
+def _records(n=5, points=64, coils=3):
+    rng = np.random.default_rng(1)
+    out = [CacheRecord("state", arrays={"weights": rng.normal(size=coils) + 1j * rng.normal(size=coils),
+                                        "eddy": rng.normal(size=points)}),
+           CacheRecord("water", 1, 0.5, arrays={"fid": rng.normal(size=points) + 1j}),
+           CacheRecord("reference", values={"rebuild": False}, arrays={"fid": rng.normal(size=points) + 2j})]
+    for i in range(n):
+        fid = (rng.normal(size=points) + 1j * rng.normal(size=points)).astype(np.complex64)
+        out.append(CacheRecord("transient", 2 + i, 2.0 * i,
+                               {"freq_hz": 0.1 * i + 1e-13, "phase_deg": -3.0 * i,
+                                "rejected": "motion" if i == 2 else None,
+                                "residual_ratio": 1.0 + i, "lipid_ratio": float("nan") if i == 4 else 0.5 * i,
+                                "a_new_estimate": i, "flag": i % 2 == 0},
+                               {"fid": fid, "a_new_array": np.arange(i, dtype=np.int16).reshape(1, i)}))
+    out.append(CacheRecord("error", 9, 20.0, {"rejected": "error: transient holds NaN or infinity"}))
+    return out
+
+
+def _write(path, records, meta=None):
+    w = prepcache.CacheWriter(path, meta or prepcache.cache_meta({"version": 1}, 3, "test"))
+    for r in records:
+        w.write(r)
+    w.close()
+
+
+def _same(a, b):
+    assert (a.kind, a.seq, a.t_s) == (b.kind, b.seq, b.t_s)
+    np.testing.assert_equal(dict(a.values), dict(b.values))  # NaN equals NaN here
+    assert [type(v) for v in a.values.values()] == [type(v) for v in b.values.values()]
+    assert a.arrays.keys() == b.arrays.keys()
+    for name, x in a.arrays.items():
+        y = b.arrays[name]
+        assert x.dtype == y.dtype and x.shape == y.shape and np.array_equal(x, y)
+
+
+def test_records_round_trip_exactly(tmp_path):
+    recs = _records()
+    _write(tmp_path / "prepared.bin", recs)
+    meta, back, end = prepcache.read_cache(tmp_path / "prepared.bin")
+    assert meta["key"] == {"version": 1} and meta["coils"] == 3
+    assert end == (tmp_path / "prepared.bin").stat().st_size
+    assert len(back) == len(recs)
+    for a, b in zip(recs, back, strict=True):
+        _same(a, b)
+    assert back[3].fid.dtype == np.complex64 and back[1].fid.dtype == np.complex128
+
+
+@pytest.mark.parametrize("damage", ["cut", "flip"])
+def test_a_torn_or_corrupt_tail_is_left_out(tmp_path, damage):
+    recs = _records()
+    path = tmp_path / "prepared.bin"
+    _write(path, recs)
+    _, _, full = prepcache.read_cache(path)
+    data = bytearray(path.read_bytes())
+    if damage == "cut":
+        data = data[:-100]       # the last record half written (the error record is short: cut into the last FID)
+    else:
+        data[-200] ^= 0xFF       # a flipped byte in the last transient's FID
+    path.write_bytes(bytes(data))
+    meta, back, end = prepcache.read_cache(path)
+    assert meta is not None and end < full
+    assert [r.seq for r in back] == [r.seq for r in recs[:len(back)]]
+    assert len(back) < len(recs) and back[-1].kind != "error"
+    # appending after a crash cuts the torn tail first
+    w = prepcache.CacheWriter(path, meta, keep_bytes=end)
+    w.write(recs[-1])
+    w.close()
+    _, again, _ = prepcache.read_cache(path)
+    assert [r.seq for r in again] == [r.seq for r in back] + [recs[-1].seq]
+
+
+def test_a_bad_header_means_no_cache(tmp_path):
+    path = tmp_path / "prepared.bin"
+    _write(path, _records())
+    data = bytearray(path.read_bytes())
+    data[20] ^= 0x01  # inside the meta JSON: its CRC fails
+    path.write_bytes(bytes(data))
+    assert prepcache.read_cache(path) == (None, [], 0)
+    path.write_bytes(b"MRS")
+    assert prepcache.read_cache(path) == (None, [], 0)
+
+
+def test_records_must_follow_raw_log_in_seq_order():
+    recs = [CacheRecord("state", arrays={"weights": np.ones(2)}), CacheRecord("water", 2),
+            CacheRecord("transient", 4), CacheRecord("transient", 5)]
+    stored = {1, 2, 3, 4, 5, 6}
+    assert prepcache.covered_prefix(recs, [2, 4, 5, 6], stored) == 3
+    assert prepcache.covered_prefix(recs[:3] + [CacheRecord("transient", 6)], [2, 4, 5, 6], stored) is None
+    assert prepcache.covered_prefix(recs + [CacheRecord("transient", 7)], [2, 4, 5, 6], stored) is None
+    # an error record for a bad noise scan (seq 3) is not in the expected order but is allowed
+    assert prepcache.covered_prefix(recs[:2] + [CacheRecord("error", 3)] + recs[2:], [2, 4, 5, 6], stored) == 3
+
+
+def test_a_write_error_stops_the_cache_not_the_caller(tmp_path, monkeypatch):
+    recs = _records()
+    w = prepcache.CacheWriter(tmp_path / "prepared.bin", prepcache.cache_meta({"version": 1}, 3, "test"))
+    for r in recs[:4]:
+        w.write(r)
+
+    def full(_):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(w._f, "write", full)
+    for r in recs[4:]:
+        w.write(r)  # no exception
+    assert w.error is not None and w.error.errno == 28
+    w.close()
+    _, back, _ = prepcache.read_cache(tmp_path / "prepared.bin")
+    assert [r.kind for r in back] == [r.kind for r in recs[:4]]
