@@ -118,6 +118,7 @@ class Sender:
         self.upto = -1
         self.max_sent = -1
         self.refused: list[dict] = []     # permanently refused messages (NACK with a final code)
+        self.agent_missing: list[tuple[int, int]] = []  # the seq ranges the agent's last GAP said it lacks
         self.reconnects = 0
         self._attempts = 0  # consecutive reconnects without a reply: drives the backoff
         self.resends = 0
@@ -340,10 +341,9 @@ class Sender:
 
     def _resend_missing(self, missing: list) -> None:
         now = time.monotonic()
-        for rng in missing:
-            if not (isinstance(rng, list) and len(rng) == 2):
-                continue
-            first, last = rng
+        self.agent_missing = [(int(r[0]), int(r[1])) for r in missing
+                              if isinstance(r, list) and len(r) == 2 and all(type(x) is int for x in r)]
+        for first, last in self.agent_missing:
             for seq in [s for s in self.ring if first <= s <= last]:
                 if now - self._last_resend.get(seq, -1e9) >= RESEND_HOLDOFF_S:
                     self._raw_send(self.ring[seq])

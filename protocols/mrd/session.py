@@ -131,11 +131,20 @@ class MeasurementSession:
 
     def lost_scans(self) -> list[int]:
         """Scan counters the agent still lacks that no sender holds any more (journaled by a bridge process
-        that died before they were durable, and not sent again since): only a resend can bring them."""
-        if self.sender is None or self.sender.ring:
+        that died before they were durable, and not sent again since): only a resend can bring them.
+
+        Named only when certain: the sender holds nothing (all answered), or the agent's own GAP reply
+        lists them as missing (a cumulative ACK never passes a gap, so the ring alone never empties)."""
+        s = self.sender
+        if s is None:
             return []
-        upto = self.sender.upto
-        return sorted(sc for sc, seq in self.seq_of_scan.items() if seq > upto and seq not in self._sent_here)
+
+        def said_missing(seq: int) -> bool:
+            return any(first <= seq <= last for first, last in s.agent_missing)
+
+        return sorted(sc for sc, seq in self.seq_of_scan.items()
+                      if seq > s.upto and seq not in s.ring and seq not in self._sent_here
+                      and (not s.ring or said_missing(seq)))
 
     @property
     def pending(self) -> int:
