@@ -30,7 +30,14 @@ import numpy as np
 from mrs.results import BlockResult, TransientRow
 from protocols import prepared_cache as prepcache
 from protocols.plan import DEFAULT_REFERENCE_BLOCKS
-from protocols.session_folder import RECORD_HEADER, ResultsWriter, SessionReader, read_jsonl, software_version
+from protocols.session_folder import (
+    RECORD_HEADER,
+    ResultsWriter,
+    SessionReader,
+    is_seq,
+    read_jsonl,
+    software_version,
+)
 from protocols.wire import FLAG_BITS
 
 log = logging.getLogger("mrsmon.agent.pipeline")
@@ -85,6 +92,7 @@ class Pipeline:
         if st is None:
             st = self._open(sid, Path(note["folder"]))
         if note["kind"] == "end":
+            self._accept_stored(st, sid, SessionReader(st.folder))  # notes dropped while no process listened
             self._advance(st, force=True)
             self._emit(st, st.processor.flush())
             self._publish("end", {"session": sid})
@@ -146,17 +154,23 @@ class Pipeline:
             covered = self._resume_from_cache(st, reader, records) if records else set()
             log.info("session %s: resuming: %d stored transients from the preprocessing cache, %d from raw.log",
                      sid, len(covered), len(reader.index) - len(covered))
-            for seq in reader.index["seq"]:
-                if int(seq) in covered:
-                    continue
-                row = reader.entry(int(seq))
-                self._accept(st, {"kind": "transient", "session": sid, "seq": int(seq), "offset": int(row["offset"]),
-                                  "t_ns": int(row["t_ns"]), "flags": reader.flags(int(seq))})
-            for e in reader.events():
-                if e.get("seq") is not None:
-                    self._accept(st, {"kind": "event", "session": sid, "seq": int(e["seq"])})
+            self._accept_stored(st, sid, reader)
             self._advance(st, force=True)
         return st
+
+    def _accept_stored(self, st: _SessionState, sid: str, reader: SessionReader) -> None:
+        """Queue every stored transient and event not yet processed or queued (after a reopen, and at the end:
+        a note sent while no pipeline process was connected is lost, the data on disk are not)."""
+        for seq in reader.index["seq"]:
+            seq = int(seq)
+            if seq in st.done or seq in st.pending:
+                continue
+            row = reader.entry(seq)
+            self._accept(st, {"kind": "transient", "session": sid, "seq": seq, "offset": int(row["offset"]),
+                              "t_ns": int(row["t_ns"]), "flags": reader.flags(seq)})
+        for e in reader.events():
+            if is_seq(e.get("seq")):
+                self._accept(st, {"kind": "event", "session": sid, "seq": int(e["seq"])})
 
     def _open_cache(self, st: _SessionState, reader: SessionReader) -> list:
         """Open the session's cache for appending; returns its records when they can be resumed from."""

@@ -202,3 +202,22 @@ def test_a_resumed_session_neither_repeats_nor_loses_a_revision(tmp_path):
     assert [(r["block"], r.get("revision")) for r in rows] == [(0, None), (1, None), (0, 1), (2, None)]
     # readers see each block once, its latest revision, in block order
     assert [(r["block"], r["conc"]["value"]) for r in reader.fits()] == [(0, -1.0), (1, 3.5), (2, 5.5)]
+
+
+def test_the_end_processes_what_was_stored_after_notes_were_lost(tmp_path):
+    """Notes sent while no pipeline process listened are lost; the stored data are not. At the end the
+    pipeline takes every stored transient it has not seen, so the last (partial) block is fitted too."""
+    reader = stored_session(tmp_path, 6)
+    published = []
+    pipe = Pipeline(lambda t, o: published.append((t, o)), processor_factory=CountingProcessor, block_transients=4)
+    pipe._handle({"kind": "session", "session": "p", "seq": 0, "folder": str(reader.folder)})  # sees 1..6
+    ing = Ingest(tmp_path, fsync=False)  # 7..10 arrive; their notes never reach the pipeline
+    ing.handle(encode("SESSION_START", "p", 0, **START))
+    for seq in range(7, 11):
+        ing.handle(encode_transient("p", seq, np.full((2, 16), seq, np.complex64), t_ns=seq * 10**9, scan=seq))
+    ing.close()
+    pipe._handle({"kind": "end", "session": "p", "seq": -1, "folder": str(reader.folder)})
+    pipe.close()
+    blocks = [o for t, o in published if t == "result"]
+    assert [b["conc"]["value"] for b in blocks] == [2.5, 6.5, 9.5]
+    assert [t for t, _ in published][-1] == "end"
