@@ -117,6 +117,14 @@ class MainCurvePanel(QtWidgets.QWidget):
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(2)
+        lay.addLayout(self._build_header())
+        self.plot, self.pi = self._build_plot(theme)
+        lay.addWidget(self.plot, 1)
+        self._build_items(theme)
+        cache_text_items(self.plot)
+
+    def _build_header(self) -> QtWidgets.QHBoxLayout:
+        """Caption, measure selector and the baseline summary."""
         head = QtWidgets.QHBoxLayout()
         self.title = QtWidgets.QLabel("Measure")  # plain caption; the combo names the measure
         f = self.title.font()
@@ -133,14 +141,12 @@ class MainCurvePanel(QtWidgets.QWidget):
         head.addWidget(self.combo)
         head.addSpacing(12)
         head.addWidget(self.summary, 1)
-        lay.addLayout(head)
-
+        return head
+    def _build_plot(self, theme: Theme) -> tuple[pg.PlotWidget, pg.PlotItem]:
         self.pct_axis = PercentAxis()
-        self.plot = pg.PlotWidget(background=theme.background, axisItems={"right": self.pct_axis})
-        paint_whole_viewport(self.plot)
-        lay.addWidget(self.plot, 1)
-        pi = self.plot.getPlotItem()
-        self.pi = pi
+        plot = pg.PlotWidget(background=theme.background, axisItems={"right": self.pct_axis})
+        paint_whole_viewport(plot)
+        pi = plot.getPlotItem()
         pi.showAxis("right")
         # No pyqtgraph grid: it costs ~10 ms a frame in software rendering; the baseline lines,
         # the band and the percent axis give the reference instead.
@@ -156,7 +162,11 @@ class MainCurvePanel(QtWidgets.QWidget):
             ax.setStyle(tickFont=font)
         pi.setLabel("bottom", "session time", units="min", **{"font-size": f"{AXIS_PT}pt", "color": theme.text})
         fixed_axis_units(pi)
+        return plot, pi
 
+    def _build_items(self, theme: Theme) -> None:
+        """The plot's items and legend."""
+        pi = self.pi
         # Items created once; redraws only call setData / setRegion / setPos.
         self.phase_items: list[pg.GraphicsObject] = []
         self.event_items: list[pg.GraphicsObject] = []
@@ -211,7 +221,6 @@ class MainCurvePanel(QtWidgets.QWidget):
         self._base_sample = pg.PlotDataItem(pen=pg.mkPen(theme.baseline, width=1.5, style=QtCore.Qt.DashLine))
         self.legend.addItem(self._base_sample, "baseline mean ± SD")
         self._provisional_in_legend = False
-        cache_text_items(self.plot)
 
     # ---- user input ----
     def _on_measure(self, text: str) -> None:
