@@ -25,6 +25,17 @@ def _doc(text: str, default: Any = None, **kw) -> Any:
     return field(default=default, metadata={"doc": text})
 
 
+def finite_json(obj: Any) -> Any:
+    """A copy with every non-finite float replaced by None (JSON has no NaN; a reader may hand one back)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [finite_json(v) for v in obj]
+    return obj
+
+
 def _num(v: Any, digits: int | None = None) -> float | None:
     """JSON-safe float: None for NaN, infinity and anything that is not a number."""
     try:
