@@ -9,11 +9,11 @@ the sessions folder. A refusal is a `ControlError` with a code and a sentence, a
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any
 
+from mrs.results import finite_json
 from protocols.session_folder import read_block_spectrum
 from protocols.wire import EVENT_KINDS, parse_json, valid_session_id
 
@@ -79,23 +79,12 @@ def event_fields(req: dict[str, Any]) -> dict[str, Any]:
     return {"kind": kind, "value": value, "note": note[:MAX_NOTE_CHARS], "id": event_id, "t_ns": t_ns}
 
 
-def finite(obj: Any) -> Any:
-    """A copy with every non-finite float replaced by None (what any reader of our files may hand back)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [finite(v) for v in obj]
-    return obj
-
-
 def dumps(obj: Any) -> bytes:
     """JSON for the wire, never NaN: a non-finite number that slipped through is sent as null."""
     try:
         return json.dumps(obj, allow_nan=False).encode()
     except ValueError:
-        return json.dumps(finite(obj), allow_nan=False).encode()
+        return json.dumps(finite_json(obj), allow_nan=False).encode()
 
 
 def block_result(folder: Path, rows: list[dict], block: int) -> dict:

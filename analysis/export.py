@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from mrs.io.nifti_mrs import load_transients as load_nifti_mrs  # noqa: F401  (the one NIfTI-MRS reader)
-from mrs.results import BlockResult
+from mrs.results import BlockResult, EventRecord
 from protocols.session_folder import SessionReader, software_version
 
 FLAG_WATER = 1
@@ -226,13 +226,12 @@ def fits_table(fits: list[BlockResult], t0_s: float) -> tuple[list[str], list[li
     return columns, rows, desc
 
 
-def events_table(events: list[dict], t0_s: float) -> list[list[Any]]:
+def events_table(events: list[EventRecord], t0_s: float) -> list[list[Any]]:
+    """events.tsv rows in time order; an event without a session time has no onset and is left out."""
     rows = []
-    for e in sorted(events, key=lambda e: e["t_s"]):
-        value = e.get("value") or {}
-        rows.append([round(float(e["t_s"]) - t0_s, 6), 0, e["kind"],
-                     json.dumps(value, sort_keys=True) if value else "n/a", e.get("source", "scanner"),
-                     e.get("note") or "n/a"])
+    for e in sorted((e for e in events if e.t_s is not None), key=lambda e: e.t_s):
+        rows.append([round(e.t_s - t0_s, 6), 0, e.kind,
+                     json.dumps(e.value, sort_keys=True) if e.value else "n/a", e.source, e.note or "n/a"])
     return rows
 
 
@@ -302,7 +301,7 @@ def export_session(session_dir: str | Path, bids_root: str | Path) -> Path:
         _write_json(mrs_dir / f"{stem}_mrsref.json", {**ref_side, "NumberOfTransients": int(len(water)),
                                                       "WaterSuppressed": False})
     _write_tsv(mrs_dir / f"{stem}_events.tsv", ["onset", "duration", "trial_type", "value", "source", "note"],
-               events_table(reader.events(), t0_s))
+               events_table(reader.event_records(), t0_s))
     _write_json(mrs_dir / f"{stem}_events.json", EVENTS_SIDECAR)
 
     columns, rows, desc = fits_table(reader.results(), t0_s)

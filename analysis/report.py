@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from analysis.study import MEASURES
-from mrs.results import BlockResult
+from mrs.results import BlockResult, EventRecord
 from mrs.timecourse import infusion_window_s, summarise_curve
 from protocols.session_folder import SessionReader, software_version
 
@@ -39,13 +39,15 @@ def _plt():
     return plt
 
 
-def _events_on(ax, events: list[dict], t_max_min: float) -> None:
+def _events_on(ax, events: list[EventRecord], t_max_min: float) -> None:
     seen = set()
     for e in events:
-        t = float(e["t_s"]) / 60.0
+        if e.t_s is None:
+            continue
+        t = e.t_s / 60.0
         if t < 0 or t > t_max_min:
             continue
-        kind = e["kind"]
+        kind = e.kind
         ax.axvline(t, color=EVENT_COLOURS.get(kind, "#bcbd22"), lw=0.9, ls="--",
                    label=kind if kind not in seen else None)
         seen.add(kind)
@@ -68,7 +70,7 @@ def summarise(fits: list[BlockResult], measure: str, window_s) -> dict:
     return summarise_curve(t * 60.0, v, ok, window_s, t_end)
 
 
-def fig_timecourse(fits: list[BlockResult], events: list[dict], window_s, measure: str, path: Path) -> dict:
+def fig_timecourse(fits: list[BlockResult], events: list[EventRecord], window_s, measure: str, path: Path) -> dict:
     plt = _plt()
     t, v, e, ok = _ratio_arrays(fits, measure)
     good = ok & np.isfinite(v)
@@ -107,7 +109,7 @@ def fig_timecourse(fits: list[BlockResult], events: list[dict], window_s, measur
     return summary
 
 
-def fig_qc(fits: list[BlockResult], transients: list[dict], events: list[dict], path: Path) -> None:
+def fig_qc(fits: list[BlockResult], transients: list[dict], events: list[EventRecord], path: Path) -> None:
     plt = _plt()
     t = _times_min(fits)
 
@@ -248,7 +250,7 @@ def write_report(session_dir: str | Path, out_dir: str | Path, derivative: str |
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     fits = r.results(derivative)
-    events = r.events()
+    events = r.event_records()
     transients = r.transient_records()
     plan = r.plan or {}
     measure = measure or plan.get("measure") or "Glu/tCr"
@@ -275,9 +277,9 @@ def write_report(session_dir: str | Path, out_dir: str | Path, derivative: str |
     status = Counter(f.qc.fit_status for f in fits)
     rej_list = "".join(f"<tr><td>{t['seq']}</td><td>{_fmt(t.get('t_s'))}</td><td>{html.escape(str(t['rejected']))}"
                        f"</td><td>{_fmt(t.get('block'))}</td></tr>" for t in rejected_rows[:200])
-    ev_rows = "".join(f"<tr><td>{_fmt(round(float(e['t_s']) / 60.0, 3))}</td><td>{html.escape(e['kind'])}</td>"
-                      f"<td>{html.escape(_fmt(e.get('value') or ''))}</td><td>{html.escape(e.get('note') or '')}</td>"
-                      f"<td>{html.escape(e.get('source', ''))}</td></tr>" for e in events)
+    ev_rows = "".join(f"<tr><td>{_fmt(None if e.t_s is None else round(e.t_s / 60.0, 3))}</td>"
+                      f"<td>{html.escape(e.kind)}</td><td>{html.escape(_fmt(e.value or ''))}</td>"
+                      f"<td>{html.escape(e.note)}</td><td>{html.escape(e.source)}</td></tr>" for e in events)
     doc = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>mrsmon report {html.escape(str(h.get('session', folder.name)))}</title>

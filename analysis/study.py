@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from analysis.study_figure import plot_study
+from mrs.results import EventRecord
 from mrs.timecourse import infusion_window_s, summarise_curve
 
 MEASURES = ("Glu/tCr", "Glx/tNAA")
@@ -59,7 +60,7 @@ def find_sessions(root: str | Path) -> list[str]:
 
 
 # ------------------------------------------------------------------------------ one session
-def _window(events: list[dict], plan: dict | None) -> tuple[float, float] | None:
+def _window(events: list[EventRecord], plan: dict | None) -> tuple[float, float] | None:
     start, stop = infusion_window_s(events, plan)
     return None if start is None or stop is None else (start, stop)
 
@@ -74,7 +75,7 @@ def _load_session_folder(path: Path, derivative: str | None = None) -> dict[str,
             "subject": r.header.get("subject"), "session_code": r.header.get("session_code"),
             "fits": [{"t_s": f.t_s, "t_end_s": f.t_end_s, "ok": f.ok, **{m: f.ratios.get(m) for m in MEASURES}}
                      for f in r.results(derivative)],
-            "window_s": _window(r.events(), r.plan)}
+            "window_s": _window(r.event_records(), r.plan)}
 
 
 def _load_bids_fits(path: Path) -> dict[str, Any]:
@@ -91,7 +92,7 @@ def _load_bids_fits(path: Path) -> dict[str, Any]:
         with open(ev_path) as f:
             for e in csv.DictReader(f, delimiter="\t"):
                 value = json.loads(e["value"]) if e.get("value") not in (None, "", "n/a") else {}
-                events.append({"kind": e["trial_type"], "t_s": float(e["onset"]), "value": value})
+                events.append(EventRecord(kind=e["trial_type"], t_s=float(e["onset"]), value=value))
 
     def num(x: str | None) -> float | None:
         return None if x in (None, "", "n/a") else float(x)

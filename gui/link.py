@@ -112,167 +112,194 @@ class _Worker(QtCore.QThread):
     def _post(self, kind: str, obj: Any, extra: Any = None) -> None:
         self.link._incoming.emit(kind, obj, extra)
 
-    def run(self) -> None:  # noqa: C901 (one loop, its states are spelled out in the module doc)
-        link = self.link
+    def run(self) -> None:
         ctx = zmq.Context()
         sub = ctx.socket(zmq.SUB)
         sub.setsockopt(zmq.LINGER, 0)
-        _secure(sub, link.curve)
+        _secure(sub, self.link.curve)
         for topic in TOPICS:
             sub.setsockopt(zmq.SUBSCRIBE, topic.encode())
-        sub.connect(link.publish_addr)
-        dealer = self._new_dealer(ctx)
-        inflight: deque[list[Any]] = deque()  # [request, sent_monotonic]; replies come back in order
-        state = ""
-        awaiting_snapshot = False
-        buffered: list[tuple[str, dict]] = []
-        last_pub_seq: int | None = None
-        last_rx = time.monotonic()
-        backoff_s = BACKOFF_MIN_S
-        next_try = 0.0
-        retry_snapshot_at: float | None = None
-
-        def set_state(new: str, detail: str = "") -> None:
-            nonlocal state
-            if new != state:
-                state = new
-                self._post("state", new, detail)
-
-        def send(req: dict[str, Any]) -> None:
-            inflight.append([req, time.monotonic()])
-            dealer.send(json.dumps(req).encode())
-
-        def ask_snapshot() -> None:
-            nonlocal awaiting_snapshot
-            awaiting_snapshot = True
-            buffered.clear()
-            send({"op": "snapshot"})
-
-        def apply(topic: str, obj: dict, replay: bool = False) -> bool:
-            """Apply one published message in order; False means take a new snapshot."""
-            nonlocal last_pub_seq
-            seq = obj.get("pub_seq")
-            if isinstance(seq, int) and last_pub_seq is not None:
-                if seq <= last_pub_seq:
-                    if replay:  # published before the snapshot was taken: already in it
-                        link.counts["dropped_old"] += 1
-                        return True
-                    return False  # counting went back: a new agent process
-                if seq > last_pub_seq + 1:
-                    return False  # a gap: a message was lost
-            if isinstance(seq, int):
-                last_pub_seq = seq
-            self._post(topic, obj)
-            return True
-
-        set_state("connecting")
-        ask_snapshot()
+        sub.connect(self.link.publish_addr)
+        conn = _Connection(self, ctx, sub)
         try:
-            poller = zmq.Poller()
-            poller.register(sub, zmq.POLLIN)
-            poller.register(dealer, zmq.POLLIN)
             while not self.stop_requested:
-                while True:
-                    try:
-                        req = link._requests.get_nowait()
-                    except queue.Empty:
-                        break
-                    send(req)
-                events = dict(poller.poll(POLL_MS))
-                now = time.monotonic()
-                if sub in events:
-                    while True:
-                        try:
-                            frames = sub.recv_multipart(zmq.NOBLOCK)
-                        except zmq.Again:
-                            break
-                        last_rx = now
-                        try:
-                            topic, obj = frames[0].decode(), json.loads(frames[-1])
-                        except (UnicodeDecodeError, json.JSONDecodeError):
-                            self._post("error", "unreadable message on the results link (ignored)")
-                            continue
-                        if not isinstance(obj, dict) or topic not in TOPICS:
-                            continue
-                        if awaiting_snapshot:
-                            buffered.append((topic, obj))
-                        elif not apply(topic, obj):
-                            link.counts["resyncs"] += 1
-                            set_state("connecting", "resynchronising")
-                            ask_snapshot()
-                            buffered.append((topic, obj))
-                if dealer in events:
-                    while True:
-                        try:
-                            frames = dealer.recv_multipart(zmq.NOBLOCK)
-                        except zmq.Again:
-                            break
-                        last_rx = now
-                        backoff_s = BACKOFF_MIN_S
-                        try:
-                            reply = json.loads(frames[-1])
-                        except (UnicodeDecodeError, json.JSONDecodeError):
-                            self._post("error", "unreadable reply from the agent (ignored)")
-                            continue
-                        req = inflight.popleft()[0] if inflight else {"op": "?"}
-                        if req.get("op") == "snapshot":
-                            if not reply.get("ok", False):
-                                self._post("error", f"snapshot refused: {reply.get('error', '')}")
-                                retry_snapshot_at = now + SNAPSHOT_RETRY_S  # ask again; keep buffering
-                                continue
-                            link.counts["snapshots"] += 1
-                            awaiting_snapshot = any(r[0].get("op") == "snapshot" for r in inflight)
-                            if awaiting_snapshot:
-                                continue  # a newer snapshot request is on its way; use that one
-                            last_pub_seq = int(reply.get("last_pub_seq", 0))
-                            self._post("snapshot", reply)
-                            set_state("live")
-                            pending, buffered[:] = list(buffered), []
-                            for topic, obj in pending:
-                                if not apply(topic, obj, replay=True):
-                                    link.counts["resyncs"] += 1
-                                    ask_snapshot()
-                                    break
-                        else:
-                            self._post("reply", reply, req)
-                if (retry_snapshot_at is not None and now >= retry_snapshot_at
-                        and not any(r[0].get("op") == "snapshot" for r in inflight)):
-                    retry_snapshot_at = None
-                    ask_snapshot()
-                if len(buffered) > MAX_BUFFERED:  # a snapshot that never comes: start over
-                    buffered.clear()
-                # silence: agent gone or restarted; take a new snapshot when it answers
-                if state == "live" and now - last_rx > link.silence_s:
-                    set_state("lost", f"silent {now - last_rx:.0f} s")
-                    if not awaiting_snapshot:
-                        ask_snapshot()
-                # an unanswered request: rebuild the DEALER and resend (Lazy Pirate)
-                if inflight and now - inflight[0][1] > link.request_timeout_s and now >= next_try:
-                    set_state("lost", "no reply from the agent")
-                    poller.unregister(dealer)
-                    dealer.close(linger=0)
-                    link.counts["dealer_resets"] += 1
-                    dealer = self._new_dealer(ctx)
-                    poller.register(dealer, zmq.POLLIN)
-                    again = [r[0] for r in inflight]
-                    inflight.clear()
-                    for req in again:
-                        send(req)
-                    if not awaiting_snapshot:
-                        ask_snapshot()  # whatever was published meanwhile comes with it
-                    next_try = now + backoff_s
-                    backoff_s = min(BACKOFF_MAX_S, backoff_s * 2)
+                conn.step()
         finally:
             sub.close(linger=0)
-            dealer.close(linger=0)
+            conn.dealer.close(linger=0)
             ctx.term()
 
-    def _new_dealer(self, ctx: zmq.Context) -> zmq.Socket:
+    def new_dealer(self, ctx: zmq.Context) -> zmq.Socket:
         d = ctx.socket(zmq.DEALER)
         d.setsockopt(zmq.LINGER, 0)
         _secure(d, self.link.curve)
         d.connect(self.link.control_addr)
         return d
+
+
+class _Connection:
+    """The worker's state: the two sockets, requests in flight, the snapshot handshake (module doc)."""
+
+    def __init__(self, worker: _Worker, ctx: zmq.Context, sub: zmq.Socket) -> None:
+        self.worker, self.link, self.ctx, self.sub = worker, worker.link, ctx, sub
+        self.dealer = worker.new_dealer(ctx)
+        self.poller = zmq.Poller()
+        self.poller.register(sub, zmq.POLLIN)
+        self.poller.register(self.dealer, zmq.POLLIN)
+        self.inflight: deque[list[Any]] = deque()  # [request, sent_monotonic]; replies come back in order
+        self.state = ""
+        self.awaiting_snapshot = False
+        self.buffered: list[tuple[str, dict]] = []
+        self.last_pub_seq: int | None = None
+        self.last_rx = time.monotonic()
+        self.backoff_s = BACKOFF_MIN_S
+        self.next_try = 0.0
+        self.retry_snapshot_at: float | None = None
+        self.set_state("connecting")
+        self.ask_snapshot()
+
+    def post(self, kind: str, obj: Any, extra: Any = None) -> None:
+        self.worker._post(kind, obj, extra)
+
+    def set_state(self, new: str, detail: str = "") -> None:
+        if new != self.state:
+            self.state = new
+            self.post("state", new, detail)
+
+    def send(self, req: dict[str, Any]) -> None:
+        self.inflight.append([req, time.monotonic()])
+        self.dealer.send(json.dumps(req).encode())
+
+    def snapshot_in_flight(self) -> bool:
+        return any(r[0].get("op") == "snapshot" for r in self.inflight)
+
+    def ask_snapshot(self) -> None:
+        self.awaiting_snapshot = True
+        self.buffered.clear()
+        self.send({"op": "snapshot"})
+
+    def apply(self, topic: str, obj: dict, replay: bool = False) -> bool:
+        """Apply one published message in order; False means take a new snapshot."""
+        seq = obj.get("pub_seq")
+        if isinstance(seq, int) and self.last_pub_seq is not None:
+            if seq <= self.last_pub_seq:
+                if replay:  # published before the snapshot was taken: already in it
+                    self.link.counts["dropped_old"] += 1
+                    return True
+                return False  # counting went back: a new agent process
+            if seq > self.last_pub_seq + 1:
+                return False  # a gap: a message was lost
+        if isinstance(seq, int):
+            self.last_pub_seq = seq
+        self.post(topic, obj)
+        return True
+
+    # ---- one turn of the loop ----
+    def step(self) -> None:
+        while True:
+            try:
+                req = self.link._requests.get_nowait()
+            except queue.Empty:
+                break
+            self.send(req)
+        events = dict(self.poller.poll(POLL_MS))
+        now = time.monotonic()
+        if self.sub in events:
+            self.read_published(now)
+        if self.dealer in events:
+            self.read_replies(now)
+        self.check_timers(now)
+
+    def read_published(self, now: float) -> None:
+        while True:
+            try:
+                frames = self.sub.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self.last_rx = now
+            try:
+                topic, obj = frames[0].decode(), json.loads(frames[-1])
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                self.post("error", "unreadable message on the results link (ignored)")
+                continue
+            if not isinstance(obj, dict) or topic not in TOPICS:
+                continue
+            if self.awaiting_snapshot:
+                self.buffered.append((topic, obj))
+            elif not self.apply(topic, obj):
+                self.link.counts["resyncs"] += 1
+                self.set_state("connecting", "resynchronising")
+                self.ask_snapshot()
+                self.buffered.append((topic, obj))
+
+    def read_replies(self, now: float) -> None:
+        while True:
+            try:
+                frames = self.dealer.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self.last_rx = now
+            self.backoff_s = BACKOFF_MIN_S
+            try:
+                reply = json.loads(frames[-1])
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                self.post("error", "unreadable reply from the agent (ignored)")
+                continue
+            req = self.inflight.popleft()[0] if self.inflight else {"op": "?"}
+            if req.get("op") == "snapshot":
+                self.on_snapshot(reply, now)
+            else:
+                self.post("reply", reply, req)
+
+    def on_snapshot(self, reply: dict, now: float) -> None:
+        if not reply.get("ok", False):
+            self.post("error", f"snapshot refused: {reply.get('error', '')}")
+            self.retry_snapshot_at = now + SNAPSHOT_RETRY_S  # ask again; keep buffering
+            return
+        self.link.counts["snapshots"] += 1
+        self.awaiting_snapshot = self.snapshot_in_flight()
+        if self.awaiting_snapshot:
+            return  # a newer snapshot request is on its way; use that one
+        self.last_pub_seq = int(reply.get("last_pub_seq", 0))
+        self.post("snapshot", reply)
+        self.set_state("live")
+        pending, self.buffered[:] = list(self.buffered), []
+        for topic, obj in pending:
+            if not self.apply(topic, obj, replay=True):
+                self.link.counts["resyncs"] += 1
+                self.ask_snapshot()
+                break
+
+    def check_timers(self, now: float) -> None:
+        if self.retry_snapshot_at is not None and now >= self.retry_snapshot_at and not self.snapshot_in_flight():
+            self.retry_snapshot_at = None
+            self.ask_snapshot()
+        if len(self.buffered) > MAX_BUFFERED:  # a snapshot that never comes: start over
+            self.buffered.clear()
+        # silence: agent gone or restarted; take a new snapshot when it answers
+        if self.state == "live" and now - self.last_rx > self.link.silence_s:
+            self.set_state("lost", f"silent {now - self.last_rx:.0f} s")
+            if not self.awaiting_snapshot:
+                self.ask_snapshot()
+        if self.inflight and now - self.inflight[0][1] > self.link.request_timeout_s and now >= self.next_try:
+            self.reset_dealer(now)
+
+    def reset_dealer(self, now: float) -> None:
+        """An unanswered request: rebuild the DEALER and resend (Lazy Pirate)."""
+        self.set_state("lost", "no reply from the agent")
+        self.poller.unregister(self.dealer)
+        self.dealer.close(linger=0)
+        self.link.counts["dealer_resets"] += 1
+        self.dealer = self.worker.new_dealer(self.ctx)
+        self.poller.register(self.dealer, zmq.POLLIN)
+        again = [r[0] for r in self.inflight]
+        self.inflight.clear()
+        for req in again:
+            self.send(req)
+        if not self.awaiting_snapshot:
+            self.ask_snapshot()  # whatever was published meanwhile comes with it
+        self.next_try = now + self.backoff_s
+        self.backoff_s = min(BACKOFF_MAX_S, self.backoff_s * 2)
 
 
 def _secure(sock: zmq.Socket, curve: CurveClientKeys | None) -> None:

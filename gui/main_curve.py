@@ -28,6 +28,7 @@ from gui.drawing import (
 )
 from gui.model import DrawnVersions, SessionModel, percent_change
 from gui.theme import AXIS_PT, TITLE_PT, Theme
+from mrs.results import EventRecord
 
 DENSE_POINTS = 400   # above this many blocks the measure draws as a line, not as spots
 ERROR_ALPHA = 150    # opacity of one CRLB bar
@@ -83,10 +84,10 @@ EVENT_LABELS = {
 }
 
 
-def event_label(e: dict[str, Any]) -> str:
+def event_label(e: EventRecord) -> str:
     """Short text for an event line: the kind, plus the key values a technician wants to see."""
-    kind = str(e.get("kind", "event"))
-    v = e.get("value") or {}
+    kind = e.kind
+    v = e.value
     text = EVENT_LABELS.get(kind, kind)
     if kind == "vitals" and v:
         bp = f"{v.get('sys_mmhg', '?')}/{v.get('dia_mmhg', '?')}" if "sys_mmhg" in v else ""
@@ -96,8 +97,8 @@ def event_label(e: dict[str, Any]) -> str:
         text = f"pump {v['ml_per_h']:g} ml/h"
     elif kind == "rating" and v:
         text = f"{v.get('scale', 'rating')} {v.get('score', '')}".strip()
-    elif kind == "note" and e.get("note"):
-        note = str(e["note"])
+    elif kind == "note" and e.note:
+        note = e.note
         text = "✎ " + (note if len(note) <= 18 else note[:17] + "…")
     return text
 
@@ -117,6 +118,14 @@ class MainCurvePanel(QtWidgets.QWidget):
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(2)
+        lay.addLayout(self._build_header())
+        self.plot, self.pi = self._build_plot(theme)
+        lay.addWidget(self.plot, 1)
+        self._build_items(theme)
+        cache_text_items(self.plot)
+
+    def _build_header(self) -> QtWidgets.QHBoxLayout:
+        """Caption, measure selector and the baseline summary."""
         head = QtWidgets.QHBoxLayout()
         self.title = QtWidgets.QLabel("Measure")  # plain caption; the combo names the measure
         f = self.title.font()
@@ -133,14 +142,12 @@ class MainCurvePanel(QtWidgets.QWidget):
         head.addWidget(self.combo)
         head.addSpacing(12)
         head.addWidget(self.summary, 1)
-        lay.addLayout(head)
-
+        return head
+    def _build_plot(self, theme: Theme) -> tuple[pg.PlotWidget, pg.PlotItem]:
         self.pct_axis = PercentAxis()
-        self.plot = pg.PlotWidget(background=theme.background, axisItems={"right": self.pct_axis})
-        paint_whole_viewport(self.plot)
-        lay.addWidget(self.plot, 1)
-        pi = self.plot.getPlotItem()
-        self.pi = pi
+        plot = pg.PlotWidget(background=theme.background, axisItems={"right": self.pct_axis})
+        paint_whole_viewport(plot)
+        pi = plot.getPlotItem()
         pi.showAxis("right")
         # No pyqtgraph grid: it costs ~10 ms a frame in software rendering; the baseline lines,
         # the band and the percent axis give the reference instead.
@@ -156,7 +163,11 @@ class MainCurvePanel(QtWidgets.QWidget):
             ax.setStyle(tickFont=font)
         pi.setLabel("bottom", "session time", units="min", **{"font-size": f"{AXIS_PT}pt", "color": theme.text})
         fixed_axis_units(pi)
+        return plot, pi
 
+    def _build_items(self, theme: Theme) -> None:
+        """The plot's items and legend."""
+        pi = self.pi
         # Items created once; redraws only call setData / setRegion / setPos.
         self.phase_items: list[pg.GraphicsObject] = []
         self.event_items: list[pg.GraphicsObject] = []
@@ -211,7 +222,6 @@ class MainCurvePanel(QtWidgets.QWidget):
         self._base_sample = pg.PlotDataItem(pen=pg.mkPen(theme.baseline, width=1.5, style=QtCore.Qt.DashLine))
         self.legend.addItem(self._base_sample, "baseline mean ± SD")
         self._provisional_in_legend = False
-        cache_text_items(self.plot)
 
     # ---- user input ----
     def _on_measure(self, text: str) -> None:
@@ -299,7 +309,7 @@ class MainCurvePanel(QtWidgets.QWidget):
             self.pi.removeItem(item)
         self.event_items = []
         m = self.model
-        real_kinds = {e.get("kind") for e in m.events}
+        real_kinds = {e.kind for e in m.events}
         for e in m.plan.get("events") or []:
             if e.get("kind") in real_kinds or e.get("at_min") is None or float(e["at_min"]) < 0:
                 continue
@@ -310,17 +320,17 @@ class MainCurvePanel(QtWidgets.QWidget):
             self.event_items.append(line)
         positions = [0.81, 0.73, 0.65]
         for i, e in enumerate(m.events):
-            if e.get("t_s") is None:
+            if e.t_s is None:
                 continue
-            major = e.get("kind") in ("infusion_start", "infusion_stop")
-            line = pg.InfiniteLine(pos=float(e["t_s"]) / 60.0, angle=90, movable=False,
+            major = e.kind in ("infusion_start", "infusion_stop")
+            line = pg.InfiniteLine(pos=e.t_s / 60.0, angle=90, movable=False,
                                    pen=pg.mkPen(self.t.event, width=2.5 if major else 1.2),
                                    label=event_label(e),
                                    labelOpts={"position": positions[i % len(positions)], "color": self.t.event,
                                               "fill": pg.mkBrush(self.t.rgba(self.t.background, 190)),
                                               "anchors": [(0, 0.5), (0, 0.5)]})
             line.label.setFont(_font(AXIS_PT - 1))
-            line.setToolTip(f"{e.get('kind')} at {float(e['t_s']) / 60:.1f} min ({e.get('source', '')})")
+            line.setToolTip(f"{e.kind} at {e.t_s / 60:.1f} min ({e.source})")
             self.pi.addItem(line)
             self.event_items.append(line)
         cache_text_items(self.plot)
@@ -366,7 +376,7 @@ class MainCurvePanel(QtWidgets.QWidget):
             self.band.show()
             last = percent_change(trend[-1:], base.mean) if len(trend) else np.array([math.nan])
             change = f"   now {last[0]:+.1f}% (trend)" if np.isfinite(last[0]) else ""
-            planned = "" if any(ev.get("kind") == "infusion_start" for ev in m.events) else " (planned start)"
+            planned = "" if any(ev.kind == "infusion_start" for ev in m.events) else " (planned start)"
             self._summary(f"baseline {base.mean:.3g} ± {base.sd:.2g}, n = {base.n} blocks{planned}{change}")
         else:
             self.base_line.hide()

@@ -11,6 +11,7 @@ link, data no longer arriving, agent alarms). These are pure functions, tested w
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections import OrderedDict, deque
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from gui.series import GrowingArray
-from mrs.results import BlockResult
+from mrs.results import BlockResult, EventRecord, event_order
 from mrs.timecourse import NO_BASELINE, Baseline, baseline_stats, infusion_window_s, percent_change, planned_window_s
 from protocols.plan import Alarms
 
@@ -224,7 +225,7 @@ class SessionModel:
         self.columns: dict[str, GrowingArray] = {}
         self._init_columns()
         self._measure_names: list[str] = []
-        self.events: list[dict[str, Any]] = []
+        self.events: list[EventRecord] = []
         self._event_keys: set[tuple] = set()
         self.status: dict[str, Any] = {}
         self.status_rx: float | None = None
@@ -455,30 +456,32 @@ class SessionModel:
         return self._trend_cache[1]
 
     # ---- events ----
-    def add_event(self, event: Mapping[str, Any]) -> bool:
-        e = {k: v for k, v in event.items() if k not in ("pub_seq", "session")}
-        if e.get("t_s") is None and e.get("t_ns") is not None and self.header.get("start_time_ns"):
-            e["t_s"] = (int(e["t_ns"]) - int(self.header["start_time_ns"])) / 1e9
-        key = (e.get("kind"), e.get("t_ns"), e.get("t_s"), e.get("source"), str(e.get("note", "")))
+    def _take_event(self, event: Mapping[str, Any] | EventRecord) -> bool:
+        """Add one event (a published or stored row, or a record) unless it is already held."""
+        e = event if isinstance(event, EventRecord) else EventRecord.from_json(event)
+        start_ns = self.header.get("start_time_ns")
+        if e.t_s is None and isinstance(e.t_ns, int) and isinstance(start_ns, int):
+            e = dataclasses.replace(e, t_s=(e.t_ns - start_ns) / 1e9)
+        key = (e.kind, e.t_ns, e.t_s, e.source, e.note)
         if key in self._event_keys:
             return False
         self._event_keys.add(key)
         self.events.append(e)
-        self.events.sort(key=lambda x: _finite(x.get("t_s")) if x.get("t_s") is not None else math.inf)
+        return True
+
+    def add_event(self, event: Mapping[str, Any] | EventRecord) -> bool:
+        if not self._take_event(event):
+            return False
+        self.events.sort(key=event_order)
         self._emit("events")
         return True
 
-    def add_events(self, events: Iterable[Mapping[str, Any]]) -> None:
+    def add_events(self, events: Iterable[Mapping[str, Any] | EventRecord]) -> None:
         changed = False
         for e in events:
-            e2 = {k: v for k, v in e.items() if k not in ("pub_seq", "session")}
-            key = (e2.get("kind"), e2.get("t_ns"), e2.get("t_s"), e2.get("source"), str(e2.get("note", "")))
-            if key not in self._event_keys:
-                self._event_keys.add(key)
-                self.events.append(e2)
-                changed = True
+            changed |= self._take_event(e)
         if changed:
-            self.events.sort(key=lambda x: _finite(x.get("t_s")) if x.get("t_s") is not None else math.inf)
+            self.events.sort(key=event_order)
             self._emit("events")
 
     # ---- status, alarms, link ----

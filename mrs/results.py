@@ -25,6 +25,17 @@ def _doc(text: str, default: Any = None, **kw) -> Any:
     return field(default=default, metadata={"doc": text})
 
 
+def finite_json(obj: Any) -> Any:
+    """A copy with every non-finite float replaced by None (JSON has no NaN; a reader may hand one back)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [finite_json(v) for v in obj]
+    return obj
+
+
 def _num(v: Any, digits: int | None = None) -> float | None:
     """JSON-safe float: None for NaN, infinity and anything that is not a number."""
     try:
@@ -294,9 +305,20 @@ class EventRecord:
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> EventRecord:
-        return cls(kind=str(obj.get("kind", "note")), t_s=_num(obj.get("t_s")), t_ns=obj.get("t_ns"),
-                   seq=obj.get("seq"), source=str(obj.get("source", "scanner")), value=dict(obj.get("value") or {}),
-                   note=str(obj.get("note") or ""), id=obj.get("id"))
+        """Tolerant of what older versions stored: a field of the wrong type reads as absent."""
+        def whole(x: Any) -> int | None:
+            return x if isinstance(x, int) and not isinstance(x, bool) else None
+
+        value = obj.get("value")
+        return cls(kind=str(obj.get("kind", "note")), t_s=_num(obj.get("t_s")), t_ns=whole(obj.get("t_ns")),
+                   seq=whole(obj.get("seq")), source=str(obj.get("source", "scanner")),
+                   value=dict(value) if isinstance(value, Mapping) else {},
+                   note=str(obj.get("note") or ""), id=obj.get("id") if isinstance(obj.get("id"), str) else None)
+
+
+def event_order(e: EventRecord) -> float:
+    """Sort key: session time, events without one last."""
+    return e.t_s if e.t_s is not None and math.isfinite(e.t_s) else math.inf
 
 
 def schema_markdown() -> str:

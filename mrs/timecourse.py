@@ -16,9 +16,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from mrs.results import EventRecord
 
 BOUNDARY_S = 1e-9   # a block ending exactly at the infusion start is a baseline block
 
@@ -54,19 +57,20 @@ def planned_window_s(plan: Mapping[str, Any] | None) -> tuple[float | None, floa
     return start, stop
 
 
-def infusion_window_s(events: Iterable[Mapping[str, Any]], plan: Mapping[str, Any] | None
+def infusion_window_s(events: Iterable[EventRecord], plan: Mapping[str, Any] | None
                       ) -> tuple[float | None, float | None]:
     """(start, stop) of the infusion, s from session start: recorded events first, else the plan."""
-    events = [e for e in events if e.get("t_s") is not None]
-    starts = [e for e in events if e.get("kind") == "infusion_start"]
+    timed = [e for e in events if e.t_s is not None and math.isfinite(e.t_s)]
+    starts = [e for e in timed if e.kind == "infusion_start"]
     planned_start, planned_stop = planned_window_s(plan)
-    start = min(float(e["t_s"]) for e in starts) if starts else planned_start
+    first = min(starts, key=lambda e: e.t_s) if starts else None
+    start = first.t_s if first is not None else planned_start
     if start is None:
         return None, None
-    stops = sorted(float(e["t_s"]) for e in events if e.get("kind") == "infusion_stop" and float(e["t_s"]) >= start)
+    stops = sorted(e.t_s for e in timed if e.kind == "infusion_stop" and e.t_s >= start)
     stop = stops[0] if stops else planned_stop
-    if stop is None and starts:
-        dur = (min(starts, key=lambda e: float(e["t_s"])).get("value") or {}).get("duration_min")
+    if stop is None and first is not None:
+        dur = first.value.get("duration_min")
         stop = start + 60.0 * float(dur) if dur is not None else None
     return start, stop
 

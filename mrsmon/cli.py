@@ -37,7 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
                     "  mrsmon simulate --protocol quick --speed max")
     p.add_argument("--version", action="version", version=f"mrsmon {__version__}")
     subs = p.add_subparsers(dest="command", metavar="COMMAND")
+    for add in (_add_agent, _add_simulate, _add_bridge, _add_inspect, _add_keygen, _add_demo, _add_basis, _add_fit,
+                _add_gui, _add_export, _add_replay, _add_refit, _add_report, _add_study, _add_simulate_study):
+        add(subs)
+    return p
 
+
+def _add_agent(subs) -> None:
     s = _sub(subs, "agent", "Run the headless agent: receive transients, store them durably, fit blocks, publish.",
              "mrsmon agent --listen tcp://127.0.0.1:5555 --sessions ./sessions")
     s.add_argument("--listen", default=DEFAULT_LISTEN, help=f"data link to bind (default {DEFAULT_LISTEN})")
@@ -54,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--credit", type=int, default=64, help="sender window granted (default 64)")
     s.add_argument("--log-level", default="INFO")
 
+
+def _add_simulate(subs) -> None:
     s = _sub(subs, "simulate", "Play a session protocol as a scanner would, streaming to an agent.",
              "mrsmon simulate --protocol ketamine-infusion --speed 60")
     s.add_argument("--connect", default=DEFAULT_LISTEN, help=f"agent data address (default {DEFAULT_LISTEN})")
@@ -71,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fault injection NAME[=VALUE]: drop, duplicate, reorder, delay_ms (repeatable)")
     s.add_argument("--progress", action="store_true", help="print progress")
 
+
+def _add_bridge(subs) -> None:
     s = _sub(subs, "bridge", "Accept a scanner's MRD stream (Siemens FIRE, Gadgetron clients); forward it to an agent.",
              "mrsmon bridge mrd --listen 0.0.0.0:9002 --connect tcp://127.0.0.1:5555 --allow 192.168.2.2")
     s.add_argument("kind", choices=["mrd"], help="the scanner-side protocol (MRD streaming)")
@@ -102,16 +112,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--log-level", default="INFO")
     s.add_argument("--latency-log", default=None, help=argparse.SUPPRESS)
 
+
+def _add_inspect(subs) -> None:
     s = _sub(subs, "inspect", "Summarise a stored session (what was received, what is missing).",
              "mrsmon inspect sessions/quick-0 --json")
     s.add_argument("session_dir")
     s.add_argument("--json", action="store_true", help="print one JSON object")
 
+
+def _add_keygen(subs) -> None:
     s = _sub(subs, "keygen", "Create CURVE keys: the agent's pair and one client pair in an allowed-clients folder.",
              "mrsmon keygen ./keys")
     s.add_argument("dir")
     s.add_argument("--client", default="scanner", help="name of the client key pair (default scanner)")
 
+
+def _add_demo(subs) -> None:
     s = _sub(subs, "demo", "Start agent, simulator and display together; headless without a display.",
              "mrsmon demo --protocol quick --speed 30")
     s.add_argument("--protocol", default="quick")
@@ -120,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--headless", action="store_true", help="no window even when a display exists")
     s.add_argument("--seed", type=int, default=1)
 
+
+def _add_basis(subs) -> None:
     s = _sub(subs, "basis", "Simulate a basis set (density matrix, ideal pulses) and write it.",
              "mrsmon basis --field-mhz 123.2 --sequence press --te-ms 30 --points 2048 --bandwidth-hz 4000 "
              "--out b.BASIS")
@@ -133,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--metabolites", default=None, help="comma-separated (default: the standard set)")
     s.add_argument("--out", required=True, help="PATH.BASIS for LCModel, else an FSL-MRS folder")
 
+
+def _add_fit(subs) -> None:
     s = _sub(subs, "fit", "Fit a spectrum file from any tool (NIfTI-MRS, LCModel .RAW, jMRUI .txt); JSON lines out.",
              "mrsmon fit data.nii.gz --basis auto --block 32 --json\n"
              "  mrsmon fit data.RAW --basis lcmodel.BASIS --conjugate auto")
@@ -154,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.add_argument("--spectra", action="store_true", help="include spectrum arrays in the JSON")
 
+
+def _add_gui(subs) -> None:
     s = _sub(subs, "gui", "Operator display: follow a live agent or review a stored session.",
              "mrsmon gui --connect tcp://127.0.0.1")
     s.add_argument("--connect", default=None, help="agent host, e.g. tcp://127.0.0.1 (ports 5556/5557)")
@@ -168,11 +190,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--theme", choices=["dark", "light"], default="dark")
     s.add_argument("--quit-after", type=float, default=None, help=argparse.SUPPRESS)
 
+
+def _add_export(subs) -> None:
     s = _sub(subs, "export", "Export a session as MRS-BIDS (NIfTI-MRS + events + derivatives).",
              "mrsmon export sessions/quick-0 --bids ./bids")
     s.add_argument("session_dir")
     s.add_argument("--bids", required=True)
 
+
+def _add_replay(subs) -> None:
     s = _sub(subs, "replay", "Stream a stored session, a NIfTI-MRS or MRD file, or a vendor raw file (via spec2nii) "
              "through an agent as a scanner would.", "mrsmon replay meas_MID42_svs_se.dat --speed 10")
     s.add_argument("source", help="session folder, .nii(.gz), MRD .h5/.mrd/.bin, or a vendor file: twix .dat, "
@@ -189,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--speed", default="max")
     s.add_argument("--session", default=None, help="session id to use (default: source's id + -replay)")
 
+
+def _add_refit(subs) -> None:
     s = _sub(subs, "refit", "Refit a stored session with other settings into a new derivative set.",
              "mrsmon refit sessions/quick-0 --block 16")
     s.add_argument("session_dir")
@@ -200,12 +228,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--smooth-s", type=float, default=300.0,
                    help="dynamic fit: time scale (s) over which lineshape and phases may change (default 300)")
 
+
+def _add_report(subs) -> None:
     s = _sub(subs, "report", "Write a self-contained HTML report of a session.",
              "mrsmon report sessions/quick-0 --out report/")
     s.add_argument("session_dir")
     s.add_argument("--out", required=True)
     s.add_argument("--derivative", default=None, help="report a refit's fits (name under SESSION/derivatives)")
 
+
+def _add_study(subs) -> None:
     s = _sub(subs, "study", "Analyse a set of sessions; with a key file, the crossover condition effect.",
              "mrsmon study ./study --key ./study/key.tsv --json")
     s.add_argument("root")
@@ -216,6 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="analyse each session's derivatives/<NAME> fits (e.g. a dynamic refit)")
     s.add_argument("--json", action="store_true")
 
+
+def _add_simulate_study(subs) -> None:
     s = _sub(subs, "simulate-study", "Simulate a crossover study: stored sessions, key file, truth.",
              "mrsmon simulate-study --out ./study --participants 26")
     s.add_argument("--out", required=True)
@@ -224,7 +258,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--coils", type=int, default=2, help="receive coils per session (default 2: small on disk)")
     s.add_argument("--protocol", default="ketamine-placebo", help="plan for acquisition and timeline")
     s.add_argument("--workers", type=int, default=None, help="parallel processes (default: all cores)")
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -268,7 +268,14 @@ class SessionReader:
         return self.index["seq"][self.index["flags"] == 0]
 
     def events(self) -> list[dict]:
+        """events.jsonl's rows as stored (replay sends them on unchanged)."""
         return read_jsonl(self.folder / "events.jsonl")
+
+    def event_records(self) -> list:
+        """The events as typed `mrs.results.EventRecord`, in time order (untimed ones last)."""
+        from mrs.results import EventRecord, event_order
+
+        return sorted((EventRecord.from_json(e) for e in self.events()), key=event_order)
 
     def fits_folder(self, derivative: str | None = None) -> Path:
         return self.folder / "derivatives" / derivative if derivative else self.folder

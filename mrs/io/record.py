@@ -13,20 +13,11 @@ the JSON-safe form `mrsmon fit` puts in every result under qc.input.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 
+from mrs.results import finite_json
+
 log = logging.getLogger("mrs.io")
-
-
-def _safe(v):
-    if isinstance(v, float):
-        return v if math.isfinite(v) else None
-    if isinstance(v, dict):
-        return {k: _safe(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_safe(x) for x in v]
-    return v
 
 
 @dataclass
@@ -50,6 +41,6 @@ class InputRecord:
         return [f"{d['target']}: {d['message']}" for d in self.decisions]
 
     def as_dict(self) -> dict:
-        return _safe({"data": dict(self.data), "basis": dict(self.basis), "data_conjugated": self.data_conjugated,
+        return finite_json({"data": dict(self.data), "basis": dict(self.basis), "data_conjugated": self.data_conjugated,
                       "basis_conjugated": self.basis_conjugated, "orientation": dict(self.orientation),
                       "decisions": [dict(d) for d in self.decisions]})

@@ -16,7 +16,7 @@ def test_display_report_and_study_give_the_same_baseline_and_percent_change(stor
     model = load_session(stored_session)
     reader = SessionReader(stored_session)
     study = summarise_session(str(stored_session))["measures"]["Glu/tCr"]
-    window = infusion_window_s(reader.events(), reader.plan)
+    window = infusion_window_s(reader.event_records(), reader.plan)
     report = summarise(reader.results(), "Glu/tCr", window)
 
     base = model.baseline()
@@ -37,7 +37,7 @@ def study_window(folder):
 
 def test_a_block_straddling_the_infusion_start_is_not_baseline(stored_session):
     reader = SessionReader(stored_session)
-    start, _ = infusion_window_s(reader.events(), reader.plan)
+    start, _ = infusion_window_s(reader.event_records(), reader.plan)
     fits = reader.results()
     straddling = [f for f in fits if f.t_start_s < start < f.t_end_s and f.ok]
     assert straddling, "the session should have a block across the infusion start"

@@ -65,9 +65,9 @@ def test_event_marked_on_one_display_appears_on_the_other_and_at_the_agent(qtbot
         qtbot.waitUntil(lambda: a.model.link == "live" and b.model.link == "live", timeout=5000)
         a.events.ask_note = lambda: "participant coughed"
         a.events.buttons["note"].click()
-        qtbot.waitUntil(lambda: any(e.get("note") == "participant coughed" for e in b.model.events), timeout=5000)
+        qtbot.waitUntil(lambda: any(e.note == "participant coughed" for e in b.model.events), timeout=5000)
         assert [e["kind"] for e in agent.events] == ["note"]
-        assert len([e for e in a.model.events if e["kind"] == "note"]) == 1  # reply and PUB do not double it
+        assert len([e for e in a.model.events if e.kind == "note"]) == 1  # reply and PUB do not double it
     finally:
         a.close()
         b.close()

@@ -63,7 +63,7 @@ def test_curve_grows_and_events_reach_second_display_and_disk(qtbot, agent: Agen
             r.qc.fit_status == "ok" and r.qc.reference == "provisional" for r in a.model.rows)
         a.events.ask_vitals = lambda: {"sys_mmhg": 133, "dia_mmhg": 84, "hr_bpm": 77}
         a.events.buttons["vitals"].click()
-        qtbot.waitUntil(lambda: any(e["kind"] == "vitals" for e in b.model.events), timeout=10_000)
+        qtbot.waitUntil(lambda: any(e.kind == "vitals" for e in b.model.events), timeout=10_000)
         folder = agent.sessions / a.model.session_id
         stored = [json.loads(line) for line in (folder / "events.jsonl").read_text().splitlines()]
         vitals = [e for e in stored if e["kind"] == "vitals"]

@@ -278,7 +278,7 @@ def test_review_loads_a_stored_session(tmp_path) -> None:
     assert len(m.rows) == 20 and m.ended
     assert m.header["kit_code"] == "KIT-0042" and "subject" not in m.header
     assert np.isnan(m.plotted_values()[7])
-    assert [e["kind"] for e in m.events] == ["infusion_start", "vitals", "infusion_stop"]
+    assert [e.kind for e in m.events] == ["infusion_start", "vitals", "infusion_stop"]
     # infusion marked at 912 s: 14 blocks of 64 s end before it, minus failed block 7
     assert m.baseline().n == 13
     spec = load_block_spectrum(folder, 3)

@@ -16,6 +16,7 @@ from gui.model import SessionModel
 from gui.review import load_session
 from gui.screenshot import render_session
 from gui.window import MainWindow
+from mrs.results import EventRecord
 
 
 @pytest.fixture
@@ -139,9 +140,9 @@ def test_percent_axis_labels_round_percent_changes() -> None:
 
 
 def test_event_label_shows_vitals_and_pump_rate() -> None:
-    assert event_label({"kind": "vitals", "value": {"sys_mmhg": 120, "dia_mmhg": 70, "hr_bpm": 66}}) == \
+    assert event_label(EventRecord("vitals", value={"sys_mmhg": 120, "dia_mmhg": 70, "hr_bpm": 66})) == \
         "BP 120/70 HR 66"
-    assert event_label({"kind": "pump_rate", "value": {"ml_per_h": 30}}) == "pump 30 ml/h"
+    assert event_label(EventRecord("pump_rate", value={"ml_per_h": 30})) == "pump 30 ml/h"
 
 
 def test_status_strip_says_stop_when_stream_stops(qtbot) -> None:

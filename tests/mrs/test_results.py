@@ -53,3 +53,16 @@ def test_version_1_rows_are_read_and_get_their_fit_status_alarm():
 
 def test_docs_results_md_holds_the_generated_field_tables():
     assert schema_markdown() in DOC.read_text(), "regenerate the tables: python -m mrs.results"
+
+
+def test_an_event_stored_with_fields_of_the_wrong_type_reads_without_failing():
+    e = EventRecord.from_json({"kind": "vitals", "t_s": "soon", "t_ns": 1.5, "seq": True, "value": [1, 2],
+                               "note": None, "id": 7})
+    assert (e.kind, e.t_s, e.t_ns, e.seq, e.value, e.note, e.id) == ("vitals", None, None, None, {}, "", None)
+
+
+def test_events_sort_by_session_time_with_untimed_ones_last():
+    from mrs.results import event_order
+
+    events = [EventRecord("note", None), EventRecord("infusion_stop", 900.0), EventRecord("infusion_start", 60.0)]
+    assert [e.kind for e in sorted(events, key=event_order)] == ["infusion_start", "infusion_stop", "note"]
