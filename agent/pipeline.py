@@ -34,7 +34,6 @@ from protocols.session_folder import (
     RECORD_HEADER,
     ResultsWriter,
     SessionReader,
-    is_seq,
     read_jsonl,
     software_version,
 )
@@ -168,9 +167,9 @@ class Pipeline:
             row = reader.entry(seq)
             self._accept(st, {"kind": "transient", "session": sid, "seq": seq, "offset": int(row["offset"]),
                               "t_ns": int(row["t_ns"]), "flags": reader.flags(seq)})
-        for e in reader.events():
-            if is_seq(e.get("seq")):
-                self._accept(st, {"kind": "event", "session": sid, "seq": int(e["seq"])})
+        for e in reader.event_records():
+            if e.seq is not None and e.seq >= 0:
+                self._accept(st, {"kind": "event", "session": sid, "seq": e.seq})
 
     def _open_cache(self, st: _SessionState, reader: SessionReader) -> list:
         """Open the session's cache for appending; returns its records when they can be resumed from."""
