@@ -156,23 +156,6 @@ def finish_fslmrs(doc: dict, folder: Path, proc, result: Path, todo: list, cache
             if (key := f"fslmrs:{_digest(folder / s['files']['nifti'])}") in cache or key in lost}
 
 
-def mrsmon_basis_file(basis_file: Path, folder: Path) -> tuple[Path, str]:
-    """The .BASIS for mrsmon: the same file, unless mrsmon's reader refuses it (the public spant
-    file has an empty ECHOT, which mrs.io's reader on main cannot parse; the input half of issue 11
-    fixes the readers). Then a copy with ECHOT filled, and the table says so."""
-    from mrs.io import read_basis
-
-    try:
-        read_basis(basis_file)
-        return basis_file, ""
-    except Exception as exc:
-        copy = folder / ("mrsmon_" + basis_file.name)
-        copy.write_text(re.sub(r"ECHOT\s*=\s*,", "ECHOT = 30.0,", basis_file.read_text()))
-        read_basis(copy)
-        return copy, (f"mrsmon's reader refused {basis_file.name} ({type(exc).__name__}); "
-                      "it was given a copy with ECHOT filled")
-
-
 # ---------------------------------------------------------------------------------- scoring
 def estimates(tool_out: dict) -> dict[str, dict[str, float]]:
     est = {}
@@ -360,10 +343,8 @@ def main() -> int:
         fsl_run = None if (args.cached_peers_only or args.fslmrs_cached_only) else fslpy
         proc, result, todo = (start_fslmrs(doc, folder, fsl_run, cache, args.fslmrs_crlb) if fsl_run
                               else (None, None, []))
-        note = ""
-        if "mrsmon" in tools:
-            mb, note = mrsmon_basis_file(basis_file, folder)
-            results["mrsmon"] = run_mrsmon(doc, folder, mb)
+        if "mrsmon" in tools:  # the same .BASIS file as the peers, unmodified
+            results["mrsmon"] = run_mrsmon(doc, folder, basis_file)
         results["lcmodel"] = (run_lcmodel(doc, folder, lc_run, cache) if lc_run
                               else results_cached.get("lcmodel") if args.cached_peers_only else None)
         results["fslmrs"] = (finish_fslmrs(doc, folder, proc, result, todo, cache) if fsl_run
@@ -376,8 +357,6 @@ def main() -> int:
                  f"{doc['points']} points, dwell {doc['dwell_s']:.2e} s); seeds {config.seed}+; {n_main} spectra",
                  f"#  field-map FWHM {config.field_fwhm_hz} Hz, MM scale {config.mm_scale}, water/NAA height "
                  f"{config.water_height}, baseline/NAA {config.baseline_height}"]
-        if note:
-            text.append(f"#  note: {note}")
         for tool in ("lcmodel", "fslmrs"):
             stamps = sorted({r.get("measured", "?") for r in (results.get(tool) or {}).values()})
             if stamps:
