@@ -67,6 +67,9 @@ class FitSettings:
     # what wraps around (tails of broadened lines beyond it) well under the noise. None: no decimation.
     model_margin_ppm: float | None = 1.5
     complete_mm: bool = True              # add broad MM lines the basis lacks (AUX_MM_LINES)
+    # (ppm, FWHM ppm) lines to complete with; None: AUX_MM_LINES when the basis has MM entries of
+    # its own, only the resolved ones (AUX_MM_RESOLVED_PPM) when it has none (complete_macromolecules)
+    aux_mm_lines: tuple[tuple[float, float], ...] | None = None
     # Per-metabolite extra Lorentzian (LCModel-like): metabolites relax at different T2, so one
     # shared linewidth biases the singlets (NAA narrower, Cr broader). Gaussian prior, SD in Hz.
     # Extra Lorentzian broadening for sets of basis entries on top of their group's lineshape.
@@ -131,11 +134,21 @@ AUX_MM_LINES: tuple[tuple[float, float], ...] = (
 )
 
 
-def complete_macromolecules(basis: Basis) -> Basis:
-    """The basis plus a Gaussian line at each AUX_MM_LINES position that no single-line MM/lipid
-    entry covers (composite entries tie their lines together and cannot stand in for one). A
-    basis with a whole MM spectrum (one entry with peaks over more than 2 ppm, e.g. a measured,
-    metabolite-nulled MM) is returned unchanged: free lines would compete with it."""
+# A basis without any MM entry gets only the lines up to this position (0.9-2.04 ppm), as LCModel
+# completes such a basis (MM09, MM12, MM14, MM17, MM20); the broad signal above goes to the baseline.
+# Above 2.1 ppm an MM line of free area and position is degenerate with Glu/Gln (2.26 and 3.79 ppm
+# lie 0.05-0.1 ppm from Glu C4 and C2 and are as broad as a Glu multiplet at 8-12 Hz): on the
+# independent truth set's broad-line spectra (bench/truthset, sim-broad-dev) the full table gave
+# Glu/tCr MAPE 20.4 % with 4 gross failures, the resolved lines 13.8 % and 2 (docs/fitting.md).
+AUX_MM_RESOLVED_PPM = 2.1
+
+
+def complete_macromolecules(basis: Basis, lines: tuple[tuple[float, float], ...] | None = None) -> Basis:
+    """The basis plus a Gaussian line at each `lines` position (default: AUX_MM_LINES, only those
+    up to AUX_MM_RESOLVED_PPM when the basis has no MM/lipid entry at all) that no single-line
+    MM/lipid entry covers (composite entries tie their lines together and cannot stand in for
+    one). A basis with a whole MM spectrum (one entry with peaks over more than 2 ppm, e.g. a
+    measured, metabolite-nulled MM) is returned unchanged: free lines would compete with it."""
     t = np.arange(basis.n_points) * basis.dwell_s
     freq = np.fft.fftfreq(basis.n_points, basis.dwell_s)
     ppm = basis.centre_ppm + freq / basis.cf_mhz
@@ -153,8 +166,11 @@ def complete_macromolecules(basis: Basis) -> Basis:
             if is_peak.sum() == 1:  # a composite entry (several lines, fixed ratios) covers nothing
                 peaks.append(pk)
     have = np.concatenate(peaks) if peaks else np.zeros(0)
+    if lines is None:
+        has_mm = any(is_macromolecule(n) for n in basis.names)
+        lines = AUX_MM_LINES if has_mm else tuple(ln for ln in AUX_MM_LINES if ln[0] <= AUX_MM_RESOLVED_PPM)
     names, fids = list(basis.names), [basis.fids]
-    for pos, width in AUX_MM_LINES:
+    for pos, width in lines:
         if have.size and np.min(np.abs(have - pos)) < 0.06:
             continue
         name = f"MMaux{int(round(pos * 100)):03d}"
@@ -239,7 +255,7 @@ class LCFitter:
         self.centre_ppm = float(centre_ppm)
         lo, hi = sorted(s.window_ppm)
         if s.complete_mm:
-            basis = complete_macromolecules(basis)
+            basis = complete_macromolecules(basis, s.aux_mm_lines)
         fids = np.asarray(basis.resampled(dwell_s, n_points, cf_mhz, centre_ppm))
         self.t = np.arange(self.n) * self.dwell_s
         freq = np.fft.fftfreq(self.n, self.dwell_s)

@@ -50,7 +50,8 @@ class Quality(BlockStage):
         # a scanner or bridge sending the conjugate convention: the fit is then not valid (mrs/alarms/mirrored.py)
         o = data_orientation(avg, g.dwell_s, g.cf_mhz, g.centre_ppm)
         best, other = max(o.score, o.score_mirrored), max(min(o.score, o.score_mirrored), 0.0)
-        mirrored = (o.score_mirrored > o.score) if best >= MIRROR_MIN_SCORE and best >= MIRROR_MIN_RATIO * other else None
+        strong = best >= MIRROR_MIN_SCORE and best >= MIRROR_MIN_RATIO * other
+        mirrored = (o.score_mirrored > o.score) if strong else None
         status, message = _qc.classify(dict(scaled.conc), scaled.crlb_pct, naa_fwhm, snr, res.success, res.message)
         if status == "ok" and not res.success:
             status = "failed"
