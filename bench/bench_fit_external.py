@@ -427,6 +427,8 @@ def main() -> int:
              for name in filter(None, args.conventions_configs.split(","))]
     summary = []
     for name, config, n_spectra in jobs:
+        if not args.no_cache and cache_path.exists():  # what a concurrent run has added meanwhile
+            cache = {**json.loads(cache_path.read_text()), **cache}
         results_cached: dict[str, dict] = {}
         folder = args.out / config.name
         crlb = (args.crlb_configs is None or name in args.crlb_configs.split(",")) and not config.conventions
