@@ -4,9 +4,10 @@ The truth set (bench/truthset/: not mrsmon's simulator, not its fitting model) i
 LCModel .RAW + .CONTROL and NIfTI-MRS for each configuration; every tool fits every file with the
 configuration's .BASIS. Reported per tool: MAPE, bias and median error of the ratios to tCr, the
 Glu/tCr MAPE per NAA-SNR bin, gross failures (> 50 % off, or no result), CRLB calibration (SD
-across noise draws / mean CRLB on fixed spectra) and CPU time per spectrum.
+across noise draws / mean CRLB on fixed spectra, with a 95 % interval), for a conventions set what
+mrsmon detected, CPU time per spectrum, and a summary line per set.
 
-    python bench/bench_fit_external.py [--configs spant-dev,spant-heldout,sim-broad-heldout]
+    python bench/bench_fit_external.py [--configs spant-dev,sim-broad-dev,spant-heldout,...]
         [--n 40] [--crlb-spectra 3 --crlb-draws 100 --peer-crlb-draws 20] [--lcmodel PATH]
         [--fslmrs-python PATH] [--out DIR] [--tools mrsmon,lcmodel,fslmrs] [--conventions]
         [--conventions-configs spant-heldout]
@@ -15,6 +16,11 @@ LCModel: --lcmodel or $MRSMON_LCMODEL (an lcmodel binary built from its BSD sour
 --fslmrs-python or $MRSMON_FSLMRS_PYTHON (a Python with fsl_mrs installed). A tool that is not
 given is marked absent in the table. Peer results are cached in DIR per file content (they do not
 change while mrsmon's fitter does); --no-cache refits them. Writes bench/results/fit_external.txt.
+The run kept there:
+
+    python bench/bench_fit_external.py --n 40 --conventions-configs spant-heldout --out /tmp/fit2_ts \
+        --lcmodel $MRSMON_LCMODEL --fslmrs-python $MRSMON_FSLMRS_PYTHON --fslmrs-cached-only
+        --configs spant-dev,spant-heldout,spant-broad-heldout,sim-narrow-heldout,sim-broad-heldout,sim-broad-dev
 """
 
 from __future__ import annotations
