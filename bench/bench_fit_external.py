@@ -19,7 +19,7 @@ change while mrsmon's fitter does); --no-cache refits them. Writes bench/results
 The run kept there:
 
     python bench/bench_fit_external.py --n 40 --conventions-configs spant-heldout --out /tmp/fit2_ts \
-        --lcmodel $MRSMON_LCMODEL --fslmrs-python $MRSMON_FSLMRS_PYTHON --fslmrs-cached-only
+        --lcmodel $MRSMON_LCMODEL --fslmrs-python $MRSMON_FSLMRS_PYTHON --fslmrs-cached-only \
         --configs spant-dev,spant-heldout,spant-broad-heldout,sim-narrow-heldout,sim-broad-heldout,sim-broad-dev
 """
 
