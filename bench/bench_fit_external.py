@@ -4,16 +4,23 @@ The truth set (bench/truthset/: not mrsmon's simulator, not its fitting model) i
 LCModel .RAW + .CONTROL and NIfTI-MRS for each configuration; every tool fits every file with the
 configuration's .BASIS. Reported per tool: MAPE, bias and median error of the ratios to tCr, the
 Glu/tCr MAPE per NAA-SNR bin, gross failures (> 50 % off, or no result), CRLB calibration (SD
-across noise draws / mean CRLB on fixed spectra) and CPU time per spectrum.
+across noise draws / mean CRLB on fixed spectra, with a 95 % interval), for a conventions set what
+mrsmon detected, CPU time per spectrum, and a summary line per set.
 
-    python bench/bench_fit_external.py [--configs spant-dev,spant-heldout,sim-broad-heldout]
-        [--n 40] [--crlb-spectra 3 --crlb-draws 20] [--lcmodel PATH] [--fslmrs-python PATH]
-        [--out DIR] [--tools mrsmon,lcmodel,fslmrs] [--conventions]
+    python bench/bench_fit_external.py [--configs spant-dev,sim-broad-dev,spant-heldout,...]
+        [--n 40] [--crlb-spectra 3 --crlb-draws 100 --peer-crlb-draws 20] [--lcmodel PATH]
+        [--fslmrs-python PATH] [--out DIR] [--tools mrsmon,lcmodel,fslmrs] [--conventions]
+        [--conventions-configs spant-heldout]
 
 LCModel: --lcmodel or $MRSMON_LCMODEL (an lcmodel binary built from its BSD source); FSL-MRS:
 --fslmrs-python or $MRSMON_FSLMRS_PYTHON (a Python with fsl_mrs installed). A tool that is not
 given is marked absent in the table. Peer results are cached in DIR per file content (they do not
 change while mrsmon's fitter does); --no-cache refits them. Writes bench/results/fit_external.txt.
+The run kept there:
+
+    python bench/bench_fit_external.py --n 40 --conventions-configs spant-heldout --out /tmp/fit2_ts \
+        --lcmodel $MRSMON_LCMODEL --fslmrs-python $MRSMON_FSLMRS_PYTHON --fslmrs-cached-only \
+        --configs spant-dev,spant-heldout,spant-broad-heldout,sim-narrow-heldout,sim-broad-heldout,sim-broad-dev
 """
 
 from __future__ import annotations
@@ -77,7 +84,8 @@ def run_mrsmon(doc: dict, folder: Path, basis_file: Path) -> dict[str, dict]:
         out[s["stem"]] = {"conc": {k: v for k, v in r["conc"].items() if k in names},
                           "sd": {k: v for k, v in r["sd"].items() if k in names},
                           "ratios": r["ratios"], "ratios_sd": r["ratios_sd"], "status": r["qc"]["fit_status"],
-                          "undetermined": r["qc"].get("undetermined", []), "cpu_s": cpu}
+                          "undetermined": r["qc"].get("undetermined", []), "cpu_s": cpu,
+                          "input": r["qc"].get("input") or {}}
     return out
 
 
@@ -100,9 +108,20 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
-def run_lcmodel(doc: dict, folder: Path, lcmodel: str, cache: dict) -> dict[str, dict]:
+def _draw(stem: str) -> int | None:
+    """The noise draw of a CRLB spectrum ('<set>_crlb<k>_<draw>'), None for the main set."""
+    return int(stem.rsplit("_", 1)[1]) if "_crlb" in stem else None
+
+
+def peer_spectra(doc: dict, peer_draws: int) -> list[dict]:
+    """The spectra a peer fits: the main set and the first `peer_draws` noise draws of each CRLB
+    spectrum (mrsmon fits all of them; the peers' CRLB rows are for comparison only)."""
+    return [s for s in doc["spectra"] if (d := _draw(s["stem"])) is None or d < peer_draws]
+
+
+def run_lcmodel(doc: dict, folder: Path, lcmodel: str, cache: dict, peer_draws: int = 20) -> dict[str, dict]:
     out = {}
-    for s in doc["spectra"]:
+    for s in peer_spectra(doc, peer_draws):
         key = f"lcmodel:{_digest(folder / s['files']['raw'])}"
         if key in cache:
             out[s["stem"]] = cache[key]
@@ -123,11 +142,11 @@ def run_lcmodel(doc: dict, folder: Path, lcmodel: str, cache: dict) -> dict[str,
     return out
 
 
-def start_fslmrs(doc: dict, folder: Path, python: str, cache: dict,
-                 crlb: bool) -> tuple[subprocess.Popen | None, Path, list]:
+def start_fslmrs(doc: dict, folder: Path, python: str, cache: dict, crlb: bool,
+                 peer_draws: int = 20) -> tuple[subprocess.Popen | None, Path, list]:
     """Start the FSL-MRS worker on the files not in the cache (without the CRLB noise draws unless
     `crlb`: at about 6.5 s CPU per fit they would dominate the run)."""
-    todo = [s for s in doc["spectra"] if f"fslmrs:{_digest(folder / s['files']['nifti'])}" not in cache
+    todo = [s for s in peer_spectra(doc, peer_draws) if f"fslmrs:{_digest(folder / s['files']['nifti'])}" not in cache
             and (crlb or s["crlb_group"] is None)]
     job, result = folder / "fslmrs_job.json", folder / "fslmrs_out.json"
     if not todo:
@@ -154,23 +173,6 @@ def finish_fslmrs(doc: dict, folder: Path, proc, result: Path, todo: list, cache
             cache[key] = {**got[path], "measured": time.strftime("%Y-%m-%d %H:%M")}
     return {s["stem"]: cache.get(key, lost.get(key)) for s in doc["spectra"]
             if (key := f"fslmrs:{_digest(folder / s['files']['nifti'])}") in cache or key in lost}
-
-
-def mrsmon_basis_file(basis_file: Path, folder: Path) -> tuple[Path, str]:
-    """The .BASIS for mrsmon: the same file, unless mrsmon's reader refuses it (the public spant
-    file has an empty ECHOT, which mrs.io's reader on main cannot parse; the input half of issue 11
-    fixes the readers). Then a copy with ECHOT filled, and the table says so."""
-    from mrs.io import read_basis
-
-    try:
-        read_basis(basis_file)
-        return basis_file, ""
-    except Exception as exc:
-        copy = folder / ("mrsmon_" + basis_file.name)
-        copy.write_text(re.sub(r"ECHOT\s*=\s*,", "ECHOT = 30.0,", basis_file.read_text()))
-        read_basis(copy)
-        return copy, (f"mrsmon's reader refused {basis_file.name} ({type(exc).__name__}); "
-                      "it was given a copy with ECHOT filled")
 
 
 # ---------------------------------------------------------------------------------- scoring
@@ -244,51 +246,101 @@ def accuracy_tables(doc: dict, results: dict[str, dict | None]) -> list[str]:
     return lines
 
 
-def crlb_tables(doc: dict, results: dict[str, dict | None]) -> list[str]:
+def sd_ratio_ci(sd_emp: float, n: int, mean_crlb: float) -> tuple[float, float, float]:
+    """SD/CRLB and its 95 % interval: the sample SD of n Gaussian draws has (n-1) SD^2/sigma^2 ~
+    chi2(n-1) (20 draws leave it uncertain by about +-32 %, 100 by +-14 %); the mean CRLB over the
+    draws is taken as exact (its own spread across draws is a few per cent)."""
+    from scipy.stats import chi2
+
+    if not (n > 2 and mean_crlb > 0 and np.isfinite(sd_emp)):
+        return float("nan"), float("nan"), float("nan")
+    r = sd_emp / mean_crlb
+    return r, r * np.sqrt((n - 1) / chi2.ppf(0.975, n - 1)), r * np.sqrt((n - 1) / chi2.ppf(0.025, n - 1))
+
+
+def _crlb_rows(doc: dict, out: dict, tool: str) -> list[tuple]:
+    """(spectrum, SNR, quantity, values, reported SDs, true value) per CRLB spectrum and quantity."""
+    rows = []
     groups = sorted({s["crlb_group"] for s in doc["spectra"] if s["crlb_group"] is not None})
-    if not groups:
-        return []
-    lines = ["CRLB calibration: fixed spectra, noise draws only. SD across draws / mean reported SD (target 0.9-1.1)",
-             f"{'tool':8s} {'spectrum':>8s} {'SNR':>5s} {'draws':>5s} {'quantity':>9s} {'mean':>7s} {'true':>7s} "
-             f"{'SD':>7s} {'mean CRLB':>9s} {'SD/CRLB':>7s}"]
-    for tool, out in results.items():
-        if out is None:
+    for g in groups:
+        spec = [s for s in doc["spectra"] if s["crlb_group"] == g and s["stem"] in out]
+        res = [out[s["stem"]] for s in spec]
+        if not spec:
             continue
-        for g in groups:
-            spec = [s for s in doc["spectra"] if s["crlb_group"] == g]
-            rows = [out.get(s["stem"], {}) for s in spec]
-            if not any(rows):
-                continue
-            if tool == "mrsmon":
-                qty = "Glu/tCr"
-                vals = np.array([ratios_from_conc(r["conc"])[qty] if "conc" in r else np.nan for r in rows], float)
-                sds = np.array([r.get("ratios_sd", {}).get(qty) or np.nan for r in rows], float)
-                true = spec[0]["ratios"][qty]
-            else:
-                qty = "Glu"
-                vals = np.array([r.get("conc", {}).get("Glu", np.nan) for r in rows], float)
-                sds = np.array([r.get("sd", {}).get("Glu", np.nan) for r in rows], float)
-                true = float("nan")
-            ok = np.isfinite(vals) & np.isfinite(sds)
-            sd_emp = float(np.std(vals[ok], ddof=1)) if ok.sum() > 2 else float("nan")
-            mean_crlb = float(np.mean(sds[ok])) if ok.any() else float("nan")
-            lines.append(f"{tool:8s} {g:8d} {spec[0]['params']['snr']:5.0f} {int(ok.sum()):5d} {qty:>9s} "
-                         f"{fmt(np.mean(vals[ok]) if ok.any() else np.nan, 7, 3)} {fmt(true, 7, 3)} "
-                         f"{fmt(sd_emp, 7, 4)} "
-                         f"{fmt(mean_crlb, 9, 4)} {fmt(sd_emp / mean_crlb if mean_crlb > 0 else np.nan, 7, 2)}")
+        snr = spec[0]["params"]["snr"]
         if tool == "mrsmon":
-            # the conc too (same quantity the peers report)
-            for g in groups:
-                spec = [s for s in doc["spectra"] if s["crlb_group"] == g]
-                rows = [out.get(s["stem"], {}) for s in spec]
-                vals = np.array([r.get("conc", {}).get("Glu") or np.nan for r in rows], float)
-                sds = np.array([r.get("sd", {}).get("Glu") or np.nan for r in rows], float)
-                ok = np.isfinite(vals) & np.isfinite(sds)
-                sd_emp = float(np.std(vals[ok], ddof=1)) if ok.sum() > 2 else float("nan")
-                lines.append(f"{tool:8s} {g:8d} {spec[0]['params']['snr']:5.0f} {int(ok.sum()):5d} {'Glu (tCr=8)':>9s} "
-                             f"{fmt(np.mean(vals[ok]), 7, 3)} {'':>7s} {fmt(sd_emp, 7, 4)} "
-                             f"{fmt(np.mean(sds[ok]), 9, 4)} "
-                             f"{fmt(sd_emp / np.mean(sds[ok]), 7, 2)}")
+            vals = np.array([ratios_from_conc(r["conc"])["Glu/tCr"] if "conc" in r else np.nan for r in res], float)
+            sds = np.array([r.get("ratios_sd", {}).get("Glu/tCr") or np.nan for r in res], float)
+            rows.append((g, snr, "Glu/tCr", vals, sds, spec[0]["ratios"]["Glu/tCr"]))
+        vals = np.array([r.get("conc", {}).get("Glu") or np.nan for r in res], float)
+        sds = np.array([r.get("sd", {}).get("Glu") or np.nan for r in res], float)
+        rows.append((g, snr, "Glu", vals, sds, float("nan")))
+    return rows
+
+
+def crlb_tables(doc: dict, results: dict[str, dict | None]) -> list[str]:
+    from scipy.stats import chi2
+
+    if not any(s["crlb_group"] is not None for s in doc["spectra"]):
+        return []
+    lines = ["CRLB calibration: fixed spectra, noise draws only. SD across draws / mean reported SD "
+             "(target 0.9-1.1), with its 95 % interval",
+             f"{'tool':8s} {'spectrum':>8s} {'SNR':>5s} {'draws':>5s} {'quantity':>8s} {'mean':>7s} {'true':>7s} "
+             f"{'SD':>7s} {'mean CRLB':>9s} {'SD/CRLB':>7s} {'95% CI':>13s}"]
+    for tool, out in results.items():
+        if not out:
+            continue
+        pooled: dict[str, list] = {}
+        for g, snr, qty, vals, sds, true in _crlb_rows(doc, out, tool):
+            ok = np.isfinite(vals) & np.isfinite(sds)
+            n = int(ok.sum())
+            sd_emp = float(np.std(vals[ok], ddof=1)) if n > 2 else float("nan")
+            mean_crlb = float(np.mean(sds[ok])) if n else float("nan")
+            r, lo, hi = sd_ratio_ci(sd_emp, n, mean_crlb)
+            if np.isfinite(r):
+                pooled.setdefault(qty, []).append((n - 1, r * r))
+            lines.append(f"{tool:8s} {g:8d} {snr:5.0f} {n:5d} {qty:>8s} "
+                         f"{fmt(np.mean(vals[ok]) if n else np.nan, 7, 3)} {fmt(true, 7, 3)} {fmt(sd_emp, 7, 4)} "
+                         f"{fmt(mean_crlb, 9, 4)} {fmt(r, 7, 2)}   [{fmt(lo, 4, 2)}, {fmt(hi, 4, 2)}]")
+        for qty, parts in pooled.items():
+            dof = sum(d for d, _ in parts)
+            r = float(np.sqrt(sum(d * r2 for d, r2 in parts) / dof))
+            lo, hi = r * np.sqrt(dof / chi2.ppf(0.975, dof)), r * np.sqrt(dof / chi2.ppf(0.025, dof))
+            blank = " " * 35
+            lines.append(f"{tool:8s} {'pooled':>8s} {'':>5s} {dof + len(parts):5d} {qty:>8s} {blank} "
+                         f"{r:7.2f}   [{lo:4.2f}, {hi:4.2f}]")
+    lines.append("(mrsmon: Glu/tCr with its delta-method SD, and Glu scaled to tCr = 8; the peers: Glu in "
+                 "their own units, fitted on the first draws only)")
+    return lines
+
+
+def conventions_table(doc: dict, results: dict[str, dict | None]) -> list[str]:
+    """Per storage convention: Glu/tCr MAPE and gross failures per tool, and what mrsmon detected
+    (data conjugated; the header's field taken as given)."""
+    kinds = sorted({s["params"]["convention"] for s in doc["spectra"] if s["crlb_group"] is None})
+    if kinds in ([], ["standard"]):
+        return []
+    lines = ["Conventions: the NIfTI-MRS file conjugated, its header field 0.05 % off (123.26 vs 123.2 MHz "
+             "style), or its receiver at 4.7 ppm; LCModel gets the .RAW with the same header field",
+             f"{'tool':8s} {'convention':>12s} {'n':>3s} {'Glu MAPE%':>9s} {'gross':>5s}  mrsmon detected"]
+    for tool, out in results.items():
+        if not out:
+            continue
+        for kind in kinds:
+            spec = [s for s in doc["spectra"] if s["crlb_group"] is None and s["params"]["convention"] == kind
+                    and s["stem"] in out]
+            if not spec:
+                continue
+            err = errors_pct(doc, estimates(out), spec)
+            gross = np.zeros(len(spec), bool)
+            for q in MAJOR:
+                gross |= ~np.isfinite(err[q]) | (np.abs(np.nan_to_num(err[q], nan=1e9)) > 50)
+            note = ""
+            if tool == "mrsmon":
+                conj = sum(bool(out[s["stem"]].get("input", {}).get("data_conjugated")) for s in spec)
+                note = f"data conjugated in {conj}/{len(spec)}"
+            lines.append(f"{tool:8s} {kind:>12s} {len(spec):3d} {fmt(np.nanmean(np.abs(err['Glu'])), 9)} "
+                         f"{int(gross.sum()):5d}  {note}")
     return lines
 
 
@@ -305,13 +357,44 @@ def time_table(results: dict[str, dict | None]) -> list[str]:
     return lines
 
 
+def summary_row(name: str, doc: dict, results: dict[str, dict | None]) -> str:
+    """One line per set: Glu/tCr MAPE of mrsmon and LCModel, their ratio, Glu/tCr gross failures,
+    gross failures on any major ratio, Glu/tCr bias."""
+    main = [s for s in doc["spectra"] if s["crlb_group"] is None]
+    cells = {}
+    for tool in ("mrsmon", "lcmodel"):
+        out = results.get(tool) or {}
+        spec = [s for s in main if s["stem"] in out]
+        if not spec:
+            continue
+        err = errors_pct(doc, estimates(out), spec)
+        glu = err["Glu"]
+        gross = np.zeros(len(spec), bool)
+        for q in MAJOR:
+            gross |= ~np.isfinite(err[q]) | (np.abs(np.nan_to_num(err[q], nan=1e9)) > 50)
+        glu_gross = int(np.sum(~np.isfinite(glu) | (np.abs(np.nan_to_num(glu, nan=1e9)) > 50)))
+        cells[tool] = (np.nanmean(np.abs(glu)), glu_gross, int(gross.sum()), np.nanmean(glu), len(spec))
+    m, lc = cells.get("mrsmon"), cells.get("lcmodel")
+    if m is None:
+        return f"{name:28s} (mrsmon not run)"
+    ratio = m[0] / lc[0] if lc else float("nan")
+    return (f"{name:28s} {m[4]:3d} {m[0]:7.1f} {fmt(lc[0] if lc else np.nan, 7)} {fmt(ratio, 6, 2)} "
+            f"{m[1]:5d}/{lc[1] if lc else '-':<5} {m[2]:4d}/{lc[2] if lc else '-':<4} "
+            f"{m[3]:+5.1f}/{fmt(lc[3] if lc else np.nan, 5)}")
+
+
 # ---------------------------------------------------------------------------------- main
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--configs", default="spant-dev,spant-heldout,sim-broad-heldout")
+    ap.add_argument("--configs", default="spant-dev,sim-broad-dev,spant-heldout,sim-broad-heldout,"
+                                         "spant-broad-heldout,sim-narrow-heldout")
     ap.add_argument("--n", default="40", help="spectra per configuration: one number, or one per configuration")
     ap.add_argument("--crlb-spectra", type=int, default=3)
-    ap.add_argument("--crlb-draws", type=int, default=20)
+    ap.add_argument("--crlb-draws", type=int, default=100)
+    ap.add_argument("--peer-crlb-draws", type=int, default=20,
+                    help="LCModel/FSL-MRS fit only this many of each CRLB spectrum's draws")
+    ap.add_argument("--conventions-configs", default="",
+                    help="configurations also run as '<name>-conventions' sets: files in other tools' conventions")
     ap.add_argument("--lcmodel", default=os.environ.get("MRSMON_LCMODEL"))
     ap.add_argument("--fslmrs-python", default=os.environ.get("MRSMON_FSLMRS_PYTHON"))
     ap.add_argument("--tools", default="mrsmon,lcmodel,fslmrs")
@@ -344,11 +427,17 @@ def main() -> int:
     names = args.configs.split(",")
     counts = [int(v) for v in str(args.n).split(",")]
     counts = counts * len(names) if len(counts) == 1 else counts
-    for name, n_spectra in zip(names, counts, strict=True):
+    jobs = [(name, replace(CONFIGS[name], conventions=args.conventions), n)
+            for name, n in zip(names, counts, strict=True)]
+    jobs += [(name, replace(CONFIGS[name], name=f"{name}-conventions", conventions=True), counts[0])
+             for name in filter(None, args.conventions_configs.split(","))]
+    summary = []
+    for name, config, n_spectra in jobs:
+        if not args.no_cache and cache_path.exists():  # what a concurrent run has added meanwhile
+            cache = {**json.loads(cache_path.read_text()), **cache}
         results_cached: dict[str, dict] = {}
-        config = replace(CONFIGS[name], conventions=args.conventions)
         folder = args.out / config.name
-        crlb = args.crlb_configs is None or name in args.crlb_configs.split(",")
+        crlb = (args.crlb_configs is None or name in args.crlb_configs.split(",")) and not config.conventions
         doc = generate_set(config, folder, n_spectra, args.crlb_spectra if crlb else 0, args.crlb_draws)
         if args.cached_peers_only or args.fslmrs_cached_only:  # cached results, for the files run on
             for tool, kind in (("lcmodel", "raw"), ("fslmrs", "nifti")):
@@ -358,17 +447,17 @@ def main() -> int:
         results: dict[str, dict | None] = {}
         lc_run = None if args.cached_peers_only else lcmodel
         fsl_run = None if (args.cached_peers_only or args.fslmrs_cached_only) else fslpy
-        proc, result, todo = (start_fslmrs(doc, folder, fsl_run, cache, args.fslmrs_crlb) if fsl_run
-                              else (None, None, []))
-        note = ""
-        if "mrsmon" in tools:
-            mb, note = mrsmon_basis_file(basis_file, folder)
-            results["mrsmon"] = run_mrsmon(doc, folder, mb)
-        results["lcmodel"] = (run_lcmodel(doc, folder, lc_run, cache) if lc_run
+        proc, result, todo = (start_fslmrs(doc, folder, fsl_run, cache, args.fslmrs_crlb, args.peer_crlb_draws)
+                              if fsl_run else (None, None, []))
+        if "mrsmon" in tools:  # the same .BASIS file as the peers, unmodified
+            results["mrsmon"] = run_mrsmon(doc, folder, basis_file)
+        results["lcmodel"] = (run_lcmodel(doc, folder, lc_run, cache, args.peer_crlb_draws) if lc_run
                               else results_cached.get("lcmodel") if args.cached_peers_only else None)
         results["fslmrs"] = (finish_fslmrs(doc, folder, proc, result, todo, cache) if fsl_run
                              else results_cached.get("fslmrs"))
-        if not args.no_cache:
+        if not args.no_cache and (lc_run or fsl_run):  # re-read: another run may have added to it
+            on_disk = json.loads(cache_path.read_text()) if cache_path.exists() else {}
+            cache = {**on_disk, **cache}
             cache_path.write_text(json.dumps(cache))
         n_main = sum(1 for s in doc["spectra"] if s["crlb_group"] is None)
         text += [f"## {config.name}: basis {basis_file.name} ({len(doc['basis_names'])} metabolites, "
@@ -376,15 +465,18 @@ def main() -> int:
                  f"{doc['points']} points, dwell {doc['dwell_s']:.2e} s); seeds {config.seed}+; {n_main} spectra",
                  f"#  field-map FWHM {config.field_fwhm_hz} Hz, MM scale {config.mm_scale}, water/NAA height "
                  f"{config.water_height}, baseline/NAA {config.baseline_height}"]
-        if note:
-            text.append(f"#  note: {note}")
         for tool in ("lcmodel", "fslmrs"):
             stamps = sorted({r.get("measured", "?") for r in (results.get(tool) or {}).values()})
             if stamps:
                 text.append(f"#  {tool}: {len(results[tool])} fits, measured {stamps[0]} to {stamps[-1]} "
                             "(peer results are cached by file content; same files, same basis)")
-        text += accuracy_tables(doc, results) + [""] + crlb_tables(doc, results) + [""] + time_table(results) + [""]
+        text += accuracy_tables(doc, results) + [""] + crlb_tables(doc, results) + [""]
+        text += conventions_table(doc, results) + [""] + time_table(results) + [""]
+        summary.append(summary_row(config.name, doc, results))
         print("\n".join(text[-60:]), flush=True)
+    text += ["## summary: Glu/tCr (target: mrsmon MAPE <= 0.8x LCModel's on every set, no Glu/tCr error > 50 %)",
+             f"{'set':28s} {'n':>3s} {'mrsmon':>7s} {'LCModel':>7s} {'ratio':>6s} {'Glu>50% m/L':>11s} "
+             f"{'gross m/L':>9s} {'bias m/L %':>11s}"] + summary + [""]
     load1 = os.getloadavg()[0]
     text.append(f"load average {load0:.1f} at the start, {load1:.1f} at the end ({os.cpu_count()} cores); "
                 f"run took {time.time() - t_start:.0f} s")

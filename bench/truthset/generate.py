@@ -52,6 +52,14 @@ CONFIGS = {
                                  (0.5, 30.0), (0.0, 0.3)),
     "sim-broad-heldout": TruthConfig("sim-broad-heldout", "mrsmon-sim", 3000, (6.0, 12.0), (0.0, 1.5),
                                      (4.0, 18.0), (0.5, 50.0), (0.0, 0.4)),
+    # round 2: a development set of the broad family (other seeds), and two families held out
+    # while the fit was changed: the spant basis with broad lines, mrsmon's basis with narrow ones
+    "sim-broad-dev": TruthConfig("sim-broad-dev", "mrsmon-sim", 3500, (6.0, 12.0), (0.0, 1.5),
+                                 (4.0, 18.0), (0.5, 50.0), (0.0, 0.4)),
+    "spant-broad-heldout": TruthConfig("spant-broad-heldout", "spant", 4000, (6.0, 12.0), (0.0, 1.5),
+                                       (4.0, 18.0), (0.5, 50.0), (0.0, 0.4)),
+    "sim-narrow-heldout": TruthConfig("sim-narrow-heldout", "mrsmon-sim", 5000, (3.0, 8.0), (0.0, 1.0),
+                                      (6.0, 14.0), (0.5, 30.0), (0.0, 0.3)),
 }
 
 

@@ -41,6 +41,35 @@ def covariance(jac: np.ndarray, sigma2: float, prior_precision: np.ndarray | Non
     return inv / np.outer(d, d)
 
 
+def edge_noise_variance(spec: np.ndarray, fraction: float = 1 / 16, degree: int = 3) -> float:
+    """Per-component noise variance of a spectrum (unshifted FFT order) from its outermost bins,
+    the `fraction` of the band on each side of the Nyquist frequency.
+
+    There is no metabolite signal there, but there are the tails of large lines (residual water's
+    dispersion falls off only as 1/f) and the truncation of signal that has not decayed by the end
+    of the acquisition: smooth, yet not a low polynomial (neighbouring bins correlate at 0.94 on
+    the truth set; after a cubic it still held 1.6x the noise variance on a broad-line spectrum with
+    water 17x NAA). So the estimate is from differences of neighbouring bins (white noise:
+    var = 2 sigma^2; smooth structure nearly cancels): on the truth set's spectra 0.94-1.2x the
+    true noise variance, against 1.0-2.6x from a cubic fit. When the differences are not those of
+    white noise (correlation of successive differences above -0.35; white noise: -0.5), e.g. a
+    zero-filled or filtered FID whose neighbouring bins share noise, the cubic fit's residual is
+    used instead (differences would then under-state the noise)."""
+    n = spec.size
+    k = max(8, int(n * fraction))
+    edge = np.asarray(spec[n // 2 - k:n // 2 + k])
+    d = np.diff(edge)
+    dd = np.column_stack([d.real, d.imag])
+    corr = float(np.sum(dd[1:] * dd[:-1]) / max(float(np.sum(dd * dd)), 1e-300))
+    if corr < -0.35:
+        return float(np.sum(dd * dd) / (2 * 2 * d.size))
+    x = np.linspace(-1.0, 1.0, edge.size)
+    v = np.polynomial.legendre.legvander(x, degree)
+    parts = np.column_stack([edge.real, edge.imag])
+    coef, *_ = np.linalg.lstsq(v, parts, rcond=None)
+    return float(np.sum((parts - v @ coef) ** 2) / max(2 * (edge.size - degree - 1), 1))
+
+
 def noise_variance(residual: np.ndarray, n_params: int) -> float:
     """Per-component (real or imaginary) noise variance from a complex residual."""
     dof = max(2 * residual.size - n_params, 1)

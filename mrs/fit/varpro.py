@@ -9,220 +9,40 @@ baseline is projected out once, the concentrations are solved exactly at every s
 Gram matrix) and only the few nonlinear parameters theta = (phi0, phi1, per-group shift and
 broadening) are iterated, by Levenberg-Marquardt on the Kaufman variable-projection Jacobian.
 
-(Over the 400-line guide: setup, model evaluation, Jacobian, LM and CRLB share one hot path and its
-cached intermediates; the lineshape kernel and the ratio priors are in kernel.py and priors.py.)
+This module sets the fitter up (grid, basis, groups, parameter layout, priors) and runs a fit
+(starts, refinement); the model's evaluation and Jacobian are in evaluation.py, the optimiser in
+lm.py, the covariance and result in uncertainty.py, the linear algebra in linear.py, the settings in
+settings.py, the added MM lines in mm_completion.py, the lineshape kernel in kernel.py and the ratio
+priors in priors.py.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft as sfft
-from scipy.interpolate import BSpline
-from scipy.linalg import cho_factor, cho_solve, solve_triangular
-from scipy.optimize import nnls
 
 from mrs.basis import WATER_PPM, Basis
 from mrs.fit import crlb as _crlb
+from mrs.fit.evaluation import ModelEvaluation
 from mrs.fit.kernel import LineshapeKernel
+from mrs.fit.linear import baseline_matrix
+from mrs.fit.lm import levenberg_marquardt
+from mrs.fit.mm_completion import AUX_MM_LINES, AUX_MM_RESOLVED_PPM, complete_macromolecules
 from mrs.fit.models import get_model
 from mrs.fit.priors import ratio_prior_rows
 from mrs.fit.result import FitResult
+from mrs.fit.settings import FitError, FitSettings
+from mrs.fit.uncertainty import finish
 from mrs.macromolecules import area_prior_rows
 from mrs.names import canonical, is_macromolecule
 
-
-class FitError(ValueError):
-    """A fit that cannot be set up (bad window, empty basis, ...)."""
-
-
-@dataclass(frozen=True)
-class FitSettings:
-    window_ppm: tuple[float, float] = (0.2, 4.2)
-    model: str = "voigt"
-    baseline: str = "spline"              # "spline" | "poly" | "none"
-    baseline_knot_spacing_ppm: float = 1.0  # spline: distance between knots
-    baseline_order: int = 3               # poly: highest order; spline: degree
-    max_shift_hz: float = 25.0            # metabolite group; macromolecules get half around it
-    phase1: bool = True
-    max_phase1_ms: float = 0.5            # |phi1| <= 2 pi * this delay
-    max_iter: int = 40
-    # Stop when a step lowers the cost by less than this x noise variance. Near the optimum the
-    # steps of a noise-dominated fit shrink geometrically; stopping at 0.3 instead of 0.1 saves two
-    # of about seven evaluations and moves Glu/tCr by 0.04 of its CRLB (rms, bench_fit_speed).
-    ftol_chi2: float = 0.3
-    xtol: float = 1e-6                    # or the scaled step does
-    # Gaussian prior (mean, SD) on the metabolites' extra Lorentzian, in Hz, or None. Physics: the
-    # Lorentzian part of an in-vivo line is its T2 (1/(pi T2) ~ 1.3-2.3 Hz at 3T); field
-    # inhomogeneity adds a Gaussian-like part. Without it, broad Lorentzian wings trade against a
-    # negative baseline and the macromolecules (a direction the data cannot resolve), inflating
-    # every metabolite.
-    lorentz_prior_hz: tuple[float, float] | None = (1.5, 1.5)
-    single_precision: bool = True         # model FFTs in complex64 (2x faster; noise dominates)
-    # The model spectra are only compared inside the window, so the basis is band-limited to the
-    # window plus this margin on each side and evaluated on a time grid decimated to match (2048
-    # points at 4 kHz become 512 at 3T: the FFTs and lineshape products shrink 4x). The margin keeps
-    # what wraps around (tails of broadened lines beyond it) well under the noise. None: no decimation.
-    model_margin_ppm: float | None = 1.5
-    complete_mm: bool = True              # add broad MM lines the basis lacks (AUX_MM_LINES)
-    # Per-metabolite extra Lorentzian (LCModel-like): metabolites relax at different T2, so one
-    # shared linewidth biases the singlets (NAA narrower, Cr broader). Gaussian prior, SD in Hz.
-    # Extra Lorentzian broadening for sets of basis entries on top of their group's lineshape.
-    # Singlet-dominated metabolites relax at different T2 (NAA ~226 ms, tCr ~137 ms, tCho ~207 ms
-    # at 3T): one shared linewidth would bias NAA/tCr and tCho/tCr by 10-20 %, and their singlets
-    # make the difference measurable. Each set (canonical names) gets one offset, Gaussian prior.
-    t2_sets: tuple[tuple[str, ...], ...] = (("NAA", "NAAG"), ("Cr", "PCr"), ("GPC", "PCh"))
-    # SD 1 Hz: 1/(pi T2) differs by < 1 Hz between singlets at 3T (T2 130-300 ms)
-    t2_set_sd_hz: float = 1.0
-    t2_set_bounds_hz: tuple[float, float] = (-5.0, 8.0)
-    # Macromolecule components differ in width from any parametrised MM basis (their T2 range over
-    # 20-40 ms, 8-16 Hz): one Lorentzian offset each, Gaussian prior SD 3 Hz. Lipids share theirs.
-    mm_each: bool = True
-    mm_each_sd_hz: float = 3.0
-    mm_each_bounds_hz: tuple[float, float] = (-12.0, 20.0)
-    # ... and a frequency offset each (parametrised MM positions are only known to ~0.05 ppm).
-    # On by default: consensus MM positions carry ~0.02 ppm uncertainty (2.5 Hz at 3T), and a
-    # misplaced MM line under Glu/NAA moves Glu/tCr by ~10 %.
-    mm_shift_each: bool = True
-    mm_shift_sd_hz: float = 2.5
-    mm_shift_bounds_hz: tuple[float, float] = (-8.0, 8.0)
-    mm_each_lipids: bool = False          # also give lipid entries their own offsets
-    # Broad background dictionary: non-negative Gaussian lines of `background_fwhm_ppm` every
-    # `background_spacing_ppm` from `background_start_ppm` to the window's top. Any broad positive
-    # signal (macromolecules of whatever shape, lipid) is then representable, while the narrow
-    # metabolite lines cannot be mimicked by it. 0 spacing turns it off.
-    background_spacing_ppm: float = 0.0
-    background_fwhm_ppm: float = 0.15
-    background_start_ppm: float = 0.6
-    background_lorentz_hz: float = 0.0      # Lorentzian part of each background line (short T2)
-    # Soft priors tying each MM/lipid component's area to the 0.9 ppm MM (lipids: to 1.3 ppm) with
-    # literature ratios (mrs.macromolecules.MM_AREA_PRIORS): augmented rows of the linear solve,
-    # included in the Fisher information. `mm_prior_sd_scale` multiplies every prior SD.
-    mm_priors: bool = True
-    mm_prior_sd_scale: float = 1.0
-    # Gaussian prior (mean, SD) on the macromolecules' extra Lorentzian, Hz (MM T2 20-40 ms), or None.
-    mm_lorentz_prior_hz: tuple[float, float] | None = None
-    # CRLB as the noise covariance of the penalised estimate, (F+P)^-1 F (F+P)^-1, rather than the
-    # posterior (F+P)^-1: the SD a block-to-block change has (see mrs.fit.crlb.covariance).
-    crlb_sandwich: bool = True
-    # Free lineshape (mrs.fit.kernel): the model convolved with a kernel of taps every bin within
-    # +- this many Hz (0: off), each with a Gaussian prior 0 +- kernel_sd (fraction of the area).
-    # mrs.stream turns it off for sessions fitted with a session reference (docs/fitting.md).
-    kernel_half_width_hz: float = 10.0
-    kernel_sd: float = 0.05
-    kernel_bound: float = 0.5
-    # Soft constraints on NAAG/NAA, Gln/Glu, GABA/tCr (mrs.fit.priors); the scale multiplies the SDs.
-    ratio_priors: bool = True
-    ratio_prior_sd_scale: float = 1.0
-    # Data-driven starts (shift and phase0 from the cross-correlation's best local maxima) tried
-    # when there is no warm start or it fits badly; the lowest cost is refined.
-    n_starts: int = 2
+__all__ = ["AUX_MM_LINES", "AUX_MM_RESOLVED_PPM", "FitError", "FitSettings", "LCFitter", "baseline_matrix",
+           "complete_macromolecules"]
 
 
-# Macromolecule resonances of brain at 3T (consensus of Cudalbu et al., NMR Biomed 2021): ppm and
-# Gaussian FWHM in ppm. When no macromolecule entry of a basis peaks within 0.06 ppm of one of these, the
-# fitter adds a Gaussian line there (named "MMaux<ppm*100>"): without it the broad signal ends up
-# in the metabolites that overlap it (Glu/Gln at 3.75, tCho at 3.2, GSH at 2.55).
-AUX_MM_LINES: tuple[tuple[float, float], ...] = (
-    (0.91, 0.14), (1.21, 0.15), (1.43, 0.17), (1.67, 0.15), (2.04, 0.15), (2.26, 0.18), (2.56, 0.2),
-    (3.00, 0.2), (3.21, 0.16), (3.79, 0.25), (3.98, 0.25),
-)
-
-
-def complete_macromolecules(basis: Basis) -> Basis:
-    """The basis plus a Gaussian line at each AUX_MM_LINES position that no single-line MM/lipid
-    entry covers (composite entries tie their lines together and cannot stand in for one). A
-    basis with a whole MM spectrum (one entry with peaks over more than 2 ppm, e.g. a measured,
-    metabolite-nulled MM) is returned unchanged: free lines would compete with it."""
-    t = np.arange(basis.n_points) * basis.dwell_s
-    freq = np.fft.fftfreq(basis.n_points, basis.dwell_s)
-    ppm = basis.centre_ppm + freq / basis.cf_mhz
-    # Peaks (local maxima above 30 % of the entry's maximum) of every MM/lipid entry.
-    order = np.argsort(ppm)
-    peaks = []
-    for name, fid in zip(basis.names, basis.fids, strict=True):
-        if is_macromolecule(name):
-            spec = np.abs(np.fft.fft(fid))[order]
-            top = spec.max()
-            is_peak = (spec[1:-1] > spec[:-2]) & (spec[1:-1] >= spec[2:]) & (spec[1:-1] > 0.3 * top)
-            pk = ppm[order][1:-1][is_peak]
-            if pk.size > 1 and np.ptp(pk) > 2.0 and not name.strip().lower().startswith("lip"):
-                return basis  # a whole MM spectrum (measured, 0.9-4 ppm): nothing to complete
-            if is_peak.sum() == 1:  # a composite entry (several lines, fixed ratios) covers nothing
-                peaks.append(pk)
-    have = np.concatenate(peaks) if peaks else np.zeros(0)
-    names, fids = list(basis.names), [basis.fids]
-    for pos, width in AUX_MM_LINES:
-        if have.size and np.min(np.abs(have - pos)) < 0.06:
-            continue
-        name = f"MMaux{int(round(pos * 100)):03d}"
-        f_hz = (pos - basis.centre_ppm) * basis.cf_mhz
-        w_hz = width * basis.cf_mhz
-        fid = np.exp(2j * np.pi * f_hz * t - (np.pi * w_hz * t) ** 2 / (4 * np.log(2)))
-        names.append(name)
-        fids.append(fid[None, :])
-    if len(names) == len(basis.names):
-        return basis
-    meta = dict(basis.meta)
-    meta["aux_mm"] = names[len(basis.names):]
-    return Basis(tuple(names), np.vstack(fids), basis.dwell_s, basis.cf_mhz, basis.centre_ppm, meta)
-
-
-def baseline_matrix(ppm: np.ndarray, settings: FitSettings) -> np.ndarray:
-    """Real baseline functions over the window (n_points, n_functions)."""
-    lo, hi = float(ppm.min()), float(ppm.max())
-    x = (ppm - lo) / max(hi - lo, 1e-12)
-    if settings.baseline == "none":
-        return np.zeros((ppm.size, 0))
-    if settings.baseline == "poly":
-        return np.polynomial.legendre.legvander(2 * x - 1, settings.baseline_order)
-    if settings.baseline == "spline":
-        k = settings.baseline_order
-        n_int = max(1, int(round((hi - lo) / settings.baseline_knot_spacing_ppm)))
-        inner = np.linspace(0.0, 1.0, n_int + 1)
-        knots = np.concatenate([np.zeros(k), inner, np.ones(k)])
-        xx = np.clip(x, 0.0, 1.0 - 1e-12)
-        return BSpline.design_matrix(xx, knots, k).toarray()
-    raise FitError(f"unknown baseline {settings.baseline!r}; use spline, poly or none")
-
-
-def _re_inner(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Re(a^H b) as two real products: half the work of the complex product."""
-    return a.real.T @ b.real + a.imag.T @ b.imag
-
-
-def _nnls_gram(gram: np.ndarray, rhs: np.ndarray, passive: np.ndarray | None = None) -> np.ndarray:
-    """min_c>=0 c'Gc - 2c'h, via NNLS on the Cholesky factor (tiny, fast). `passive`: a guess of
-    the positive set (the previous solve's): if the solution on it meets the optimality conditions
-    (positive there, no descent direction elsewhere) it is the unique solution and NNLS is skipped."""
-    n = gram.shape[0]
-    ridge = 1e-12 * max(float(np.trace(gram)) / max(n, 1), 1e-300)
-    if passive is not None and passive.shape == (n,) and passive.any():
-        idx = np.nonzero(passive)[0]
-        try:
-            sub = cho_factor(gram[np.ix_(idx, idx)] + ridge * np.eye(idx.size), lower=True, check_finite=False)
-            c_p = cho_solve(sub, rhs[idx], check_finite=False)
-            if np.all(c_p > 0):
-                c = np.zeros(n)
-                c[idx] = c_p
-                slack = rhs - gram @ c  # minus the gradient: must be <= 0 where c = 0
-                tol = 1e-9 * max(float(np.abs(rhs).max()), 1e-300)
-                if np.all(slack[~passive] <= tol):
-                    return c
-        except np.linalg.LinAlgError:
-            pass
-    try:
-        low = np.linalg.cholesky(gram + ridge * np.eye(n))
-    except np.linalg.LinAlgError:
-        low = np.linalg.cholesky(gram + 1e-8 * float(np.trace(gram)) / n * np.eye(n))
-    y = solve_triangular(low, rhs, lower=True, check_finite=False)
-    c, _ = nnls(low.T, y, maxiter=10 * n)
-    return c
-
-
-class LCFitter:
+class LCFitter(ModelEvaluation):
     """A fitter bound to one data grid and basis; `fit(fid)` fits one (averaged) FID.
 
     Everything that does not depend on the data (basis on the data grid, window indices, baseline
@@ -237,13 +57,24 @@ class LCFitter:
         self.dwell_s = float(dwell_s)
         self.cf_mhz = float(cf_mhz)
         self.centre_ppm = float(centre_ppm)
-        lo, hi = sorted(s.window_ppm)
         if s.complete_mm:
-            basis = complete_macromolecules(basis)
+            basis = complete_macromolecules(basis, s.aux_mm_lines)
         fids = np.asarray(basis.resampled(dwell_s, n_points, cf_mhz, centre_ppm))
         self.t = np.arange(self.n) * self.dwell_s
+        self._setup_window()
+        is_mm, keep = self._setup_basis(basis, fids)
+        self._setup_area_priors(fids[keep], is_mm)
+        self._setup_ratio_priors()
+        self._setup_parameters(is_mm)
+        self.bg = self._background_columns(fids.shape[1])
+        self._setup_template()
+
+    def _setup_window(self) -> None:
+        """The window's bins (ascending frequency), its ppm and the baseline's orthonormal basis."""
+        s = self.settings
+        lo, hi = sorted(s.window_ppm)
         freq = np.fft.fftfreq(self.n, self.dwell_s)
-        ppm_all = centre_ppm + freq / cf_mhz
+        ppm_all = self.centre_ppm + freq / self.cf_mhz
         win = np.nonzero((ppm_all >= lo) & (ppm_all <= hi))[0]
         if win.size < 16:
             raise FitError(f"fit window {lo}-{hi} ppm holds only {win.size} points of the spectrum")
@@ -256,7 +87,9 @@ class LCFitter:
         bl = baseline_matrix(self.ppm, s)
         self.q = np.linalg.qr(bl)[0] if bl.shape[1] else np.zeros((self.win.size, 0))
 
-        # Groups: metabolites first, then macromolecules (if any).
+    def _setup_basis(self, basis: Basis, fids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Names, normalised FIDs and groups (metabolites first, then macromolecules); returns the
+        MM mask of the kept entries and the mask of entries kept (signal in the window)."""
         is_mm = np.array([is_macromolecule(n) for n in basis.names])
         group_defs = [("met", ~is_mm, False), ("mm", is_mm, True)]
         # Normalise each spectrum in the window at the starting lineshape (conditioning), and drop
@@ -282,13 +115,15 @@ class LCFitter:
             m = mask[keep]
             if m.any():
                 self.groups.append((g, np.nonzero(m)[0], mm))
-
-        self._setup_area_priors(fids[keep], is_mm)
-        self._setup_ratio_priors()
         # Row selectors per group: a slice when the group is contiguous (no copies), else indices.
         self._group_rows = [slice(int(idx[0]), int(idx[-1]) + 1) if np.all(np.diff(idx) == 1) else idx
                             for _, idx, _ in self.groups]
-        # Parameter layout and bounds.
+        return is_mm, keep
+
+    def _setup_parameters(self, is_mm: np.ndarray) -> None:
+        """Parameter layout, bounds and Gaussian priors: phases, each group's lineshape, the
+        per-entry offsets (_setup_offsets), the kernel's taps."""
+        s = self.settings
         names = ["phi0", "phi1"]
         lo_b = [-np.inf, -2 * np.pi * s.max_phase1_ms * 1e-3 if s.phase1 else 0.0]
         hi_b = [np.inf, 2 * np.pi * s.max_phase1_ms * 1e-3 if s.phase1 else 0.0]
@@ -299,50 +134,7 @@ class LCFitter:
             names += [f"{p}_{g}" for p in self.model.param_names]
             lo_b += list(b_lo)
             hi_b += list(b_hi)
-        # Per-metabolite Lorentzian offsets (metabolite group only).
-        # Extra-Lorentzian sets: (label, member indices, prior SD, bounds).
-        # kind "l": extra Lorentzian exp(-pi d t); kind "s": extra shift exp(i 2 pi d t)
-        lsets: list[tuple[str, np.ndarray, float, tuple[float, float], str]] = []
-        canon = [canonical(n) for n in self.names]
-        for members in s.t2_sets:
-            idx = np.array([i for i, c in enumerate(canon) if c in members and not is_mm[i]], int)
-            if idx.size:
-                lsets.append(("+".join(members), idx, s.t2_set_sd_hz, s.t2_set_bounds_hz, "l"))
-        each_mm = [i for i in np.nonzero(is_mm)[0]
-                   if s.mm_each_lipids or not self.names[i].strip().lower().startswith("lip")]
-        if s.mm_each:
-            for i in each_mm:
-                lsets.append((self.names[i], np.array([i]), s.mm_each_sd_hz, s.mm_each_bounds_hz, "l"))
-        if s.mm_shift_each:
-            for i in each_mm:
-                lsets.append((self.names[i], np.array([i]), s.mm_shift_sd_hz, s.mm_shift_bounds_hz, "s"))
-        self.lsets = lsets
-        self.each_sd = np.array([ls[2] for ls in lsets], float)
-        self.each_slice = slice(len(names), len(names) + len(lsets))
-        self.each_idx = np.arange(len(lsets))  # kept for `.size` checks
-        # membership matrix (n_sets, M): which entries each offset broadens
-        self._lset_mat = np.zeros((len(lsets), len(self.names)))
-        for k, ls in enumerate(lsets):
-            self._lset_mat[k, ls[1]] = 1.0
-        # exponent factor per set: -pi t (Lorentzian) or i 2 pi t (shift)
-        self._lset_kind = np.array([-np.pi + 0j if ls[4] == "l" else 2j * np.pi for ls in lsets])
-        self._k_fine = np.arange(64)
-        self._k_coarse = np.arange(-(-self._nm // 64)) * 64
-        # sets with the same members (an MM entry's Lorentzian and shift) share one FFT in the
-        # Jacobian: d/d(lorentz) = (-pi t), d/d(shift) = (2 pi i t), both times the same signal
-        pats, self._lset_pat = (np.unique(self._lset_mat, axis=0, return_inverse=True)
-                                if len(lsets) else (np.zeros((0, len(self.names))), np.zeros(0, int)))
-        self._lset_pats = pats
-        self._lset_pat = np.asarray(self._lset_pat).ravel()
-        # members of each pattern by rank, for sums without a (mostly zero) matrix product:
-        # ranks[r] = (patterns with an r-th member, that member's row)
-        members = [np.nonzero(row)[0] for row in pats]
-        self._pat_ranks = [(np.array([k for k, mm in enumerate(members) if mm.size > r], int),
-                            np.array([mm[r] for mm in members if mm.size > r], int))
-                           for r in range(max((mm.size for mm in members), default=0))]
-        member = self._lset_mat.any(axis=0)
-        edges = np.diff(np.concatenate([[0], member.astype(int), [0]]))
-        self._lset_runs = list(zip(np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0], strict=True))
+        lsets = self._setup_offsets(is_mm, len(names))
         names += [f"{'dlorentz_hz' if ls[4] == 'l' else 'dshift_hz'}_{ls[0]}" for ls in lsets]
         lo_b += [ls[3][0] for ls in lsets]
         hi_b += [ls[3][1] for ls in lsets]
@@ -369,8 +161,57 @@ class LCFitter:
         self.lo = np.array(lo_b, float)
         self.hi = np.array(hi_b, float)
         self.free = self.hi > self.lo
-        self.bg = self._background_columns(fids.shape[1])
-        # Template for the coarse shift/phase search: sum of metabolite spectra (full, fftshifted).
+
+    def _setup_offsets(self, is_mm: np.ndarray, first: int) -> list:
+        """Per-entry offsets on top of the group lineshapes, from parameter `first` on: each T2 set's
+        extra Lorentzian, each MM entry's Lorentzian and shift. (label, member indices, prior SD,
+        bounds, kind): kind "l" is an extra Lorentzian exp(-pi d t), "s" a shift exp(i 2 pi d t)."""
+        s = self.settings
+        lsets: list[tuple[str, np.ndarray, float, tuple[float, float], str]] = []
+        canon = [canonical(n) for n in self.names]
+        for members in s.t2_sets:
+            idx = np.array([i for i, c in enumerate(canon) if c in members and not is_mm[i]], int)
+            if idx.size:
+                lsets.append(("+".join(members), idx, s.t2_set_sd_hz, s.t2_set_bounds_hz, "l"))
+        each_mm = [i for i in np.nonzero(is_mm)[0]
+                   if s.mm_each_lipids or not self.names[i].strip().lower().startswith("lip")]
+        if s.mm_each:
+            for i in each_mm:
+                lsets.append((self.names[i], np.array([i]), s.mm_each_sd_hz, s.mm_each_bounds_hz, "l"))
+        if s.mm_shift_each:
+            for i in each_mm:
+                lsets.append((self.names[i], np.array([i]), s.mm_shift_sd_hz, s.mm_shift_bounds_hz, "s"))
+        self.lsets = lsets
+        self.each_sd = np.array([ls[2] for ls in lsets], float)
+        self.each_slice = slice(first, first + len(lsets))
+        self.each_idx = np.arange(len(lsets))  # kept for `.size` checks
+        # membership matrix (n_sets, M): which entries each offset broadens
+        self._lset_mat = np.zeros((len(lsets), len(self.names)))
+        for k, ls in enumerate(lsets):
+            self._lset_mat[k, ls[1]] = 1.0
+        # exponent factor per set: -pi t (Lorentzian) or i 2 pi t (shift)
+        self._lset_kind = np.array([-np.pi + 0j if ls[4] == "l" else 2j * np.pi for ls in lsets])
+        self._k_fine = np.arange(64)
+        self._k_coarse = np.arange(-(-self._nm // 64)) * 64
+        # sets with the same members (an MM entry's Lorentzian and shift) share one FFT in the
+        # Jacobian: d/d(lorentz) = (-pi t), d/d(shift) = (2 pi i t), both times the same signal
+        pats, self._lset_pat = (np.unique(self._lset_mat, axis=0, return_inverse=True)
+                                if len(lsets) else (np.zeros((0, len(self.names))), np.zeros(0, int)))
+        self._lset_pats = pats
+        self._lset_pat = np.asarray(self._lset_pat).ravel()
+        # members of each pattern by rank, for sums without a (mostly zero) matrix product:
+        # ranks[r] = (patterns with an r-th member, that member's row)
+        members = [np.nonzero(row)[0] for row in pats]
+        self._pat_ranks = [(np.array([k for k, mm in enumerate(members) if mm.size > r], int),
+                            np.array([mm[r] for mm in members if mm.size > r], int))
+                           for r in range(max((mm.size for mm in members), default=0))]
+        member = self._lset_mat.any(axis=0)
+        edges = np.diff(np.concatenate([[0], member.astype(int), [0]]))
+        self._lset_runs = list(zip(np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0], strict=True))
+        return lsets
+
+    def _setup_template(self) -> None:
+        """Template for the coarse shift/phase search: sum of metabolite spectra (full, fftshifted)."""
         met = self.groups[0][1] if not self.groups[0][2] else np.arange(len(self.names))
         p_met = self.model.initial(False)
         tmpl = sfft.fft((self.fids[met] * self.scale[met, None]).sum(0) * self.model.lineshape(self.t, p_met))
@@ -456,42 +297,6 @@ class LCFitter:
         self.ratio_sd = np.array([r[3] for r in rows]) * self.settings.ratio_prior_sd_scale
         self.has_priors = bool(self.prior_d.shape[0] or self.ratio_d.shape[0])
 
-    def _prior_rows(self, c_free: np.ndarray, noise_var: float) -> np.ndarray | None:
-        mm = self._mm_prior_rows(c_free, noise_var)
-        if not self.ratio_d.shape[0]:
-            return mm
-        # SD relative to the denominator's concentration from the unconstrained solve (at least
-        # 2 % of the largest metabolite's, so a missing denominator does not make the row rigid)
-        m = len(self.names)
-        conc = c_free[:m] / self.scale
-        ref = np.array([conc[list(den)].sum() for den in self.ratio_den])
-        ref = np.maximum(ref, max(0.02 * float(conc.max()), 1e-300))
-        rows = self.ratio_d * (np.sqrt(max(noise_var, 1e-300)) / (self.ratio_sd * ref))[:, None]
-        if self.bg.shape[1]:
-            rows = np.hstack([rows, np.zeros((rows.shape[0], self.bg.shape[1]))])
-        return rows if mm is None else np.vstack([mm, rows])
-
-    def _mm_prior_rows(self, c_free: np.ndarray, noise_var: float) -> np.ndarray | None:
-        """Weighted prior rows sqrt(noise_var) * D / (SD * reference area) (n_rows, M + n_bg).
-
-        The SDs are relative to a reference area: the MM anchor's area from an unconstrained
-        solve (at least 2 % of the metabolite area), or the row's own anchor's if larger
-        (lipid contamination). Fixed for one fit so the cost stays one function."""
-        if not self.prior_d.shape[0]:
-            return None
-        m = len(self.names)
-        areas = c_free[:m] * self.area_unit
-        is_met = np.ones(m, bool)
-        is_met[[i for _, idx, mm in self.groups if mm for i in idx]] = False
-        floor = 0.02 * float(areas[is_met].sum())
-        ref_mm = float(areas[self.mm_anchor]) if self.mm_anchor is not None else 0.0
-        ref = np.maximum(np.maximum(areas[self.prior_anchor], ref_mm), max(floor, 1e-300))
-        w = np.sqrt(max(noise_var, 1e-300)) / (self.prior_sd_rel * ref)
-        rows = self.prior_d * w[:, None]
-        if self.bg.shape[1]:
-            rows = np.hstack([rows, np.zeros((rows.shape[0], self.bg.shape[1]))])
-        return rows
-
     def _background_columns(self, n: int) -> np.ndarray:
         s = self.settings
         if s.background_spacing_ppm <= 0:
@@ -508,140 +313,7 @@ class LCFitter:
         return cols
 
     # ------------------------------------------------------------------ model evaluation
-    def _spectra(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Time-domain broadened FIDs (M, N), their window spectra (Nw, M), and the FIDs before
-        the lineshape kernel (the same array when there is none)."""
-        src = self._each_broadened(x)
-        fl = np.empty_like(src)
-        for rows, sl in zip(self._group_rows, self.slices, strict=True):
-            if self.settings.single_precision:
-                ls = self.model.lineshape32(self._t32, self._t2_32, x[sl])
-            else:
-                ls = self.model.lineshape(self._tm, x[sl])
-            np.multiply(src[rows], ls, out=fl[rows])
-        fl_pre = fl
-        k_t = self.kernel.time_factor(x[self.kernel_slice]) if self.kernel is not None else None
-        if k_t is not None:
-            fl = fl * k_t[None, :]
-        a = sfft.fft(fl, axis=1, workers=1)[:, self._win_m].T.astype(complex)
-        return fl, a, fl_pre
 
-    def _each_broadened(self, x: np.ndarray) -> np.ndarray:
-        """The model basis with each entry's own offsets (T2 sets, MM width and shift) applied.
-        Kept for the last offsets seen: with a session reference they are held, so every
-        evaluation of every block reuses it."""
-        src = self._fids32 if self.settings.single_precision else self._fids_m
-        if not self.each_idx.size:
-            return src
-        key = x[self.each_slice].tobytes()
-        if self._each_cache is not None and self._each_cache[0] == key:
-            return self._each_cache[1]
-        out = src.copy()
-        rate = (x[self.each_slice] * self._lset_kind) @ self._lset_mat  # per-entry exponent rate
-        # exp(rate k dt) = exp(rate (64 j) dt) * exp(rate i dt) with k = 64 j + i: two small
-        # exp tables and one multiply per point (4x cheaper than exp/cos/sin per point);
-        # applied in place on runs of consecutive rows (no fancy-index copies)
-        for lo, hi in self._lset_runs:
-            rd = rate[lo:hi] * self._dtm
-            base = np.exp(np.outer(rd, self._k_fine)).astype(out.dtype)
-            blk = np.exp(np.outer(rd, self._k_coarse)).astype(out.dtype)
-            fac = (blk[:, :, None] * base[:, None, :]).reshape(hi - lo, -1)[:, :self._nm]
-            out[lo:hi] *= fac
-        self._each_cache = (key, out)
-        return out
-
-    def _kernel_jac(self, fl: np.ndarray, c: np.ndarray) -> np.ndarray:
-        """d(A c)/d kernel taps (Nw, n_taps)."""
-        m = fl.shape[0]
-        full_sum = sfft.fft(c[:m].astype(fl.real.dtype) @ fl, workers=1)
-        return self.kernel.jacobian(full_sum).astype(complex)
-
-    def _each_jac(self, fl: np.ndarray, c: np.ndarray) -> np.ndarray:
-        """d(A c)/d dlorentz_k for each set k (Nw, n_sets)."""
-        cf = c.astype(fl.real.dtype)
-        pk, rows = self._pat_ranks[0]  # every pattern has a first member, in pattern order
-        sums = fl[rows] * cf[rows, None]
-        for pk, rows in self._pat_ranks[1:]:
-            sums[pk] += fl[rows] * cf[rows, None]
-        sums *= self._t64 if fl.dtype == np.complex64 else self._tm  # (n_patterns, N)
-        ft = sfft.fft(sums, axis=1, workers=1)[:, self._win_m]
-        return (ft[self._lset_pat] * self._lset_kind[:, None]).T.astype(complex)
-
-    def _project_baseline(self, v: np.ndarray) -> np.ndarray:
-        if self.q.shape[1] == 0:
-            return v
-        # Q is real: project the real and imaginary parts as real columns (a complex product
-        # would first copy Q to complex and do twice the work)
-        v = np.ascontiguousarray(v)
-        vr = v.view(np.float64).reshape(v.shape[0], -1)
-        out = vr - self.q @ (self.q.T @ vr)
-        return out.view(complex).reshape(v.shape)
-
-    def _state(self, x: np.ndarray, yw: np.ndarray, prior: np.ndarray | None = None,
-               make_prior=None) -> tuple:
-        """Residual (data rows, then prior rows), amplitudes and intermediates at x.
-        `make_prior(c)`: builds the prior rows from an unconstrained solve at x (no second FFT)."""
-        rot = np.exp(-1j * (x[0] + x[1] * self.dnu))
-        z = yw * rot
-        fl, a, fl_pre = self._spectra(x)
-        if self.bg.shape[1]:
-            a = np.hstack([a, self.bg])
-        at = self._project_baseline(a)
-        zt = self._project_baseline(z)
-        gram = _re_inner(at, at)
-        rhs = _re_inner(at, zt)
-        if prior is None and make_prior is not None:
-            prior = make_prior(_nnls_gram(gram, rhs))
-        if prior is not None:
-            gram = gram + prior.T @ prior
-        c = _nnls_gram(gram, rhs, self._passive)
-        self._passive = c > 0
-        r = zt - at @ c
-        if prior is not None:
-            r = np.concatenate([r, -(prior @ c)])
-        return r, c, a, z, fl, at, gram, prior, fl_pre
-
-    def _group_derivatives(self, x: np.ndarray, c: np.ndarray, fl: np.ndarray) -> np.ndarray:
-        """d(A c)/d(group lineshape parameters), window only (Nw, n_group_params): one FFT call."""
-        sigs = []
-        for rows, sl in zip(self._group_rows, self.slices, strict=True):
-            s_g = c[rows].astype(fl.real.dtype) @ fl[rows]
-            sigs.append(s_g[None, :] * self.model.log_derivatives(self._tm, x[sl]).astype(fl.dtype))
-        return sfft.fft(np.vstack(sigs), axis=1, workers=1)[:, self._win_m].T.astype(complex)
-
-    def _jacobian(self, x: np.ndarray, state: tuple, free: np.ndarray | None = None) -> np.ndarray:
-        _, c, _, z, fl, at, gram, prior, fl_pre = state
-        parts = [(-1j * z)[:, None], (-1j * self.dnu * z)[:, None], -self._group_derivatives(x, c, fl)]
-        if self.each_idx.size:
-            if free is None or free[self.each_slice].any():
-                parts.append(-self._each_jac(fl, c))
-            else:  # all held (session reference): columns the step never uses
-                parts.append(np.zeros((z.size, self.each_idx.size), complex))
-        if self.kernel is not None:
-            if free is None or free[self.kernel_slice].any():
-                parts.append(-self._kernel_jac(fl_pre, c))
-            else:
-                parts.append(np.zeros((z.size, self.kernel.n_taps), complex))
-        jac = np.hstack(parts)
-        jac = self._project_baseline(jac)
-        active = c > 0
-        if active.any():
-            aa = at[:, active]
-            ga = gram[np.ix_(active, active)]
-            try:
-                # Re(aa^H jac) as two real products (half the work of the complex one)
-                proj = _re_inner(aa, jac)
-                coef = cho_solve(cho_factor(ga, check_finite=False), proj, check_finite=False)
-                jac = jac - aa @ coef
-            except np.linalg.LinAlgError:
-                coef = None
-            if prior is not None:
-                # rows of the augmented problem: the prior residual moves with c(theta)
-                extra = -(prior[:, active] @ coef) if coef is not None else np.zeros((prior.shape[0], jac.shape[1]))
-                jac = np.vstack([jac, extra.astype(jac.dtype)])
-        elif prior is not None:
-            jac = np.vstack([jac, np.zeros((prior.shape[0], jac.shape[1]), jac.dtype)])
-        return jac
 
     # ------------------------------------------------------------------ starting values
     def initial_guess(self, yw_sh_full: np.ndarray) -> np.ndarray:
@@ -692,9 +364,7 @@ class LCFitter:
         if not np.any(yw):
             return self._failed(fid, "data are zero inside the fit window")
         # Noise per real component of the spectrum, from the outermost frequencies (no signal).
-        k = max(8, self.n // 16)
-        edge = spec[self.n // 2 - k:self.n // 2 + k]
-        noise_var = float(np.mean(np.abs(edge - edge.mean()) ** 2) / 2.0)
+        noise_var = _crlb.edge_noise_variance(spec)
         prior_w = np.sqrt(max(noise_var, 1e-300)) / self.prior_sd  # zero where there is no prior
         nfev = 0
         best = None
@@ -741,11 +411,11 @@ class LCFitter:
         n_refine = 1 if x0_ok else max(1, self.settings.n_starts)
         fits = []
         for xs, _, st in sorted(starts, key=lambda c: c[1])[:n_refine]:
-            x, status, message, n_lm, state = self._levenberg_marquardt(xs, yw, prior_w, st, prior, free)
+            x, status, message, n_lm, state = levenberg_marquardt(self, xs, yw, prior_w, st, prior, free)
             nfev += n_lm
             fits.append((total(x, state), x, status, message, state))
         _, x, status, message, state = min(fits, key=lambda f: f[0])
-        return self._finish(x, state, status, message, nfev, t0, prior_w, noise_var, free)
+        return finish(self, x, state, status, message, nfev, t0, prior_w, noise_var, free)
 
     def session_mask(self) -> np.ndarray:
         """Parameters that describe the session rather than the block: each T2 set's and each
@@ -756,140 +426,6 @@ class LCFitter:
         mask[self.each_slice] = True
         mask[self.kernel_slice] = True  # the lineshape's shape (the voxel's field distribution)
         return mask & self.free
-
-    def _levenberg_marquardt(self, x: np.ndarray, yw: np.ndarray, prior_w: np.ndarray,
-                             state: tuple, prior: np.ndarray | None = None, free: np.ndarray | None = None
-                             ) -> tuple[np.ndarray, int, str, int, tuple]:
-        """Box-constrained LM on the variable-projection residual plus prior rows w * (x - mu)."""
-        s = self.settings
-        free = self.free if free is None else free
-        w2 = (prior_w ** 2)[free]
-
-        def total_cost(r: np.ndarray, xx: np.ndarray) -> float:
-            return float(np.vdot(r, r).real) + float(np.sum((prior_w * (xx - self.prior_mu)) ** 2))
-
-        r, jac = state[0], self._jacobian(x, state, free)
-        nfev = 0
-        cost = total_cost(r, x)
-        dof = max(2 * yw.size - len(self.names) - 2 * self.q.shape[1] - int(free.sum()), 1)
-        lam = 1e-3
-        for _ in range(s.max_iter):
-            jf = jac[:, free]
-            h = _re_inner(jf, jf) + np.diag(w2)
-            g = _re_inner(jf, r) + w2 * (x - self.prior_mu)[free]
-            dh = np.maximum(np.diag(h), 1e-12 * max(float(np.diag(h).max()), 1e-300))
-            improved = False
-            while lam < 1e10:
-                try:
-                    step = -np.linalg.solve(h + lam * np.diag(dh), g)
-                except np.linalg.LinAlgError:
-                    lam *= 10
-                    continue
-                x_new = x.copy()
-                x_new[free] = x[free] + step
-                x_new = np.clip(x_new, self.lo, self.hi)
-                state_new = self._state(x_new, yw, prior)  # Jacobian only once the step is accepted
-                r_new = state_new[0]
-                nfev += 1
-                cost_new = total_cost(r_new, x_new)
-                if np.isfinite(cost_new) and cost_new < cost:
-                    improved = True
-                    break
-                lam *= 4.0
-            if not improved:
-                return x, 1, "converged: no step lowers the cost", nfev, state
-            # noise variance per real component, from the current residual
-            gain_chi2 = (cost - cost_new) / max(cost_new / dof, 1e-300)
-            scaled_step = np.abs(x_new - x)[free] * np.sqrt(dh) / max(np.sqrt(cost), 1e-300)
-            x, cost, state = x_new, cost_new, state_new
-            lam = max(lam / 3.0, 1e-9)
-            if gain_chi2 < s.ftol_chi2:
-                return x, 1, "converged: cost change below ftol_chi2 x noise variance", nfev, state
-            if float(scaled_step.max()) < s.xtol:
-                return x, 2, "converged: step below xtol", nfev, state
-            r, jac = r_new, self._jacobian(x, state_new, free)
-        return x, 0, f"stopped after {s.max_iter} iterations", nfev, state
-
-    def _finish(self, x: np.ndarray, state: tuple, status: int, message: str, nfev: int,
-                t0: float, prior_w: np.ndarray, noise_var: float, free: np.ndarray | None = None) -> FitResult:
-        r, c, a, z, fl = state[:5]
-        beta = self.q.T @ (z - a @ c) if self.q.shape[1] else np.zeros(0, complex)
-        base = self.q @ beta if self.q.shape[1] else np.zeros_like(z)
-        m_met = len(self.names)
-        broad = a[:, m_met:] @ c[m_met:]
-        metab = a @ c
-        pred = metab + base
-        base = base + broad  # reported baseline: smooth baseline plus broad background
-        resid = z - pred
-        # Full-model Jacobian (d model / d parameter, in the de-phased frame) for the CRLB.
-        cols = [(1j * pred)[:, None], (1j * self.dnu * pred)[:, None], self._group_derivatives(x, c, fl)]
-        jac_nl = np.hstack(cols)
-        if self.each_idx.size:
-            jac_nl = np.column_stack([jac_nl, self._each_jac(fl, c)])
-        if self.kernel is not None:
-            jac_nl = np.column_stack([jac_nl, self._kernel_jac(state[8], c)])
-        at_bound = (np.isclose(x, self.lo) | np.isclose(x, self.hi)) & np.isfinite(self.lo)
-        nl_keep = (self.free if free is None else free) & ~at_bound
-        jac_nl = jac_nl[:, nl_keep]
-        # Background lines held at zero by the non-negativity are not free parameters here.
-        lin_keep = np.ones(a.shape[1], bool)
-        lin_keep[m_met:] = c[m_met:] > 0
-        jac = np.column_stack([jac_nl, a[:, lin_keep], self.q.astype(complex), 1j * self.q])
-        n_par = jac.shape[1]
-        sigma2 = _crlb.noise_variance(resid, n_par)
-        # Prior information (per-metabolite Lorentzians) adds to the Fisher information.
-        n_nl = jac_nl.shape[1]
-        prior_prec = np.zeros((n_par, n_par))
-        prior_prec[np.arange(n_nl), np.arange(n_nl)] = (prior_w[nl_keep] ** 2) / max(noise_var, 1e-300)
-        prior = state[7]
-        prior_prec_data = prior_prec
-        if prior is not None:
-            # the MM area and ratio priors: precision D^T W^2 D on the amplitudes (same units as the rows)
-            p = prior[:, lin_keep]
-            k = p.shape[1]
-            n_mm = self.prior_d.shape[0]  # MM rows first, then the ratio priors' rows
-            prior_prec_data = prior_prec.copy()
-            prior_prec_data[n_nl:n_nl + k, n_nl:n_nl + k] += (p[:n_mm].T @ p[:n_mm]) / max(noise_var, 1e-300)
-            prior_prec[n_nl:n_nl + k, n_nl:n_nl + k] += (p.T @ p) / max(noise_var, 1e-300)
-        cov_all = _crlb.covariance(jac, sigma2, prior_prec, sandwich=self.settings.crlb_sandwich)
-        m = len(self.names)
-        cov_c = cov_all[n_nl:n_nl + m, n_nl:n_nl + m] / np.outer(self.scale, self.scale)
-        cov_d = cov_c
-        if prior is not None and prior.shape[0] > self.prior_d.shape[0]:
-            # without the ratio priors: what the data (and the lineshape/MM priors) alone determine
-            cov_d = _crlb.covariance(jac, sigma2, prior_prec_data, sandwich=self.settings.crlb_sandwich)
-            cov_d = cov_d[n_nl:n_nl + m, n_nl:n_nl + m] / np.outer(self.scale, self.scale)
-        conc_raw = c[:m] / self.scale
-        sd_raw = np.sqrt(np.clip(np.diag(cov_c), 0, None))
-        # Re-embed excluded names so everything stays in basis order.
-        full_names = self.all_names
-        pos = {n: i for i, n in enumerate(self.names)}
-        mfull = len(full_names)
-        cov_full = np.zeros((mfull, mfull))
-        sel = np.array([full_names.index(n) for n in self.names])
-        cov_full[np.ix_(sel, sel)] = cov_c
-        cov_data = np.zeros((mfull, mfull))
-        cov_data[np.ix_(sel, sel)] = cov_d
-        conc, sd, pct = {}, {}, {}
-        for n in full_names:
-            if n in pos:
-                v, e = float(conc_raw[pos[n]]), float(sd_raw[pos[n]])
-            else:
-                v, e = 0.0, float("nan")
-            conc[n], sd[n] = v, e
-            pct[n] = 100.0 * e / v if v > 0 else float("inf")
-        finite = np.all(np.isfinite(x)) and np.all(np.isfinite(conc_raw)) and np.isfinite(sigma2)
-        params = {p: float(v) for p, v in zip(self.param_names, x, strict=True)}
-        comps = {n: a[:, i] * c[i] for i, n in enumerate(self.names)}
-        if not finite:
-            status, message = -1, "fit produced non-finite values"
-        return FitResult(
-            names=full_names, conc=conc, sd=sd, crlb_pct=pct, cov=cov_full, params=params, x=x.copy(),
-            success=bool(status >= 0 and finite), status=status,
-            message=f"{message} ({(time.perf_counter() - t0) * 1e3:.1f} ms)", nfev=nfev,
-            cost=float(np.vdot(resid, resid).real), noise_var=sigma2, ppm=self.ppm.copy(), data=z,
-            prediction=pred, baseline=base, components=comps,
-            phase0_rad=float(x[0]), phase1_rad_per_hz=float(x[1]), cov_data=cov_data)
 
     def _failed(self, fid: np.ndarray, message: str) -> FitResult:
         m = len(self.all_names)

@@ -61,7 +61,29 @@ def _scale(values: dict) -> float:
     return tramp / (volume * conc)
 
 
+def _header_number(path: Path, header: dict, key: str, kind=float):
+    """A numeric header value, or IncompatibleBasisFormat naming the key (an empty `KEY = ,` or
+    text where a number belongs is a malformed file, not a traceback)."""
+    v = header.get(key)
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise IncompatibleBasisFormat(f"{path}: {key} in $SEQPAR/$BASIS1 is {'empty' if v is None else repr(v)}, "
+                                      "not a number; is it a complete LCModel .BASIS file?")
+    return kind(v)
+
+
 def read(path: Path) -> Basis:
+    """The basis, or IncompatibleBasisFormat with one line saying what is wrong with the file."""
+    try:
+        return _read(path)
+    except IncompatibleBasisFormat:
+        raise
+    except (ValueError, IndexError, KeyError, TypeError, OverflowError) as exc:
+        raise IncompatibleBasisFormat(f"{path} is not a readable LCModel .BASIS file "
+                                      f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+                                      ) from exc
+
+
+def _read(path: Path) -> Basis:
     try:
         text = read_text(path)
     except (OSError, EOFError) as exc:
@@ -77,9 +99,12 @@ def read(path: Path) -> Basis:
             continue
         if "NDATAB" not in header or "BADELT" not in header:
             raise IncompatibleBasisFormat(f"{path}: $BASIS1 with BADELT and NDATAB must precede the spectra")
+        n_data = _header_number(path, header, "NDATAB", int)
+        if n_data < 2:
+            raise IncompatibleBasisFormat(f"{path}: NDATAB = {n_data}; a basis spectrum needs points")
         nxt = found[i + 1][2] if i + 1 < len(found) else len(text)
         scale = _scale(values)
-        spectra.append(scale * _spectrum(path, values, text[end:nxt], int(header["NDATAB"])))
+        spectra.append(scale * _spectrum(path, values, text[end:nxt], n_data))
         name = str(values.get("METABO") or values.get("ID") or f"basis{len(names)}").strip()
         names.append(name)
         metas.append({k: values[k] for k in ("ID", "CONC", "TRAMP", "VOLUME", "ISHIFT") if k in values})
@@ -87,7 +112,7 @@ def read(path: Path) -> Basis:
             scaled.append(f"{name} x{scale:.4g}")
     if not spectra:
         raise IncompatibleBasisFormat(f"{path} holds no $BASIS spectra; is it an LCModel .BASIS file?")
-    dwell = float(header["BADELT"])
+    dwell = _header_number(path, header, "BADELT")
     if dwell <= 0:
         raise IncompatibleBasisFormat(f"{path} is an encrypted LCModel basis (negative BADELT); it cannot be read")
     if not isinstance(header.get("HZPPPM"), int | float) or header["HZPPPM"] <= 0:
@@ -96,12 +121,20 @@ def read(path: Path) -> Basis:
     fids = np.conj(np.fft.ifft(np.array(spectra), axis=1))
     meta = {"source": f"LCModel basis {path.name}", "per_metabolite": dict(zip(names, metas, strict=True)),
             "format": "lcmodel"}
+    notes = []
     if scaled:
-        meta["input_notes"] = [{"what": "scaling", "action": "converted",
-                                "message": "basis spectra scaled by TRAMP/(VOLUME*CONC) as LCModel does: "
-                                           + ", ".join(scaled)}]
-    if isinstance(header.get("ECHOT"), int | float):
-        meta["te_s"] = float(header["ECHOT"]) / 1e3
+        notes.append({"what": "scaling", "action": "converted",
+                      "message": "basis spectra scaled by TRAMP/(VOLUME*CONC) as LCModel does: " + ", ".join(scaled)})
+    echot = header.get("ECHOT")
+    if isinstance(echot, int | float) and not isinstance(echot, bool) and echot >= 0:
+        meta["te_s"] = float(echot) / 1e3
+    else:  # makebasis and spant leave it empty ('ECHOT = ,'); the basis is usable, its TE unknown
+        meta["te_s"] = None
+        notes.append({"what": "echo_time", "action": "none",
+                      "message": f"basis {path.name} does not state its echo time (ECHOT "
+                                 f"{'empty' if echot is None else repr(echot)}): recorded as unknown"})
+    if notes:
+        meta["input_notes"] = notes
     if "SEQ" in header:
         meta["sequence"] = str(header["SEQ"])
     if isinstance(header.get("FWHMBA"), float):

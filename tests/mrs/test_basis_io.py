@@ -212,3 +212,47 @@ def test_reads_makebasis_style_namelists(tmp_path):
     assert b.names == ("Ala",) and b.cf_mhz == pytest.approx(cf) and b.meta["per_metabolite"]["Ala"]["CONC"] == 100
     ax = ppm_axis(n, dwell, cf, b.centre_ppm)
     assert ax[np.argmax(np.abs(to_spectrum(b.fids[0])))] == pytest.approx(1.4667, abs=1 / (n * dwell) / cf)
+
+
+def test_lcmodel_basis_without_echo_time_is_read_and_says_so(tmp_path):
+    # spant and makebasis write 'ECHOT = ,' (no value); the basis is usable, its TE unknown
+    spec = np.zeros(N, complex)
+    spec[166] = N
+    path = tmp_path / "no_te.BASIS"
+    path.write_text(_lcmodel_text(spec).replace("ECHOT = 30.,", "ECHOT =  ,"))
+    b = read_basis(path)
+    assert b.names == ("NAA",) and b.meta["te_s"] is None
+    assert any(n["what"] == "echo_time" and "unknown" in n["message"] for n in b.meta["input_notes"])
+    path.write_text(_lcmodel_text(spec).replace(" ECHOT = 30.,\n", ""))
+    assert read_basis(path).meta["te_s"] is None
+
+
+@pytest.mark.parametrize("damage", ["ndatab_empty", "badelt_text", "garbled_number", "ndatab_zero"])
+def test_malformed_lcmodel_basis_gives_one_line(damage, tmp_path):
+    text = _lcmodel_text(np.ones(N, complex))
+    text = {"ndatab_empty": text.replace(f"NDATAB = {N}", "NDATAB = ,"),
+            "badelt_text": text.replace(f"BADELT = {DWELL:.6E}", "BADELT = 'fast'"),
+            "garbled_number": text.replace("CONC = 1.,", "CONC = 1.O,"),
+            "ndatab_zero": text.replace(f"NDATAB = {N}", "NDATAB = 0")}[damage]
+    path = tmp_path / "bad.BASIS"
+    path.write_text(text)
+    with pytest.raises(IncompatibleBasisFormat) as info:
+        read_basis(path)
+    assert "\n" not in str(info.value) and "bad.BASIS" in str(info.value)
+
+
+def test_cli_reports_a_malformed_basis_in_one_line(tmp_path, capsys):
+    from mrs.io import write_spectrum
+    from mrs.io.spectrum import Spectrum
+    from mrsmon.cli import main
+
+    t = np.arange(N) * DWELL
+    fid = np.exp(2j * np.pi * (2.008 - 4.65) * CF * t - np.pi * 4 * t)
+    data = tmp_path / "d.nii.gz"
+    write_spectrum(Spectrum(fid[None, None, :], {"spectrometer_frequency_mhz": CF, "dwell_time_s": DWELL},
+                            "nifti_mrs", "test"), data, "nifti_mrs")
+    path = tmp_path / "bad.BASIS"
+    path.write_text(_lcmodel_text(np.ones(N, complex)).replace(f"NDATAB = {N}", "NDATAB = ,"))
+    assert main(["fit", str(data), "--basis", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("mrsmon fit: error:") and "NDATAB" in err[0] and "Traceback" not in "\n".join(err)

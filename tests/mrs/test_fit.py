@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 from mrs.fit import FitResult, FitSettings, LCFitter
+from mrs.fit.crlb import edge_noise_variance
 from mrs.fit.models import get_model
 from mrs.fit.toy import TYPICAL_MM, synth_fid, toy_basis
+from mrs.fit.varpro import AUX_MM_LINES
 
 CF = 123.25
 DWELL = 1 / 4000
@@ -218,3 +220,32 @@ def test_held_parameters_stay_at_their_start_and_leave_the_crlb():
     assert held.success and held.x[0] != start[0]
     # fewer free parameters: no larger an uncertainty for Glu than the free fit's
     assert held.sd["Glu"] <= free.sd["Glu"] * 1.0001
+
+
+def test_basis_without_mm_is_completed_only_below_2_1_ppm():
+    """No MM entry at all: only the MM lines resolved from the metabolites (LCModel's set, up to
+    2.04 ppm) are added; a basis with MM entries is completed at every consensus position."""
+    basis = toy_basis(CF, DWELL, N, names=SMALL)
+    bare = basis.subset([n for n in basis.names if not n.upper().startswith(("MM", "LIP"))])
+    added = [n for n in LCFitter(bare, DWELL, N, CF).names if n.startswith("MMaux")]
+    assert added and max(int(n[5:]) for n in added) <= 210
+    full = LCFitter(bare, DWELL, N, CF, settings=FitSettings(aux_mm_lines=AUX_MM_LINES)).names
+    assert any(n.startswith("MMaux") and int(n[5:]) > 300 for n in full)
+
+
+def test_edge_noise_ignores_smooth_tails_and_correlated_noise():
+    rng = np.random.default_rng(3)
+    n = 2048
+    draws = [rng.standard_normal(n) + 1j * rng.standard_normal(n) for _ in range(20)]
+    # unbiased over draws (one estimate has about 7.5 % SD: 256 bins)
+    assert np.mean([edge_noise_variance(np.fft.fft(x)) / n for x in draws]) == pytest.approx(1.0, rel=0.05)
+    noise = draws[0]
+    # an undecayed water line's tail across the edge band, 40 noise SDs: not noise
+    t = np.arange(n) * DWELL
+    water = 40 * np.sqrt(n) * np.exp(2j * np.pi * 3.0 * t - np.pi * 2.0 * t) * np.exp(1j * 0.7)
+    assert edge_noise_variance(np.fft.fft(noise + water)) == pytest.approx(edge_noise_variance(np.fft.fft(noise)),
+                                                                        rel=0.1)
+    # zero-filled FID: neighbouring bins share noise; the estimate must not fall below it
+    half = noise.copy()
+    half[n // 2:] = 0
+    assert edge_noise_variance(np.fft.fft(half)) / (n / 2) == pytest.approx(1.0, rel=0.25)
