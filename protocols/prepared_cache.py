@@ -27,10 +27,11 @@ from protocols.wire import FLAG_BITS
 log = logging.getLogger("mrsmon.prepared_cache")
 CACHE_NAME = "prepared.bin"
 FILE_MAGIC = b"MRSP"
-FILE_VERSION = 2                                    # 1: fixed 64-byte records (before issue 13)
+FILE_VERSION = 3          # 1: fixed 64-byte records (before issue 13); 2: a JSON head per record
 FILE_HEAD = struct.Struct("<4sHHI")                 # magic, version, reserved, meta JSON length
-REC_MAGIC = b"PREC"
-REC_HEAD = struct.Struct("<4sIII")                  # magic, JSON length, payload length, crc32
+REC_MAGIC = b"PREC"                                 # a record: seq, t_s, packed values, arrays
+LAYOUT_MAGIC = b"PLAY"                              # a layout: JSON of a record shape
+REC_HEAD = struct.Struct("<4sII")                   # magic, body length, layout id; the body; then crc32
 
 
 class CacheError(ValueError):
@@ -43,64 +44,123 @@ def _meta_bytes(meta: dict) -> bytes:
     return FILE_HEAD.pack(FILE_MAGIC, FILE_VERSION, 0, len(body)) + body + struct.pack("<I", zlib.crc32(body))
 
 
-def encode_record(rec: CacheRecord) -> bytes:
-    if rec.kind not in KINDS:
-        raise CacheError(f"unknown record kind {rec.kind!r}")
-    arrays = {name: np.ascontiguousarray(a) for name, a in rec.arrays.items()}
-    head = {"kind": rec.kind, "seq": int(rec.seq), "t_s": float(rec.t_s), "values": dict(rec.values),
-            "arrays": [[name, a.dtype.newbyteorder("<").str, list(a.shape)] for name, a in arrays.items()]}
-    body = json.dumps(head, separators=(",", ":")).encode()
-    payload = b"".join(a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes() for a in arrays.values())
-    prefix = REC_HEAD.pack(REC_MAGIC, len(body), len(payload), 0)[:12]
-    crc = zlib.crc32(payload, zlib.crc32(body, zlib.crc32(prefix)))
-    return prefix + struct.pack("<I", crc) + body + payload
+def _value_code(value) -> str:
+    """How a scalar is packed: bool, int64 and float64 in binary; anything else (a string, None, an int
+    beyond 64 bits) is a constant of the layout, so a new value of it makes a new layout."""
+    if isinstance(value, bool):
+        return "?"
+    if isinstance(value, int) and -2**63 <= value < 2**63:
+        return "q"
+    if isinstance(value, float):
+        return "d"
+    return "c"
 
 
-def _decode(body: bytes, payload: memoryview) -> CacheRecord:
-    head = json.loads(body)
-    arrays, offset = {}, 0
-    for name, dtype, shape in head["arrays"]:
-        dt = np.dtype(dtype)
-        n = dt.itemsize * math.prod(shape)  # (not np.prod: ten times slower per call, on a 1800-record read)
-        arrays[name] = np.frombuffer(payload[offset:offset + n], dt).reshape(shape)
-        offset += n
-    if head["kind"] not in KINDS or offset != len(payload):
-        raise ValueError("record layout does not match its payload")
-    return CacheRecord(head["kind"], int(head["seq"]), float(head["t_s"]), head["values"], arrays)
+def _frame(magic: bytes, layout_id: int, body: bytes) -> bytes:
+    head = REC_HEAD.pack(magic, len(body), layout_id)
+    return head + body + struct.pack("<I", zlib.crc32(body, zlib.crc32(head)))
+
+
+class RecordEncoder:
+    """Encodes records, writing a layout record before the first record of each new shape. Layout ids
+    count from 0 per encoder; a later layout record with the same id replaces the earlier one, so an
+    encoder appending to an existing file needs to know nothing of the layouts already in it."""
+
+    def __init__(self) -> None:
+        self._ids: dict[tuple, int] = {}
+
+    def encode(self, rec: CacheRecord) -> bytes:
+        if rec.kind not in KINDS:
+            raise CacheError(f"unknown record kind {rec.kind!r}")
+        arrays = [(name, np.ascontiguousarray(a)) for name, a in rec.arrays.items()]
+        for name, a in arrays:
+            if a.dtype.hasobject:
+                raise CacheError(f"array {name!r} holds Python objects")
+        codes = [(name, _value_code(v)) for name, v in rec.values.items()]
+        values = [[name, code, rec.values[name]] if code == "c" else [name, code] for name, code in codes]
+        layout = {"kind": rec.kind, "values": values,
+                  "arrays": [[name, a.dtype.newbyteorder("<").str, list(a.shape)] for name, a in arrays]}
+        key = json.dumps(layout, separators=(",", ":"))
+        packed = [rec.values[name] for name, code in codes if code != "c"]
+        body = struct.pack("<qd" + "".join(c for _, c in codes if c != "c"), int(rec.seq), float(rec.t_s), *packed)
+        body += b"".join(a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes() for _, a in arrays)
+        layout_id = self._ids.get(key)
+        if layout_id is not None:
+            return _frame(REC_MAGIC, layout_id, body)
+        layout_id = self._ids[key] = len(self._ids)  # (only once the record encoded)
+        return _frame(LAYOUT_MAGIC, layout_id, key.encode()) + _frame(REC_MAGIC, layout_id, body)
+
+
+class _Layout:
+    """A decoded layout: the struct of seq, t_s and the packed values, and where each array lies."""
+
+    def __init__(self, body: bytes) -> None:
+        spec = json.loads(body)
+        self.kind = spec["kind"]
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown record kind {self.kind!r}")
+        entries = spec["values"]
+        self.struct = struct.Struct("<qd" + "".join(e[1] for e in entries if e[1] != "c"))
+        self.names = [e[0] for e in entries]
+        self.packed_names = [e[0] for e in entries if e[1] != "c"]
+        self.constants = {e[0]: e[2] for e in entries if e[1] == "c"}
+        self.arrays, offset = [], self.struct.size
+        for name, dtype, shape in spec["arrays"]:
+            dt = np.dtype(dtype)
+            count = math.prod(shape)  # (not np.prod: ten times slower per call)
+            self.arrays.append((name, dt, tuple(shape), count, offset))
+            offset += dt.itemsize * count
+        self.size = offset
+
+    def decode(self, buf, start: int, n: int) -> CacheRecord:
+        if n != self.size:
+            raise ValueError("record does not match its layout")
+        seq, t_s, *packed = self.struct.unpack_from(buf, start)
+        values = dict(zip(self.packed_names, packed))
+        if self.constants:  # in the written order
+            values.update(self.constants)
+            values = {name: values[name] for name in self.names}
+        arrays = {name: (np.frombuffer(buf, dt, count, start + offset).reshape(shape) if count
+                         else np.empty(shape, dt))
+                  for name, dt, shape, count, offset in self.arrays}
+        return CacheRecord(self.kind, seq, t_s, values, arrays)
 
 
 def read_cache(path: Path) -> tuple[dict | None, list[CacheRecord], int]:
-    """(meta, records of the valid prefix, byte length of that prefix); meta None if the header is bad."""
+    """(meta, records of the valid prefix, byte length of that prefix); meta None if the header is bad
+    (another version among them: the cache is then rebuilt)."""
     path = Path(path)
     if not path.exists():
         return None, [], 0
-    buf = memoryview(path.read_bytes())
+    buf = path.read_bytes()
     if len(buf) < FILE_HEAD.size:
         return None, [], 0
     magic, version, _, n_meta = FILE_HEAD.unpack_from(buf)
     end = FILE_HEAD.size + n_meta + 4
     if magic != FILE_MAGIC or version != FILE_VERSION or len(buf) < end:
         return None, [], 0
-    body = bytes(buf[FILE_HEAD.size:end - 4])
+    body = buf[FILE_HEAD.size:end - 4]
     if zlib.crc32(body) != struct.unpack_from("<I", buf, end - 4)[0]:
         return None, [], 0
     meta = json.loads(body)
     records: list[CacheRecord] = []
-    offset = end
-    while offset + REC_HEAD.size <= len(buf):
-        magic, n_body, n_payload, crc = REC_HEAD.unpack_from(buf, offset)
-        start = offset + REC_HEAD.size
-        stop = start + n_body + n_payload
-        if magic != REC_MAGIC or stop > len(buf):
-            break
-        rec_body, payload = bytes(buf[start:start + n_body]), buf[start + n_body:stop]
-        if zlib.crc32(payload, zlib.crc32(rec_body, zlib.crc32(buf[offset:offset + 12]))) != crc:
+    layouts: dict[int, _Layout] = {}
+    view, offset, size, head_size = memoryview(buf), end, len(buf), REC_HEAD.size
+    while offset + head_size <= size:
+        magic, n, layout_id = REC_HEAD.unpack_from(buf, offset)
+        stop = offset + head_size + n
+        if stop + 4 > size or zlib.crc32(view[offset:stop]) != int.from_bytes(buf[stop:stop + 4], "little"):
             break
         try:
-            records.append(_decode(rec_body, payload))
-        except (ValueError, KeyError, TypeError, IndexError):
+            if magic == REC_MAGIC:
+                records.append(layouts[layout_id].decode(buf, offset + head_size, n))
+            elif magic == LAYOUT_MAGIC:
+                layouts[layout_id] = _Layout(buf[offset + head_size:stop])
+            else:
+                break
+        except (ValueError, KeyError, TypeError, IndexError, struct.error):
             break
-        offset = stop
+        offset = stop + 4
     return meta, records, offset
 
 
@@ -157,7 +217,7 @@ class CacheWriter:
             self._f = open(self.path, "wb")
             self._f.write(_meta_bytes(meta))
             self._f.flush()
-
+        self._encoder = RecordEncoder()  # appending: its layout records redefine ids from 0
         self.error: OSError | None = None
 
     def write(self, rec: CacheRecord) -> None:
@@ -166,7 +226,7 @@ class CacheWriter:
         if self.error is not None:
             return
         try:
-            self._f.write(encode_record(rec))
+            self._f.write(self._encoder.encode(rec))
             self._f.flush()
         except OSError as exc:
             self.error = exc
@@ -187,8 +247,9 @@ def write_new_cache(folder: Path, meta: dict, records: list[CacheRecord]) -> boo
     tmp = final.with_name(f".{CACHE_NAME}.{os.getpid()}.tmp")
     with open(tmp, "wb") as f:
         f.write(_meta_bytes(meta))
+        encoder = RecordEncoder()
         for rec in records:
-            f.write(encode_record(rec))
+            f.write(encoder.encode(rec))
     try:
         os.link(tmp, final)  # never replaces: fails if someone created it meanwhile
         return True
