@@ -136,6 +136,8 @@ def cached_records(folder: Path, reader: SessionReader, proc) -> tuple[list | No
     path = Path(folder) / prepcache.CACHE_NAME
     if not path.exists():
         return None, "no cache"
+    if prepcache.of_other_version(path):
+        return None, prepcache.OTHER_VERSION
     meta, records, _ = prepcache.read_cache(path)
     ok, why = prepcache.usable(meta, records, proc.preprocessing_key(), reader, complete=True)
     return (records, "ok") if ok else (None, why)
@@ -199,7 +201,7 @@ def refit(session_dir: str | Path, block: int | None = None, window: int | None 
     proc = make_processor(reader.header, reader.plan, basis_obj, n_block, step if window else None, record=dynamic)
     prepared, why = cached_records(folder, reader, proc) if use_cache else (None, "not asked to use the cache")
     written: list = []
-    if prepared is None and use_cache and why == "no cache":
+    if prepared is None and use_cache and why in ("no cache", prepcache.OTHER_VERSION):
         proc.prepared_sink = written.append
     blocks: list[tuple[BlockResult, tuple | None]] = []
     process_session(reader, proc, lambda r, rec: blocks.append((r, rec)), progress=progress, prepared=prepared)

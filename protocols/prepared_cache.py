@@ -3,10 +3,15 @@
 Every `mrs.pipeline.CacheRecord` the pipeline made, in processing order: state changes (coil weights,
 eddy phase), combined water references, running references, and each metabolite transient aligned,
 with its estimates. Refit feeds them back through `add_prepared` instead of redoing that work; the
-pipeline resumes from them after a restart. The format is generic (a JSON head with the record's kind,
-seq, time, scalar values and array layout, then the arrays' bytes), so a new stage or estimate needs no
-change here. Derived data: written without fsync, always rebuildable from raw.log. Every record carries
-a CRC, and reading stops at the first incomplete or corrupt record, so a torn tail is never trusted.
+pipeline resumes from them after a restart. The format is generic, so a new stage or estimate needs no
+change here: a small JSON *layout* record, written once per record shape, names the kind, the values
+(each with a type code; a string or None is a constant of the layout) and the arrays' dtypes and shapes;
+each data record then holds only its layout id, seq, time, the values packed in binary (float64 bit for
+bit, int64, bool) and the arrays' bytes, decoded with the layout's cached struct and dtypes (as fast as
+the fixed records of format 1: bench/results/cache_read_vs_main.txt). Derived data: written without
+fsync, always rebuildable from raw.log; a cache of another format version is not read and is rebuilt.
+Every record carries a CRC, and reading stops at the first incomplete or corrupt record, so a torn tail
+is never trusted.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ FILE_VERSION = 3          # 1: fixed 64-byte records (before issue 13); 2: a JSO
 FILE_HEAD = struct.Struct("<4sHHI")                 # magic, version, reserved, meta JSON length
 REC_MAGIC = b"PREC"                                 # a record: seq, t_s, packed values, arrays
 LAYOUT_MAGIC = b"PLAY"                              # a layout: JSON of a record shape
-REC_HEAD = struct.Struct("<4sII")                   # magic, body length, layout id; the body; then crc32
+REC_HEAD = struct.Struct("<I4sII")                  # crc32 of what follows it, magic, body length, layout id
 
 
 class CacheError(ValueError):
@@ -57,8 +62,8 @@ def _value_code(value) -> str:
 
 
 def _frame(magic: bytes, layout_id: int, body: bytes) -> bytes:
-    head = REC_HEAD.pack(magic, len(body), layout_id)
-    return head + body + struct.pack("<I", zlib.crc32(body, zlib.crc32(head)))
+    head = REC_HEAD.pack(0, magic, len(body), layout_id)[4:]
+    return struct.pack("<I", zlib.crc32(body, zlib.crc32(head))) + head + body
 
 
 class RecordEncoder:
@@ -72,7 +77,7 @@ class RecordEncoder:
     def encode(self, rec: CacheRecord) -> bytes:
         if rec.kind not in KINDS:
             raise CacheError(f"unknown record kind {rec.kind!r}")
-        arrays = [(name, np.ascontiguousarray(a)) for name, a in rec.arrays.items()]
+        arrays = [(name, np.asarray(a)) for name, a in rec.arrays.items()]  # (tobytes: C order; 0-d kept)
         for name, a in arrays:
             if a.dtype.hasobject:
                 raise CacheError(f"array {name!r} holds Python objects")
@@ -101,14 +106,14 @@ class _Layout:
             raise ValueError(f"unknown record kind {self.kind!r}")
         entries = spec["values"]
         self.struct = struct.Struct("<qd" + "".join(e[1] for e in entries if e[1] != "c"))
-        self.names = [e[0] for e in entries]
         self.packed_names = [e[0] for e in entries if e[1] != "c"]
-        self.constants = {e[0]: e[2] for e in entries if e[1] == "c"}
+        # the values in the written order, constants in place: copied, then the packed ones filled in
+        self.template = {e[0]: e[2] if e[1] == "c" else None for e in entries}
         self.arrays, offset = [], self.struct.size
         for name, dtype, shape in spec["arrays"]:
             dt = np.dtype(dtype)
             count = math.prod(shape)  # (not np.prod: ten times slower per call)
-            self.arrays.append((name, dt, tuple(shape), count, offset))
+            self.arrays.append((name, dt, count, offset, tuple(shape), len(shape) == 1))
             offset += dt.itemsize * count
         self.size = offset
 
@@ -116,13 +121,16 @@ class _Layout:
         if n != self.size:
             raise ValueError("record does not match its layout")
         seq, t_s, *packed = self.struct.unpack_from(buf, start)
-        values = dict(zip(self.packed_names, packed))
-        if self.constants:  # in the written order
-            values.update(self.constants)
-            values = {name: values[name] for name in self.names}
-        arrays = {name: (np.frombuffer(buf, dt, count, start + offset).reshape(shape) if count
-                         else np.empty(shape, dt))
-                  for name, dt, shape, count, offset in self.arrays}
+        values = self.template.copy()
+        values.update(zip(self.packed_names, packed))
+        arrays = {}
+        for name, dt, count, offset, shape, flat in self.arrays:
+            if not count:  # (frombuffer refuses an empty array at the buffer's end)
+                arrays[name] = np.empty(shape, dt)
+            elif flat:
+                arrays[name] = np.frombuffer(buf, dt, count, start + offset)
+            else:
+                arrays[name] = np.frombuffer(buf, dt, count, start + offset).reshape(shape)
         return CacheRecord(self.kind, seq, t_s, values, arrays)
 
 
@@ -147,9 +155,9 @@ def read_cache(path: Path) -> tuple[dict | None, list[CacheRecord], int]:
     layouts: dict[int, _Layout] = {}
     view, offset, size, head_size = memoryview(buf), end, len(buf), REC_HEAD.size
     while offset + head_size <= size:
-        magic, n, layout_id = REC_HEAD.unpack_from(buf, offset)
+        crc, magic, n, layout_id = REC_HEAD.unpack_from(buf, offset)
         stop = offset + head_size + n
-        if stop + 4 > size or zlib.crc32(view[offset:stop]) != int.from_bytes(buf[stop:stop + 4], "little"):
+        if stop > size or zlib.crc32(view[offset + 4:stop]) != crc:
             break
         try:
             if magic == REC_MAGIC:
@@ -160,7 +168,7 @@ def read_cache(path: Path) -> tuple[dict | None, list[CacheRecord], int]:
                 break
         except (ValueError, KeyError, TypeError, IndexError, struct.error):
             break
-        offset = stop + 4
+        offset = stop
     return meta, records, offset
 
 
@@ -239,10 +247,25 @@ class CacheWriter:
             pass
 
 
+def of_other_version(path: Path) -> bool:
+    """Whether `path` holds a cache of another format version (older software's: never read, replaced)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(FILE_HEAD.size)
+    except OSError:
+        return False
+    return len(head) == FILE_HEAD.size and head[:4] == FILE_MAGIC and FILE_HEAD.unpack(head)[1] != FILE_VERSION
+
+
+OTHER_VERSION = "a cache of another format version (rebuilt)"
+
+
 def write_new_cache(folder: Path, meta: dict, records: list[CacheRecord]) -> bool:
-    """Write a whole cache unless one exists (an agent may be appending to it); False if one did."""
+    """Write a whole cache unless a current one exists (an agent may be appending to it); False if one did.
+    A cache of another format version is replaced."""
     final = Path(folder) / CACHE_NAME
-    if final.exists():
+    replace = of_other_version(final)
+    if final.exists() and not replace:
         return False
     tmp = final.with_name(f".{CACHE_NAME}.{os.getpid()}.tmp")
     with open(tmp, "wb") as f:
@@ -251,7 +274,10 @@ def write_new_cache(folder: Path, meta: dict, records: list[CacheRecord]) -> boo
         for rec in records:
             f.write(encoder.encode(rec))
     try:
-        os.link(tmp, final)  # never replaces: fails if someone created it meanwhile
+        if replace:
+            os.replace(tmp, final)
+        else:
+            os.link(tmp, final)  # never replaces: fails if someone created it meanwhile
         return True
     except OSError:
         return False

@@ -166,3 +166,43 @@ def test_a_restarted_pipeline_resumes_from_the_cache(raw_session, tmp_path, monk
     rows = [json.loads(x)["seq"] for x in (session / "transients.jsonl").read_text().splitlines()]
     assert rows == sorted(set(rows)) and len(rows) == len(SessionReader(session).metabolite_seqs())
     assert _source(refit(session))["source"] == "cache"
+
+
+def _as_older_format(path):
+    """Mark a cache as written by older software (format version 2)."""
+    data = bytearray(path.read_bytes())
+    data[4:6] = (2).to_bytes(2, "little")
+    path.write_bytes(bytes(data))
+
+
+def test_a_cache_of_an_older_format_is_rebuilt_by_refit(session):
+    refit(session)
+    _as_older_format(session / prepcache.CACHE_NAME)
+    src = _source(refit(session))
+    assert src["source"] == "raw" and src["cache_unused_because"] == prepcache.OTHER_VERSION
+    assert src["cache_written"]  # replaced: a cache of another version is never appended to
+    assert _source(refit(session))["source"] == "cache"
+
+
+def test_a_cache_of_an_older_format_is_rebuilt_by_a_restarted_pipeline(raw_session, tmp_path, monkeypatch):
+    whole = tmp_path / "whole"
+    shutil.copytree(raw_session, whole)
+    top = int(SessionReader(whole).end["seq"])
+    _run(whole, range(1, top), end=True)
+
+    session, cut = tmp_path / "s", 60
+    _store(raw_session, session, 1, cut)
+    _run(session, range(1, cut), end=False)  # the pipeline dies here; then the software is updated
+    _as_older_format(session / prepcache.CACHE_NAME)
+    _store(raw_session, session, cut, top)
+    from mrs.pipeline.transients import TransientRunner
+
+    calls = []
+    real = TransientRunner._process
+    monkeypatch.setattr(TransientRunner, "_process", lambda self, *a: calls.append(a[0]) or real(self, *a))
+    _run(session, range(cut, top), end=True)
+    assert min(calls) < 8  # nothing taken from the old cache: every transient processed again
+    meta, _, _ = prepcache.read_cache(session / prepcache.CACHE_NAME)
+    assert meta is not None
+    _assert_same(SessionReader(session).fits(), SessionReader(whole).fits(), rtol=1e-6)
+    assert _source(refit(session))["source"] == "cache"

@@ -11,7 +11,8 @@ from protocols import prepared_cache as prepcache
 def _records(n=5, points=64, coils=3):
     rng = np.random.default_rng(1)
     out = [CacheRecord("state", arrays={"weights": rng.normal(size=coils) + 1j * rng.normal(size=coils),
-                                        "eddy": rng.normal(size=points)}),
+                                        "eddy": rng.normal(size=points),
+                                        "strided": np.arange(24.0).reshape(4, 6)[:, ::2].T}),  # not C-contiguous
            CacheRecord("water", 1, 0.5, arrays={"fid": rng.normal(size=points) + 1j}),
            CacheRecord("reference", values={"rebuild": False}, arrays={"fid": rng.normal(size=points) + 2j})]
     for i in range(n):
@@ -117,3 +118,68 @@ def test_a_write_error_stops_the_cache_not_the_caller(tmp_path, monkeypatch):
     w.close()
     _, back, _ = prepcache.read_cache(tmp_path / "prepared.bin")
     assert [r.kind for r in back] == [r.kind for r in recs[:4]]
+
+
+def test_a_cache_of_another_format_version_is_not_read_and_is_replaced(tmp_path):
+    """A cache written by older software (version 2: a JSON head per record) is derived data: it is not read,
+    `usable` says why, and a whole-cache writer (refit) replaces it; a current cache is never replaced."""
+    path = tmp_path / "prepared.bin"
+    _write(path, _records())
+    data = bytearray(path.read_bytes())
+    assert int.from_bytes(data[4:6], "little") == prepcache.FILE_VERSION
+    data[4:6] = (2).to_bytes(2, "little")
+    path.write_bytes(bytes(data))
+    meta, back, end = prepcache.read_cache(path)
+    assert (meta, back, end) == (None, [], 0)
+    assert prepcache.usable(meta, back, {"version": 1}, None, complete=False) == (False, "no valid cache header")
+    recs = _records(n=2)
+    assert prepcache.write_new_cache(tmp_path, prepcache.cache_meta({"version": 1}, 3, "test"), recs)
+    meta, back, _ = prepcache.read_cache(path)
+    assert meta is not None and len(back) == len(recs)
+    assert not prepcache.write_new_cache(tmp_path, prepcache.cache_meta({"version": 1}, 3, "test"), recs[:1])
+    assert len(prepcache.read_cache(path)[1]) == len(recs)
+
+
+def test_layouts_are_written_once_per_shape_and_redefined_after_an_append(tmp_path):
+    """A data record carries no names: the layout record before it does, once per shape. A writer appending
+    to an existing file starts its layout ids afresh; the reader uses the latest definition of an id."""
+    recs = _records()
+    path = tmp_path / "prepared.bin"
+    _write(path, recs)
+    data = path.read_bytes()
+    assert data.count(prepcache.REC_MAGIC) == len(recs)
+    shapes = {(r.kind, tuple((k, type(v), v if not isinstance(v, (bool, int, float)) else None)
+                             for k, v in r.values.items()),
+               tuple((k, a.dtype.str, a.shape) for k, a in r.arrays.items())) for r in recs}
+    assert data.count(prepcache.LAYOUT_MAGIC) == len(shapes) < len(recs) + 1
+    _, _, end = prepcache.read_cache(path)
+    w = prepcache.CacheWriter(path, None, keep_bytes=end)
+    extra = CacheRecord("reference", 50, 1.5, {"rebuild": True, "n": 3}, {"fid": np.arange(4, dtype=np.float32)})
+    for r in (extra, recs[3]):
+        w.write(r)
+    w.close()
+    _, back, _ = prepcache.read_cache(path)
+    assert len(back) == len(recs) + 2
+    for a, b in zip(recs + [extra, recs[3]], back, strict=True):
+        _same(a, b)
+
+
+def test_values_round_trip_bit_exactly(tmp_path):
+    """Floats keep every bit (NaN payloads, signed zero, subnormals), ints keep 64 bits and beyond."""
+    weird = {"neg_zero": -0.0, "tiny": 5e-324, "nan_payload": np.frombuffer(b"\x01\x00\x00\x00\x00\x00\xf8\x7f",
+                                                                          np.float64)[0].item(),
+             "inf": float("-inf"), "big": 2**63 - 1, "huger": 2**70, "neg": -2**63, "s": "é", "none": None,
+             "false": False}
+    enc = prepcache.RecordEncoder()
+    blob = bytearray(prepcache._meta_bytes({"key": 1}))
+    blob += enc.encode(CacheRecord("transient", 7, 0.1 + 0.2, weird, {"scalar": np.array(3.5)}))
+    (tmp_path / "prepared.bin").write_bytes(bytes(blob))
+    _, (back,), _ = prepcache.read_cache(tmp_path / "prepared.bin")
+    assert back.t_s == 0.1 + 0.2 and back.arrays["scalar"].shape == () and back.arrays["scalar"] == 3.5
+    for k, v in weird.items():
+        got = back.values[k]
+        assert type(got) is type(v), k
+        if isinstance(v, float):
+            assert np.float64(got).tobytes() == np.float64(v).tobytes(), k
+        else:
+            assert got == v, k
