@@ -16,6 +16,7 @@ is never trusted.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import math
@@ -137,7 +138,16 @@ class _Layout:
 def read_cache(path: Path) -> tuple[dict | None, list[CacheRecord], int]:
     """(meta, records of the valid prefix, byte length of that prefix); meta None if the header is bad
     (another version among them: the cache is then rebuilt)."""
-    path = Path(path)
+    enabled = gc.isenabled()
+    gc.disable()  # thousands of new dicts, no cycles: in a process full of objects (a refit) the cyclic
+    try:          # collector's passes cost as much as the decoding
+        return _read_cache(Path(path))
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _read_cache(path: Path) -> tuple[dict | None, list[CacheRecord], int]:
     if not path.exists():
         return None, [], 0
     buf = path.read_bytes()
