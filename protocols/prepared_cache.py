@@ -7,9 +7,10 @@ pipeline resumes from them after a restart. The format is generic, so a new stag
 change here: a small JSON *layout* record, written once per record shape, names the kind, the values
 (each with a type code; a string or None is a constant of the layout) and the arrays' dtypes and shapes;
 each data record then holds only its layout id, seq, time, the values packed in binary (float64 bit for
-bit, int64, bool) and the arrays' bytes, decoded with the layout's cached struct and dtypes (as fast as
-the fixed records of format 1: bench/results/cache_read_vs_main.txt). Derived data: written without
-fsync, always rebuildable from raw.log; a cache of another format version is not read and is rebuilt.
+bit, int64, bool) and the arrays' bytes, decoded with the layout's cached struct and dtypes (measured
+against format 2 and format 1: bench/results/cache_read_vs_main.txt, cache_read_vs_d1652d8.txt).
+Derived data: written without fsync, always rebuildable from raw.log; a cache of another format version
+is not read and is rebuilt.
 Every record carries a CRC, and reading stops at the first incomplete or corrupt record, so a torn tail
 is never trusted.
 """
