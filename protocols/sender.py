@@ -312,10 +312,12 @@ class Sender:
 
     def _on_ack(self, upto: object) -> None:
         """Only the cumulative `upto` acknowledges: every seq <= upto is durable at the agent."""
-        if not isinstance(upto, int) or isinstance(upto, bool) or upto <= self.upto:
+        if not isinstance(upto, int) or isinstance(upto, bool):
             return
-        self.upto = upto
-        for s in [s for s in self.ring if s <= upto]:
+        self.upto = max(self.upto, upto)
+        # even when upto did not move: a message sent again after it was durable (a bridge repeating
+        # SESSION_END) is answered with the same upto and must leave the ring, or it waits forever
+        for s in [s for s in self.ring if s <= self.upto]:
             del self.ring[s]
             self._retry_at.pop(s, None)
             self._last_resend.pop(s, None)

@@ -289,9 +289,7 @@ class Bridge:
         shown = ", ".join(map(str, lost[:20])) + (" ..." if len(lost) > 20 else "")
         text = (f"mrsmon bridge: {len(lost)} acquisition(s) of session {s.sid} were lost in a bridge restart before "
                 f"they were durable (scan counters {shown}); send the measurement again from the start")
-        log.error("connection %d: %s", conn.cid, text)
-        self._reply(conn, framing.encode_text(text))
-        self._drop(conn)
+        self._close_incomplete(conn, text)
         return True
 
     def _refused_by_agent(self, conn: Connection) -> bool:
@@ -304,10 +302,14 @@ class Bridge:
         first = refused[0]
         text = (f"mrsmon bridge: the agent refused {len(refused)} message(s) of session {s.sid}, e.g. seq "
                 f"{first.get('seq')}: {first.get('code')}: {first.get('reason')}; the measurement is NOT complete")
+        self._close_incomplete(conn, text)
+        return True
+
+    def _close_incomplete(self, conn: Connection, text: str) -> None:
+        """Say why and close WITHOUT the CLOSE that means 'all durable': the client must send again."""
         log.error("connection %d: %s", conn.cid, text)
         self._reply(conn, framing.encode_text(text))
         self._drop(conn)
-        return True
 
     def _refuse_connection(self, conn: Connection, code: str, sentence: str) -> None:
         self.stats.refused[code] += 1

@@ -74,6 +74,25 @@ def test_an_ack_counts_only_by_its_cumulative_upto_never_by_its_seq(ctx):
     agent.close()
 
 
+def test_a_message_sent_again_after_it_was_durable_leaves_the_ring_on_the_next_ack(ctx):
+    """A bridge repeats SESSION_END when a client closes the measurement again; the agent answers with
+    the same upto. The old sender kept the repeat in its ring forever (no CLOSE for the client)."""
+    agent = ScriptedAgent(ctx)
+    with Sender(agent.address, "s", context=ctx) as s:
+        s.send(0, encode("SESSION_START", "s", 0))
+        s.send(1, encode("SESSION_END", "s", 1, t_ns=1))
+        agent.received()
+        agent.reply("ACK", 1, upto=1, credit=32)
+        _pump(s)
+        assert not s.ring and s.upto == 1
+        s.send(1, encode("SESSION_END", "s", 1, t_ns=1))  # the same END again
+        assert [m["seq"] for m in agent.received()] == [1]
+        agent.reply("ACK", 1, upto=1, credit=32)
+        _pump(s)
+        assert not s.ring
+    agent.close()
+
+
 def test_gap_nack_resends_exactly_the_missing_messages(ctx):
     agent = ScriptedAgent(ctx)
     with Sender(agent.address, "s", context=ctx) as s:
