@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from agent.lifeline import child_env
-from agent.store import read_json, write_json_atomic
+from agent.store import write_json_atomic
+from protocols.session_folder import read_json
 
 log = logging.getLogger("mrsmon.agent")
 PROCESSED = "processed.json"

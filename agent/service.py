@@ -24,8 +24,7 @@ from agent.control import ControlError
 from agent.exports import ExportQueue, mark_processed, read_processed
 from agent.ingest import Ingest
 from agent.links import Links
-from agent.store import read_json
-from protocols.session_folder import latest_revisions, read_jsonl
+from protocols.session_folder import latest_revisions, read_json, read_jsonl
 
 log = logging.getLogger("mrsmon.agent")
 __version__ = _version("mrsmon")

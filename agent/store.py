@@ -24,10 +24,11 @@ from protocols.session_folder import (  # the folder format and its reader live 
     RECORD_VERSION,
     is_seq,
     read_index,
+    read_json,
     read_jsonl,
     scan_raw_log,
 )
-from protocols.wire import flags_to_bits, load_stored_json, missing_ranges
+from protocols.wire import flags_to_bits, missing_ranges
 
 log = logging.getLogger("mrsmon.agent.store")
 
@@ -58,11 +59,6 @@ def write_json_atomic(path: Path, obj: Any) -> None:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
-
-
-def read_json(path: Path) -> Any:
-    """A JSON file of a session folder; non-finite numbers (older versions could store them) read as null."""
-    return load_stored_json(Path(path).read_text())
 
 
 def _index_fits_raw(index: np.ndarray, raw: Path, record_bytes: int) -> bool:

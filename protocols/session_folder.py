@@ -72,9 +72,16 @@ def latest_revisions(rows: list[dict]) -> list[dict]:
     return sorted(latest.values(), key=lambda r: (r.get("block") is None, r.get("block") or 0))
 
 
+def read_json(path: Path) -> Any:
+    """A JSON file of a session folder; non-finite numbers (older versions could store them) read as null.
+    Raises OSError or ValueError (the agent answers the first as a store failure)."""
+    return load_stored_json(Path(path).read_text())
+
+
 def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON object file of a session folder, for readers: any failure is a SessionFolderError."""
     try:
-        obj = load_stored_json(Path(path).read_text())
+        obj = read_json(path)
     except (OSError, ValueError, RecursionError) as exc:
         raise SessionFolderError(f"cannot read {path}: {exc}") from None
     if not isinstance(obj, dict):
