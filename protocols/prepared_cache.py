@@ -7,8 +7,10 @@ pipeline resumes from them after a restart. The format is generic, so a new stag
 change here: a small JSON *layout* record, written once per record shape, names the kind, the values
 (each with a type code; a string or None is a constant of the layout) and the arrays' dtypes and shapes;
 each data record then holds only its layout id, seq, time, the values packed in binary (float64 bit for
-bit, int64, bool) and the arrays' bytes, decoded with the layout's cached struct and dtypes (measured
-against format 2 and format 1: bench/results/cache_read_vs_main.txt, cache_read_vs_d1652d8.txt).
+bit, int64, bool) and the arrays' bytes. Reading decodes each layout's records at once (the scalars one
+numpy gather, the arrays views of the file's bytes) and checks a long run of adjacent records of one
+layout at once, so a record costs no struct or numpy call of its own (measured against format 2 and
+format 1: bench/results/cache_read_vs_main.txt, cache_read_vs_d1652d8.txt).
 Derived data: written without fsync, always rebuildable from raw.log; a cache of another format version
 is not read and is rebuilt.
 Every record carries a CRC, and reading stops at the first incomplete or corrupt record, so a torn tail
@@ -21,9 +23,11 @@ import gc
 import json
 import logging
 import math
+import operator
 import os
 import struct
 import zlib
+from itertools import islice, repeat
 from pathlib import Path
 
 import numpy as np
@@ -99,41 +103,92 @@ class RecordEncoder:
 
 
 class _Layout:
-    """A decoded layout: the struct of seq, t_s and the packed values, and where each array lies."""
+    """A decoded layout: the numpy dtype of seq, t_s and the packed values, and where each array lies.
+    It checks a long *run* of its records (adjacent frames of this layout, such as the transients between
+    two references) at once, and decodes all its records of a file at once: the scalars one numpy gather,
+    the arrays strided views of the buffer, so a record costs no struct or numpy call of its own."""
 
-    def __init__(self, body: bytes) -> None:
+    def __init__(self, body: bytes, layout_id: int) -> None:
         spec = json.loads(body)
-        self.kind = spec["kind"]
+        self.kind, self.id = spec["kind"], layout_id
         if self.kind not in KINDS:
             raise ValueError(f"unknown record kind {self.kind!r}")
         entries = spec["values"]
-        self.struct = struct.Struct("<qd" + "".join(e[1] for e in entries if e[1] != "c"))
-        self.packed_names = [e[0] for e in entries if e[1] != "c"]
-        # the values in the written order, constants in place: copied, then the packed ones filled in
-        self.template = {e[0]: e[2] if e[1] == "c" else None for e in entries}
-        self.arrays, offset = [], self.struct.size
+        packed = [e for e in entries if e[1] != "c"]
+        self.scalars = np.dtype([("seq", "<i8"), ("t_s", "<f8")]
+                                + [(f"v{i}", _DTYPE_OF_CODE[e[1]]) for i, e in enumerate(packed)])
+        self.packed_fields = list(self.scalars.names[2:])
+        self.names = [e[0] for e in entries]                       # the values in the written order
+        self.constants = tuple(e[2] for e in entries if e[1] == "c")
+        # decoded as the packed values then the constants: put back in the written order
+        source = [i for i, e in enumerate(entries) if e[1] != "c"] + [i for i, e in enumerate(entries) if e[1] == "c"]
+        self.order = operator.itemgetter(*sorted(range(len(source)), key=source.__getitem__)) if packed \
+            and self.constants else None
+        self.arrays, offset = [], self.scalars.itemsize
         for name, dtype, shape in spec["arrays"]:
-            dt = np.dtype(dtype)
+            dt, shape = np.dtype(dtype), tuple(shape)
             count = math.prod(shape)  # (not np.prod: ten times slower per call)
-            self.arrays.append((name, dt, count, offset, tuple(shape), len(shape) == 1))
+            strides = tuple(dt.itemsize * math.prod(shape[i + 1:]) for i in range(len(shape)))  # C order
+            self.arrays.append((name, dt, count, offset, shape, strides))
             offset += dt.itemsize * count
         self.size = offset
+        self.frame = REC_HEAD.size + offset
 
-    def decode(self, buf, start: int, n: int) -> CacheRecord:
-        if n != self.size:
-            raise ValueError("record does not match its layout")
-        seq, t_s, *packed = self.struct.unpack_from(buf, start)
-        values = self.template.copy()
-        values.update(zip(self.packed_names, packed))
-        arrays = {}
-        for name, dt, count, offset, shape, flat in self.arrays:
-            if not count:  # (frombuffer refuses an empty array at the buffer's end)
-                arrays[name] = np.empty(shape, dt)
-            elif flat:
-                arrays[name] = np.frombuffer(buf, dt, count, start + offset)
-            else:
-                arrays[name] = np.frombuffer(buf, dt, count, start + offset).reshape(shape)
-        return CacheRecord(self.kind, seq, t_s, values, arrays)
+    def long_run(self, buf: bytes, begin: int) -> int:
+        """How many valid frames of this layout follow each other from `begin`: the heads compared a
+        growing window at a time, then all their crcs in one pass (no Python step per frame)."""
+        frame = self.frame
+        whole, n, window = (len(buf) - begin) // frame, 0, _SHORT_RUN
+        while n < whole:
+            heads = np.ndarray(min(window, whole - n), _HEAD, buf, begin + n * frame, (frame,))
+            same = (heads["magic"] == REC_MAGIC) & (heads["size"] == self.size) & (heads["layout"] == self.id)
+            if not same.all():
+                n += int(np.argmin(same))
+                break
+            n, window = n + len(heads), window * 8
+        view = memoryview(buf)  # (its slices are no copies)
+        crcs = map(zlib.crc32, map(view.__getitem__, map(slice, range(begin + 4, begin + n * frame, frame),
+                                                          range(begin + frame, begin + (n + 1) * frame, frame))))
+        good = np.fromiter(crcs, np.uint32, n) == np.ndarray(n, _HEAD, buf, begin, (frame,))["crc"]
+        return n if good.all() else int(np.argmin(good))
+
+    def decode(self, buf: bytes, runs: list[tuple[int, int]]) -> list[CacheRecord]:
+        """The records of `runs` (first frame, count; in file order), in that order."""
+        counts = [n for _, n in runs]
+        total, frame = sum(counts), self.frame
+        run_starts = np.cumsum(counts) - counts
+        bodies = (np.repeat([first + REC_HEAD.size for first, _ in runs], counts)
+                  + frame * (np.arange(total) - np.repeat(run_starts, counts)))
+        scalars = np.frombuffer(buf, np.uint8)[bodies[:, None] + np.arange(self.scalars.itemsize)]
+        scalars = scalars.view(self.scalars)[:, 0]
+        if not self.packed_fields:
+            values = [dict(zip(self.names, self.constants)) for _ in range(total)]
+        else:
+            rows = scalars[self.packed_fields].tolist()
+            if self.order is not None:
+                rows = map(self.order, map(operator.add, rows, repeat(self.constants)))
+            values = list(map(dict, map(zip, repeat(self.names), rows)))
+        columns = [self._array_column(buf, runs, total, *spec) for spec in self.arrays]
+        arrays = list(map(dict, map(zip, repeat([spec[0] for spec in self.arrays]), zip(*columns)))) if columns \
+            else [{} for _ in range(total)]
+        return CacheRecord.many(self.kind, scalars["seq"].tolist(), scalars["t_s"].tolist(), values, arrays)
+
+    def _array_column(self, buf: bytes, runs: list[tuple[int, int]], total: int, name: str, dt: np.dtype,
+                      count: int, offset: int, shape: tuple, strides: tuple) -> list[np.ndarray]:
+        """One array of each record of `runs`: read-only views of `buf`, one strided view per run."""
+        if not count:  # (an empty array owns its own: a view may not start at the buffer's end)
+            return [np.empty(shape, dt) for _ in range(total)]
+        column: list[np.ndarray] = []
+        for first, n in runs:
+            view = np.ndarray((n, *shape), dt, buf, first + REC_HEAD.size + offset, (self.frame, *strides))
+            column.extend(view if shape else (view[i, ...] for i in range(n)))  # (0-d stays a 0-d array)
+        return column
+
+
+_SHORT_RUN = 8  # frames of one layout checked one by one before the rest of the run is checked at once
+_DTYPE_OF_CODE = {"?": "?", "q": "<i8", "d": "<f8"}
+_HEAD = np.dtype([("crc", "<u4"), ("magic", "S4"), ("size", "<u4"), ("layout", "<u4")])  # REC_HEAD
+assert _HEAD.itemsize == REC_HEAD.size
 
 
 def read_cache(path: Path) -> tuple[dict | None, list[CacheRecord], int]:
@@ -161,26 +216,50 @@ def _read_cache(path: Path) -> tuple[dict | None, list[CacheRecord], int]:
     body = buf[FILE_HEAD.size:end - 4]
     if zlib.crc32(body) != struct.unpack_from("<I", buf, end - 4)[0]:
         return None, [], 0
-    meta = json.loads(body)
-    records: list[CacheRecord] = []
+    records, valid_end = _read_frames(buf, end)
+    return json.loads(body), records, valid_end
+
+
+def _read_frames(buf: bytes, offset: int) -> tuple[list[CacheRecord], int]:
+    """The records of the frames from `offset` to the first incomplete or corrupt one, and where that is.
+    Frame by frame, except that once a run of one layout is `_SHORT_RUN` long its rest is checked at
+    once; then each layout decodes all its runs at once."""
+    runs: list[list] = []                   # [layout, first frame, count]
+    run: list | None = None                 # the run the last frame belongs to
     layouts: dict[int, _Layout] = {}
-    view, offset, size, head_size = memoryview(buf), end, len(buf), REC_HEAD.size
+    view, size, head_size = memoryview(buf), len(buf), REC_HEAD.size
     while offset + head_size <= size:
         crc, magic, n, layout_id = REC_HEAD.unpack_from(buf, offset)
         stop = offset + head_size + n
         if stop > size or zlib.crc32(view[offset + 4:stop]) != crc:
             break
-        try:
-            if magic == REC_MAGIC:
-                records.append(layouts[layout_id].decode(buf, offset + head_size, n))
-            elif magic == LAYOUT_MAGIC:
-                layouts[layout_id] = _Layout(buf[offset + head_size:stop])
-            else:
+        if magic == LAYOUT_MAGIC:
+            try:
+                layouts[layout_id] = _Layout(buf[offset + head_size:stop], layout_id)
+            except (ValueError, KeyError, TypeError, IndexError):
                 break
-        except (ValueError, KeyError, TypeError, IndexError, struct.error):
+            offset, run = stop, None
+            continue
+        layout = layouts.get(layout_id)
+        if magic != REC_MAGIC or layout is None or n != layout.size:
             break
+        if run is not None and run[0] is layout:
+            run[2] += 1
+        else:
+            run = [layout, offset, 1]
+            runs.append(run)
         offset = stop
-    return meta, records, offset
+        if run[2] == _SHORT_RUN:
+            more = layout.long_run(buf, offset)
+            run[2], offset = run[2] + more, offset + more * layout.frame
+    by_layout: dict[_Layout, list[tuple[int, int]]] = {}
+    for layout, first, count in runs:
+        by_layout.setdefault(layout, []).append((first, count))
+    decoded = {layout: iter(layout.decode(buf, its_runs)) for layout, its_runs in by_layout.items()}
+    records: list[CacheRecord] = []
+    for layout, _, count in runs:  # back in file order
+        records.extend(islice(decoded[layout], count))
+    return records, offset
 
 
 # ------------------------------------------------------------------------------ matching raw.log

@@ -183,3 +183,100 @@ def test_values_round_trip_bit_exactly(tmp_path):
             assert np.float64(got).tobytes() == np.float64(v).tobytes(), k
         else:
             assert got == v, k
+
+
+def _transients(n, rejected=lambda i: None, points=32, first_seq=10):
+    """Metabolite transients as the pipeline writes them; `rejected(i)` (a constant of the layout) decides
+    which layout each one has."""
+    rng = np.random.default_rng(2)
+    return [CacheRecord("transient", first_seq + i, 0.5 * i,
+                        {"freq_hz": rng.normal(), "phase_deg": rng.normal(), "rejected": rejected(i),
+                         "water_removed": i % 3 == 0, "n": i},
+                        {"fid": (rng.normal(size=points) + 1j * rng.normal(size=points)).astype(np.complex64),
+                         "zero_d": np.array(float(i)), "empty": np.zeros((2, 0))})
+            for i in range(n)]
+
+
+def _frame_starts(path):
+    """Byte offset of each data record's frame."""
+    data = path.read_bytes()
+    offset = prepcache.FILE_HEAD.size + prepcache.FILE_HEAD.unpack_from(data)[3] + 4
+    starts = []
+    while offset < len(data):
+        _, magic, n, _ = prepcache.REC_HEAD.unpack_from(data, offset)
+        if magic == prepcache.REC_MAGIC:
+            starts.append(offset)
+        offset += prepcache.REC_HEAD.size + n
+    return starts
+
+
+def _runs_of_every_length(i):
+    """Runs of 1, 2, 3... transients, accepted and rejected by turns: past `_SHORT_RUN` too."""
+    k, start = 0, 0
+    while start + k + 1 <= i:
+        start, k = start + k + 1, k + 1
+    return "motion" if k % 2 else None
+
+
+@pytest.mark.parametrize("pattern", ["one layout", "every 10th rejected", "two reasons alternating",
+                                     "runs of every length"])
+def test_records_of_several_layouts_interleaved_round_trip(tmp_path, pattern):
+    """Records are decoded a layout at a time and in runs of adjacent frames; whatever the interleaving,
+    they come back exactly, in file order (with 0-d and empty arrays, and a reference between runs)."""
+    reasons = {"one layout": lambda i: None,
+               "every 10th rejected": lambda i: "motion" if i % 10 == 9 else None,
+               "two reasons alternating": lambda i: ("motion", "lipid")[i % 2],
+               "runs of every length": _runs_of_every_length}[pattern]
+    recs = _transients(60, reasons)
+    recs.insert(30, CacheRecord("reference", values={"rebuild": True}, arrays={"fid": np.ones(32, complex)}))
+    path = tmp_path / "prepared.bin"
+    _write(path, recs)
+    meta, back, end = prepcache.read_cache(path)
+    assert end == path.stat().st_size and len(back) == len(recs)
+    for a, b in zip(recs, back, strict=True):
+        _same(a, b)
+    assert all(isinstance(r.seq, int) and isinstance(r.t_s, float) for r in back)
+    assert all(not r.fid.flags.writeable for r in back if r.fid is not None)  # views of the file's bytes
+
+
+@pytest.mark.parametrize("where", [3, 40])       # in a short run (checked frame by frame) and in a long one
+@pytest.mark.parametrize("damage", ["fid byte", "magic", "layout id", "body length"])
+def test_a_damaged_record_in_the_middle_ends_the_valid_prefix(tmp_path, where, damage):
+    """Reading stops at the first damaged frame: the records before it are all read, none after it."""
+    recs = _transients(60, lambda i: "motion" if i == 50 else None)
+    path = tmp_path / "prepared.bin"
+    _write(path, recs)
+    frame = _frame_starts(path)[where]
+    data = bytearray(path.read_bytes())
+    at = {"fid byte": frame + 100, "magic": frame + 4, "layout id": frame + 12, "body length": frame + 8}[damage]
+    data[at] ^= 0x01
+    path.write_bytes(bytes(data))
+    meta, back, end = prepcache.read_cache(path)
+    assert meta is not None and end == frame and len(back) == where
+    for a, b in zip(recs[:where], back, strict=True):
+        _same(a, b)
+
+
+@pytest.mark.parametrize("cut", [1, 50, -1])
+def test_a_torn_last_record_of_a_long_run_is_left_out(tmp_path, cut):
+    """The last record of a run of 40 half written (cut `cut` bytes into it, or one byte short): the 39
+    before it are read, and the valid prefix ends where it starts."""
+    recs = _transients(40)
+    path = tmp_path / "prepared.bin"
+    _write(path, recs)
+    last = _frame_starts(path)[-1]
+    data = path.read_bytes()
+    path.write_bytes(data[:last + cut] if cut > 0 else data[:cut])
+    meta, back, end = prepcache.read_cache(path)
+    assert meta is not None and end == last and [r.seq for r in back] == [r.seq for r in recs[:-1]]
+
+
+def test_many_makes_what_the_constructor_makes():
+    values, arrays = [{"a": 1.5}, {}], [{"fid": np.zeros(2)}, {}]
+    made = CacheRecord.many("transient", [4, 5], [0.5, 1.0], values, arrays)
+    one_by_one = [CacheRecord("transient", s, t, v, a) for s, t, v, a in zip([4, 5], [0.5, 1.0], values, arrays)]
+    for a, b in zip(made, one_by_one, strict=True):
+        assert type(a) is CacheRecord and vars(a) == vars(b) and list(vars(a)) == list(vars(b))
+        assert a.values is b.values and a.arrays is b.arrays
+        with pytest.raises(AttributeError):
+            a.seq = 9  # still frozen
