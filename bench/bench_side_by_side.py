@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -27,10 +28,11 @@ HERE = Path(__file__).resolve().parents[1]
 OWN_SCRIPTS = {"bench/bench_pipeline_cpu.py"}
 BENCHES = [
     ("pipeline", "bench/bench_pipeline_cpu.py", ["--minutes", "20"],
-     {"agent pipeline over a 20-min session, cpu s": r"^\s*(\S+)\s+\S+\s+\S+\s+\S+\s+\d+\s+\S+\s*$",
-      "refit from raw.log, cpu s": r"^\s*\S+\s+(\S+)\s+\S+\s+\S+\s+\d+\s+\S+\s*$",
-      "refit from the cache, cpu s": r"^\s*\S+\s+\S+\s+(\S+)\s+\S+\s+\d+\s+\S+\s*$",
-      "cache read, cpu s": r"^\s*\S+\s+\S+\s+\S+\s+(\S+)\s+\d+\s+\S+\s*$"}),
+     {"agent pipeline over a 20-min session, cpu s": r"^\s*(\S+)\s+\S+\s+\S+\s+\S+\s+\S+\s+\d+\s+\S+\s*$",
+      "refit from raw.log, cpu s": r"^\s*\S+\s+(\S+)\s+\S+\s+\S+\s+\S+\s+\d+\s+\S+\s*$",
+      "refit from the cache, cpu s": r"^\s*\S+\s+\S+\s+(\S+)\s+\S+\s+\S+\s+\d+\s+\S+\s*$",
+      "cache read after the refits, cpu s": r"^\s*\S+\s+\S+\s+\S+\s+(\S+)\s+\S+\s+\d+\s+\S+\s*$",
+      "cache read, median of 50, cpu s": r"^\s*\S+\s+\S+\s+\S+\s+\S+\s+(\S+)\s+\d+\s+\S+\s*$"}),
     ("fit_speed", "bench/bench_fit_speed.py", ["--blocks", "100"],
      {"agent block fit, cpu median ms": r"agent block fit \(session reference held\)\s+(?:\S+\s+){6}(\S+)",
       "agent block fit, cpu p99 ms": r"agent block fit \(session reference held\)\s+(?:\S+\s+){7}(\S+)"}),
@@ -91,13 +93,15 @@ def main() -> int:
              f"{args.rounds} interleaved rounds, load average now {os.getloadavg()[0]:.1f} on "
              f"{os.cpu_count()} cores)", "",
              f"{'benchmark':<10} {'measure':<34} {'baseline (each round)':>24} {'this (each round)':>24} "
-             f"{'ratio of means':>14}"]
+             f"{'ratio of means':>14} {'ratio of medians':>16}"]
     for bench, _, _, patterns in benches:
         for label in patterns:
             b, t = found.get((bench, label, "baseline"), []), found.get((bench, label, "this"), [])
             ratio = f"{(sum(t) / len(t)) / (sum(b) / len(b)):.2f}" if b and t and sum(b) else "n/a"
+            ratio_med = f"{statistics.median(t) / statistics.median(b):.2f}" if b and t and statistics.median(b) \
+                else "n/a"
             lines.append(f"{bench:<10} {label:<34} {', '.join(f'{v:g}' for v in b):>24} "
-                         f"{', '.join(f'{v:g}' for v in t):>24} {ratio:>14}")
+                         f"{', '.join(f'{v:g}' for v in t):>24} {ratio:>14} {ratio_med:>16}")
     lines += ["", "ratio < 1: this checkout is faster. Every table as printed follows.", ""] + log
     path = HERE / "bench" / "results" / f"{args.name}.txt"
     path.write_text("\n".join(lines) + "\n")
