@@ -127,6 +127,8 @@ class _Layout:
         self.arrays, offset = [], self.scalars.itemsize
         for name, dtype, shape in spec["arrays"]:
             dt, shape = np.dtype(dtype), tuple(shape)
+            if dt.hasobject or not all(type(d) is int and d >= 0 for d in shape):
+                raise ValueError(f"array {name!r}: no array of dtype {dtype} and shape {shape}")
             count = math.prod(shape)  # (not np.prod: ten times slower per call)
             strides = tuple(dt.itemsize * math.prod(shape[i + 1:]) for i in range(len(shape)))  # C order
             self.arrays.append((name, dt, count, offset, shape, strides))

@@ -1,6 +1,8 @@
 """The preprocessing cache file: any record round-trips exactly (the format names no fields); a torn or
 corrupt tail is detected and never used."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -280,3 +282,19 @@ def test_many_makes_what_the_constructor_makes():
         assert a.values is b.values and a.arrays is b.arrays
         with pytest.raises(AttributeError):
             a.seq = 9  # still frozen
+
+
+@pytest.mark.parametrize("array", [["fid", "|O", [2]], ["fid", "<c8", [-1]], ["fid", "<c8", [1.5]],
+                                   ["fid", "<x9", [2]]])
+def test_a_layout_naming_an_impossible_array_ends_the_valid_prefix(tmp_path, array):
+    """A layout frame with a valid crc that names no possible array (an object dtype, a negative or
+    fractional size, an unknown dtype) is treated as damage, not decoded."""
+    recs = _transients(3)
+    path = tmp_path / "prepared.bin"
+    _write(path, recs)
+    bad = json.dumps({"kind": "transient", "values": [], "arrays": [array]}).encode()
+    with open(path, "ab") as f:
+        f.write(prepcache._frame(prepcache.LAYOUT_MAGIC, 7, bad) + prepcache._frame(prepcache.REC_MAGIC, 7, bytes(32)))
+    size = path.stat().st_size
+    meta, back, end = prepcache.read_cache(path)
+    assert meta is not None and [r.seq for r in back] == [r.seq for r in recs] and end < size
