@@ -298,3 +298,27 @@ def test_a_layout_naming_an_impossible_array_ends_the_valid_prefix(tmp_path, arr
     size = path.stat().st_size
     meta, back, end = prepcache.read_cache(path)
     assert meta is not None and [r.seq for r in back] == [r.seq for r in recs] and end < size
+
+
+def test_records_read_stay_valid_when_the_file_is_cut_appended_replaced_or_removed(tmp_path):
+    """The reader maps the file: the records' arrays are views of the mapping, which they keep alive.
+    The file is only ever cut beyond the valid prefix (a torn tail), appended to, replaced or removed:
+    none of these changes a record already read."""
+    recs = _transients(20)
+    path = tmp_path / "prepared.bin"
+    _write(path, recs)
+    with open(path, "ab") as f:
+        f.write(b"torn tail")
+    meta, back, end = prepcache.read_cache(path)
+    w = prepcache.CacheWriter(path, meta, keep_bytes=end)  # cuts the torn tail, appends
+    w.write(_transients(1, first_seq=99)[0])
+    w.close()
+    path.replace(tmp_path / "moved.bin")
+    _write(path, _transients(3, first_seq=500))
+    (tmp_path / "moved.bin").unlink()
+    path.unlink()
+    for a, b in zip(recs, back, strict=True):
+        _same(a, b)
+    path.write_bytes(b"")
+    assert prepcache.read_cache(path) == (None, [], 0)
+    assert prepcache.read_cache(tmp_path / "absent.bin") == (None, [], 0)
