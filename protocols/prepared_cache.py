@@ -223,8 +223,8 @@ def _read_cache(path: Path) -> tuple[dict | None, list[CacheRecord], int]:
 
 def _map(path: Path) -> mmap.mmap | None:
     """The file mapped read-only (None if absent or empty). Mapped, not read: its pages are the page
-    cache's, so a read neither copies nor zero-fills 10 MB of fresh memory (measured: the first read of
-    a process paid ~6 ms for that; bench/results/cache_read_vs_d1652d8.txt). The records' arrays are
+    cache's, so a read neither copies nor zero-fills 10 MB of fresh memory (read_bytes took 6-7.6 ms of
+    each of a process's first two reads of the bench session, 1.5 ms later ones). The records' arrays are
     views of the mapping and keep it alive; the file is only ever cut beyond the valid prefix (by the
     pipeline, before appending), never under a record, as raw.log's mapping in SessionReader."""
     try:
