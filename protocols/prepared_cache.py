@@ -328,6 +328,9 @@ class CacheWriter:
             self._f.truncate(keep_bytes)
             self._f.seek(keep_bytes)
         else:
+            # a new inode, not the old file cut to nothing: a reader's records are views of its
+            # mapping, and a mapped page cut from under them would kill that process (SIGBUS)
+            self.path.unlink(missing_ok=True)
             self._f = open(self.path, "wb")
             self._f.write(_meta_bytes(meta))
             self._f.flush()

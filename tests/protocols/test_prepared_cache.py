@@ -322,3 +322,16 @@ def test_records_read_stay_valid_when_the_file_is_cut_appended_replaced_or_remov
     path.write_bytes(b"")
     assert prepcache.read_cache(path) == (None, [], 0)
     assert prepcache.read_cache(tmp_path / "absent.bin") == (None, [], 0)
+
+
+def test_records_read_stay_valid_when_a_new_cache_is_started_at_the_same_path(tmp_path):
+    """A new cache over an old one is a new file: cutting the mapped file to nothing would take the
+    pages from under records already read (SIGBUS in the reading process, e.g. a display in review)."""
+    recs = _transients(20)
+    path = tmp_path / "prepared.bin"
+    _write(path, recs)
+    meta, back, _ = prepcache.read_cache(path)
+    _write(path, _transients(2, first_seq=700))  # a restarted pipeline starting over
+    for a, b in zip(recs, back, strict=True):
+        _same(a, b)
+    assert [r.seq for r in prepcache.read_cache(path)[1]] == [700, 701]
