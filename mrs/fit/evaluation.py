@@ -113,11 +113,12 @@ class ModelEvaluation:
     def _project_baseline(self, v: np.ndarray) -> np.ndarray:
         if self.q.shape[1] == 0:
             return v
-        # Q is real: project the real and imaginary parts as real columns (a complex product
-        # would first copy Q to complex and do twice the work)
+        # W^(1/2) v = v - Q diag(g) Q^T v (mrs.fit.baseline; g = 1: the projection out of Q). Q is
+        # real: the real and imaginary parts as real columns (a complex product would first copy Q
+        # to complex and do twice the work)
         v = np.ascontiguousarray(v)
         vr = v.view(np.float64).reshape(v.shape[0], -1)
-        out = vr - self.q @ (self.q.T @ vr)
+        out = vr - self.q @ (self._bl_g[:, None] * (self.q.T @ vr))
         return out.view(complex).reshape(v.shape)
 
     def _state(self, x: np.ndarray, yw: np.ndarray, prior: np.ndarray | None = None,

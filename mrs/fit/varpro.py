@@ -25,9 +25,10 @@ import scipy.fft as sfft
 
 from mrs.basis import WATER_PPM, Basis
 from mrs.fit import crlb as _crlb
+from mrs.fit.baseline import penalised_baseline, penalised_cost, spline_basis
 from mrs.fit.evaluation import ModelEvaluation
 from mrs.fit.kernel import LineshapeKernel
-from mrs.fit.linear import baseline_matrix
+from mrs.fit.linear import baseline_matrix, nnls_gram, re_inner
 from mrs.fit.lm import levenberg_marquardt
 from mrs.fit.mm_completion import AUX_MM_LINES, AUX_MM_RESOLVED_PPM, complete_macromolecules
 from mrs.fit.models import get_model
@@ -84,8 +85,29 @@ class LCFitter(ModelEvaluation):
         self.dnu = self.nu - self.nu_c
         self.ppm = ppm_all[self.win]
         self.df_hz = 1.0 / (self.n * self.dwell_s)
-        bl = baseline_matrix(self.ppm, s)
-        self.q = np.linalg.qr(bl)[0] if bl.shape[1] else np.zeros((self.win.size, 0))
+        coarse = baseline_matrix(self.ppm, s)
+        if s.baseline == "spline" and s.baseline_refine > 1 and s.baseline_dof != 0:
+            fine = spline_basis(self.ppm, s.baseline_knot_spacing_ppm, s.baseline_order, s.baseline_refine)
+            self.baseline = penalised_baseline(fine, coarse)
+        else:
+            self.baseline = penalised_baseline(coarse)
+        self.q = self.baseline.q
+        grid = s.baseline_dof_grid if s.baseline_dof is None else (s.baseline_dof,)
+        # stiffest first: infinity keeps only the free spline (the start of every fit)
+        n_free = int(np.sum(self.baseline.roughness == 0))
+        self._bl_lambda_start = np.inf if n_free < self.baseline.n else 0.0
+        self._bl_lambdas = [self._bl_lambda_start] + sorted(
+            {self.baseline.lambda_for_dof(t) for t in grid if n_free < t <= self.baseline.n}, reverse=True)
+        if s.baseline_dof:
+            self._bl_lambda_start = self._bl_lambdas[-1]
+            self._bl_lambdas = [self._bl_lambda_start]
+        self._set_baseline_lambda(self._bl_lambda_start)
+
+    def _set_baseline_lambda(self, lam: float) -> None:
+        """The stiffness the evaluation uses (mrs.fit.baseline): set per fit, before its descent."""
+        self.baseline_lambda = float(lam)
+        self._bl_g = self.baseline.shrink(lam)
+        self._bl_h = self.baseline.hat(lam)
 
     def _setup_basis(self, basis: Basis, fids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Names, normalised FIDs and groups (metabolites first, then macromolecules); returns the
@@ -368,7 +390,8 @@ class LCFitter(ModelEvaluation):
         prior_w = np.sqrt(max(noise_var, 1e-300)) / self.prior_sd  # zero where there is no prior
         nfev = 0
         best = None
-        dof = max(2 * yw.size - len(self.names) - 2 * self.q.shape[1] - len(self.param_names), 1)
+        self._set_baseline_lambda(self._bl_lambda_start)
+        dof = max(2 * yw.size - len(self.names) - 2 * self.baseline_dof() - len(self.param_names), 1)
 
         prior = None
         x0_ok = x0 is not None and np.shape(x0) == (len(self.param_names),) and np.all(np.isfinite(x0))
@@ -415,7 +438,42 @@ class LCFitter(ModelEvaluation):
             nfev += n_lm
             fits.append((total(x, state), x, status, message, state))
         _, x, status, message, state = min(fits, key=lambda f: f[0])
+        if len(self._bl_lambdas) > 1:
+            lam = self._select_baseline_lambda(x, yw, prior, noise_var)
+            self._set_baseline_lambda(lam)
+            if lam != self._bl_lambda_start:  # descend again with the chosen stiffness
+                state = self._state(x, yw, prior)
+                x, status, message, n_lm, state = levenberg_marquardt(self, x, yw, prior_w, state, prior, free)
+                nfev += n_lm + 1
         return finish(self, x, state, status, message, nfev, t0, prior_w, noise_var, free)
+
+    def baseline_dof(self) -> float:
+        """Effective number of complex baseline parameters at the current stiffness."""
+        return self.baseline.dof(self.baseline_lambda)
+
+    def _select_baseline_lambda(self, x: np.ndarray, yw: np.ndarray, prior: np.ndarray | None,
+                                noise_var: float) -> float:
+        """The stiffness of the grid with the lowest penalised cost (mrs.fit.baseline) at the
+        lineshape x: the amplitudes solved again for each (same priors), the residual of the
+        shrunk baseline."""
+        z = yw * np.exp(-1j * (x[0] + x[1] * self.dnu))
+        _, a, _ = self._spectra(x)
+        if self.bg.shape[1]:
+            a = np.hstack([a, self.bg])
+        best = (np.inf, self._bl_lambda_start)
+        for lam in self._bl_lambdas:
+            self._set_baseline_lambda(lam)
+            at, zt = self._project_baseline(a), self._project_baseline(z)
+            gram = re_inner(at, at)
+            if prior is not None:
+                gram = gram + prior.T @ prior
+            u = z - a @ nnls_gram(gram, re_inner(at, zt))
+            resid = u - self.q @ (self._bl_h * (self.q.T @ u.real)) - 1j * (self.q @ (self._bl_h * (self.q.T @ u.imag)))
+            cp = penalised_cost(float(np.vdot(resid, resid).real), self.baseline_dof(), noise_var,
+                                self.settings.baseline_dof_cost)
+            if cp < best[0]:
+                best = (cp, lam)
+        return best[1]
 
     def session_mask(self) -> np.ndarray:
         """Parameters that describe the session rather than the block: each T2 set's and each
