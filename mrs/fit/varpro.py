@@ -12,8 +12,9 @@ broadening) are iterated, by Levenberg-Marquardt on the Kaufman variable-project
 This module sets the fitter up (grid, basis, groups, parameter layout, priors) and runs a fit
 (starts, refinement); the model's evaluation and Jacobian are in evaluation.py, the optimiser in
 lm.py, the covariance and result in uncertainty.py, the linear algebra in linear.py, the settings in
-settings.py, the added MM lines in mm_completion.py, the lineshape kernel in kernel.py and the ratio
-priors in priors.py.
+settings.py, the added MM lines in mm_completion.py, the lineshape kernel in kernel.py, the ratio
+priors in priors.py and the baseline in baseline.py. (About 480 lines: the setup steps share the
+fitter's layout and each is short; split further they would pass a dozen arrays between files.)
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ import scipy.fft as sfft
 
 from mrs.basis import WATER_PPM, Basis
 from mrs.fit import crlb as _crlb
-from mrs.fit.baseline import penalised_baseline, penalised_cost, spline_basis
+from mrs.fit.baseline import penalised_baseline, spline_basis
 from mrs.fit.evaluation import ModelEvaluation
 from mrs.fit.kernel import LineshapeKernel
-from mrs.fit.linear import baseline_matrix, nnls_gram, re_inner
+from mrs.fit.linear import baseline_matrix
 from mrs.fit.lm import levenberg_marquardt
 from mrs.fit.mm_completion import AUX_MM_LINES, AUX_MM_RESOLVED_PPM, complete_macromolecules
 from mrs.fit.models import get_model
@@ -102,12 +103,6 @@ class LCFitter(ModelEvaluation):
             self._bl_lambda_start = self._bl_lambdas[-1]
             self._bl_lambdas = [self._bl_lambda_start]
         self._set_baseline_lambda(self._bl_lambda_start)
-
-    def _set_baseline_lambda(self, lam: float) -> None:
-        """The stiffness the evaluation uses (mrs.fit.baseline): set per fit, before its descent."""
-        self.baseline_lambda = float(lam)
-        self._bl_g = self.baseline.shrink(lam)
-        self._bl_h = self.baseline.hat(lam)
 
     def _setup_basis(self, basis: Basis, fids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Names, normalised FIDs and groups (metabolites first, then macromolecules); returns the
@@ -446,34 +441,6 @@ class LCFitter(ModelEvaluation):
                 x, status, message, n_lm, state = levenberg_marquardt(self, x, yw, prior_w, state, prior, free)
                 nfev += n_lm + 1
         return finish(self, x, state, status, message, nfev, t0, prior_w, noise_var, free)
-
-    def baseline_dof(self) -> float:
-        """Effective number of complex baseline parameters at the current stiffness."""
-        return self.baseline.dof(self.baseline_lambda)
-
-    def _select_baseline_lambda(self, x: np.ndarray, yw: np.ndarray, prior: np.ndarray | None,
-                                noise_var: float) -> float:
-        """The stiffness of the grid with the lowest penalised cost (mrs.fit.baseline) at the
-        lineshape x: the amplitudes solved again for each (same priors), the residual of the
-        shrunk baseline."""
-        z = yw * np.exp(-1j * (x[0] + x[1] * self.dnu))
-        _, a, _ = self._spectra(x)
-        if self.bg.shape[1]:
-            a = np.hstack([a, self.bg])
-        best = (np.inf, self._bl_lambda_start)
-        for lam in self._bl_lambdas:
-            self._set_baseline_lambda(lam)
-            at, zt = self._project_baseline(a), self._project_baseline(z)
-            gram = re_inner(at, at)
-            if prior is not None:
-                gram = gram + prior.T @ prior
-            u = z - a @ nnls_gram(gram, re_inner(at, zt))
-            resid = u - self.q @ (self._bl_h * (self.q.T @ u.real)) - 1j * (self.q @ (self._bl_h * (self.q.T @ u.imag)))
-            cp = penalised_cost(float(np.vdot(resid, resid).real), self.baseline_dof(), noise_var,
-                                self.settings.baseline_dof_cost)
-            if cp < best[0]:
-                best = (cp, lam)
-        return best[1]
 
     def session_mask(self) -> np.ndarray:
         """Parameters that describe the session rather than the block: each T2 set's and each
