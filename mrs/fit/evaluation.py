@@ -1,8 +1,7 @@
 """The fit's model at given nonlinear parameters: basis spectra with their lineshapes, the variable
 projection state (amplitudes by NNLS, residual with the prior rows) and the Kaufman Jacobian.
 
-A mixin of mrs.fit.LCFitter (it uses the fitter's precomputed grid, basis, groups and priors; the
-baseline's stiffness is evaluation state, set per fit);
+A mixin of mrs.fit.LCFitter (it uses the fitter's precomputed grid, basis, groups and priors);
 apart so that the hot path of one evaluation reads in one place.
 """
 
@@ -12,7 +11,6 @@ import numpy as np
 import scipy.fft as sfft
 from scipy.linalg import cho_factor, cho_solve
 
-from mrs.fit.baseline import penalised_cost
 from mrs.fit.linear import nnls_gram, re_inner
 
 
@@ -112,49 +110,14 @@ class ModelEvaluation:
         ft = sfft.fft(sums, axis=1, workers=1)[:, self._win_m]
         return (ft[self._lset_pat] * self._lset_kind[:, None]).T.astype(complex)
 
-    def _set_baseline_lambda(self, lam: float) -> None:
-        """The stiffness the evaluation uses (mrs.fit.baseline): set per fit, before its descent."""
-        self.baseline_lambda = float(lam)
-        self._bl_g = self.baseline.shrink(lam)
-        self._bl_h = self.baseline.hat(lam)
-
-    def baseline_dof(self) -> float:
-        """Effective number of complex baseline parameters at the current stiffness."""
-        return self.baseline.dof(self.baseline_lambda)
-
-    def _select_baseline_lambda(self, x: np.ndarray, yw: np.ndarray, prior: np.ndarray | None,
-                                noise_var: float) -> float:
-        """The stiffness of the grid with the lowest penalised cost (mrs.fit.baseline) at the
-        lineshape x: the amplitudes solved again for each (same priors), the residual of the
-        shrunk baseline."""
-        z = yw * np.exp(-1j * (x[0] + x[1] * self.dnu))
-        _, a, _ = self._spectra(x)
-        if self.bg.shape[1]:
-            a = np.hstack([a, self.bg])
-        best = (np.inf, self._bl_lambda_start)
-        for lam in self._bl_lambdas:
-            self._set_baseline_lambda(lam)
-            at, zt = self._project_baseline(a), self._project_baseline(z)
-            gram = re_inner(at, at)
-            if prior is not None:
-                gram = gram + prior.T @ prior
-            u = z - a @ nnls_gram(gram, re_inner(at, zt))
-            resid = u - self.q @ (self._bl_h * (self.q.T @ u.real)) - 1j * (self.q @ (self._bl_h * (self.q.T @ u.imag)))
-            cp = penalised_cost(float(np.vdot(resid, resid).real), self.baseline_dof(), noise_var,
-                                self.settings.baseline_dof_cost)
-            if cp < best[0]:
-                best = (cp, lam)
-        return best[1]
-
     def _project_baseline(self, v: np.ndarray) -> np.ndarray:
         if self.q.shape[1] == 0:
             return v
-        # W^(1/2) v = v - Q diag(g) Q^T v (mrs.fit.baseline; g = 1: the projection out of Q). Q is
-        # real: the real and imaginary parts as real columns (a complex product would first copy Q
-        # to complex and do twice the work)
+        # Q is real: project the real and imaginary parts as real columns (a complex product
+        # would first copy Q to complex and do twice the work)
         v = np.ascontiguousarray(v)
         vr = v.view(np.float64).reshape(v.shape[0], -1)
-        out = vr - self.q @ (self._bl_g[:, None] * (self.q.T @ vr))
+        out = vr - self.q @ (self.q.T @ vr)
         return out.view(complex).reshape(v.shape)
 
     def _state(self, x: np.ndarray, yw: np.ndarray, prior: np.ndarray | None = None,

@@ -4,10 +4,10 @@ the non-negative amplitude solve on a Gram matrix."""
 from __future__ import annotations
 
 import numpy as np
+from scipy.interpolate import BSpline
 from scipy.linalg import cho_factor, cho_solve, solve_triangular
 from scipy.optimize import nnls
 
-from mrs.fit.baseline import spline_basis
 from mrs.fit.settings import FitError, FitSettings
 
 
@@ -20,7 +20,12 @@ def baseline_matrix(ppm: np.ndarray, settings: FitSettings) -> np.ndarray:
     if settings.baseline == "poly":
         return np.polynomial.legendre.legvander(2 * x - 1, settings.baseline_order)
     if settings.baseline == "spline":
-        return spline_basis(ppm, settings.baseline_knot_spacing_ppm, settings.baseline_order)
+        k = settings.baseline_order
+        n_int = max(1, int(round((hi - lo) / settings.baseline_knot_spacing_ppm)))
+        inner = np.linspace(0.0, 1.0, n_int + 1)
+        knots = np.concatenate([np.zeros(k), inner, np.ones(k)])
+        xx = np.clip(x, 0.0, 1.0 - 1e-12)
+        return BSpline.design_matrix(xx, knots, k).toarray()
     raise FitError(f"unknown baseline {settings.baseline!r}; use spline, poly or none")
 
 

@@ -21,7 +21,7 @@ def levenberg_marquardt(fitter, x: np.ndarray, yw: np.ndarray, prior_w: np.ndarr
     r, jac = state[0], fitter._jacobian(x, state, free)
     nfev = 0
     cost = total_cost(r, x)
-    dof = max(2 * yw.size - len(fitter.names) - 2 * fitter.baseline_dof() - int(free.sum()), 1)
+    dof = max(2 * yw.size - len(fitter.names) - 2 * fitter.q.shape[1] - int(free.sum()), 1)
     lam = 1e-3
     for _ in range(s.max_iter):
         jf = jac[:, free]

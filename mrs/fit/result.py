@@ -56,8 +56,6 @@ class FitResult:
     phase1_rad_per_hz: float = 0.0
     # covariance without the metabolite ratio priors (mrs.fit.priors): decides what is determined
     cov_data: np.ndarray | None = None
-    # effective number of complex baseline parameters the data chose (mrs.fit.baseline)
-    baseline_dof: float = float("nan")
 
     @property
     def residual(self) -> np.ndarray:

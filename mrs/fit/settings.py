@@ -14,16 +14,8 @@ class FitSettings:
     window_ppm: tuple[float, float] = (0.2, 4.2)
     model: str = "voigt"
     baseline: str = "spline"              # "spline" | "poly" | "none"
-    baseline_knot_spacing_ppm: float = 1.0  # spline: distance between knots of the free spline
+    baseline_knot_spacing_ppm: float = 1.0  # spline: distance between knots
     baseline_order: int = 3               # poly: highest order; spline: degree
-    # Spline detail (mrs.fit.baseline): each knot interval split in `baseline_refine` (0.2 ppm;
-    # LCModel: 0.15) and the detail beyond the free spline penalised, its stiffness chosen per fit
-    # from the data over the effective degrees of freedom `baseline_dof_grid` (those above the
-    # free spline's count); `baseline_dof` fixes them instead, 0 or refine 1 gives the free spline.
-    baseline_refine: int = 5
-    baseline_dof: float | None = None
-    baseline_dof_grid: tuple[float, ...] = (8.0, 10.0, 13.0, 17.0, 23.0)  # 23: every function free
-    baseline_dof_cost: float = 4.0        # noise variances a real baseline parameter must earn
     max_shift_hz: float = 25.0            # metabolite group; macromolecules get half around it
     phase1: bool = True
     max_phase1_ms: float = 0.5            # |phi1| <= 2 pi * this delay

@@ -15,8 +15,7 @@ def finish(fitter, x: np.ndarray, state: tuple, status: int, message: str, nfev:
            t0: float, prior_w: np.ndarray, noise_var: float, free: np.ndarray | None = None) -> FitResult:
     """The FitResult at the fitted x (state: the evaluation there, mrs.fit.evaluation._state)."""
     r, c, a, z, fl = state[:5]
-    # the penalised baseline: the residual's projection on Q shrunk by h (mrs.fit.baseline)
-    beta = fitter._bl_h * (fitter.q.T @ (z - a @ c)) if fitter.q.shape[1] else np.zeros(0, complex)
+    beta = fitter.q.T @ (z - a @ c) if fitter.q.shape[1] else np.zeros(0, complex)
     base = fitter.q @ beta if fitter.q.shape[1] else np.zeros_like(z)
     m_met = len(fitter.names)
     broad = a[:, m_met:] @ c[m_met:]
@@ -29,11 +28,9 @@ def finish(fitter, x: np.ndarray, state: tuple, status: int, message: str, nfev:
     # the CRLBs 20-30 % larger than the scatter over noise draws on broad-line spectra,
     # bench_fit_external) and the outer bins' (`noise_var`: tails of large lines). The
     # residual's variance stays the result's `noise_var` (a fit-quality number).
-    n_held_bl = 2.0 * (int(np.sum(fitter._bl_h > 0)) - fitter.baseline_dof())  # what the penalty holds
-    sigma_fit = _crlb.noise_variance(resid, jac.shape[1] - n_held_bl)
+    sigma_fit = _crlb.noise_variance(resid, jac.shape[1])
     sigma2 = min(sigma_fit, noise_var) if np.isfinite(noise_var) and noise_var > 0 else sigma_fit
     cov_c, cov_d = _amplitude_covariances(fitter, jac, sigma2, noise_var, prior_w, nl_keep, lin_keep, state[7])
-
     m = len(fitter.names)
     conc_raw = c[:m] / fitter.scale
     conc, sd, pct, cov_full, cov_data = _in_basis_order(fitter, conc_raw, cov_c, cov_d)
@@ -48,8 +45,7 @@ def finish(fitter, x: np.ndarray, state: tuple, status: int, message: str, nfev:
         message=f"{message} ({(time.perf_counter() - t0) * 1e3:.1f} ms)", nfev=nfev,
         cost=float(np.vdot(resid, resid).real), noise_var=sigma_fit, ppm=fitter.ppm.copy(), data=z,
         prediction=pred, baseline=base, components=comps,
-        phase0_rad=float(x[0]), phase1_rad_per_hz=float(x[1]), cov_data=cov_data,
-        baseline_dof=fitter.baseline_dof())
+        phase0_rad=float(x[0]), phase1_rad_per_hz=float(x[1]), cov_data=cov_data)
 
 
 def _full_jacobian(fitter, x: np.ndarray, state: tuple, pred: np.ndarray,
@@ -71,8 +67,7 @@ def _full_jacobian(fitter, x: np.ndarray, state: tuple, pred: np.ndarray,
     m_met = len(fitter.names)
     lin_keep = np.ones(a.shape[1], bool)
     lin_keep[m_met:] = c[m_met:] > 0
-    q = fitter.q[:, fitter._bl_h > 0]  # functions an infinite stiffness holds at zero are no parameters
-    jac = np.column_stack([jac_nl, a[:, lin_keep], q.astype(complex), 1j * q])
+    jac = np.column_stack([jac_nl, a[:, lin_keep], fitter.q.astype(complex), 1j * fitter.q])
     return jac, nl_keep, lin_keep
 
 
@@ -86,14 +81,6 @@ def _amplitude_covariances(fitter, jac: np.ndarray, sigma2: float, noise_var: fl
     # Priors on the nonlinear parameters add to the Fisher information.
     prior_prec = np.zeros((n_par, n_par))
     prior_prec[np.arange(n_nl), np.arange(n_nl)] = (prior_w[nl_keep] ** 2) / max(noise_var, 1e-300)
-    # the baseline's penalty lambda sum k |beta|^2 (mrs.fit.baseline): precision lambda k / sigma2 on the
-    # real and imaginary coefficient of each function (the last 2 n columns)
-    kept = fitter._bl_h > 0
-    n_bl = int(kept.sum())
-    if n_bl and np.isfinite(fitter.baseline_lambda):
-        pen = fitter.baseline_lambda * fitter.baseline.roughness[kept] / sigma2
-        idx = np.arange(n_par - 2 * n_bl, n_par)
-        prior_prec[idx, idx] = np.concatenate([pen, pen])
     prior_prec_data = prior_prec
     if prior is not None:
         # the MM area and ratio priors: precision D^T W^2 D on the amplitudes (same units as the rows)

@@ -12,9 +12,8 @@ broadening) are iterated, by Levenberg-Marquardt on the Kaufman variable-project
 This module sets the fitter up (grid, basis, groups, parameter layout, priors) and runs a fit
 (starts, refinement); the model's evaluation and Jacobian are in evaluation.py, the optimiser in
 lm.py, the covariance and result in uncertainty.py, the linear algebra in linear.py, the settings in
-settings.py, the added MM lines in mm_completion.py, the lineshape kernel in kernel.py, the ratio
-priors in priors.py and the baseline in baseline.py. (About 480 lines: the setup steps share the
-fitter's layout and each is short; split further they would pass a dozen arrays between files.)
+settings.py, the added MM lines in mm_completion.py, the lineshape kernel in kernel.py and the ratio
+priors in priors.py.
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ import scipy.fft as sfft
 
 from mrs.basis import WATER_PPM, Basis
 from mrs.fit import crlb as _crlb
-from mrs.fit.baseline import penalised_baseline, spline_basis
 from mrs.fit.evaluation import ModelEvaluation
 from mrs.fit.kernel import LineshapeKernel
 from mrs.fit.linear import baseline_matrix
@@ -86,23 +84,8 @@ class LCFitter(ModelEvaluation):
         self.dnu = self.nu - self.nu_c
         self.ppm = ppm_all[self.win]
         self.df_hz = 1.0 / (self.n * self.dwell_s)
-        coarse = baseline_matrix(self.ppm, s)
-        if s.baseline == "spline" and s.baseline_refine > 1 and s.baseline_dof != 0:
-            fine = spline_basis(self.ppm, s.baseline_knot_spacing_ppm, s.baseline_order, s.baseline_refine)
-            self.baseline = penalised_baseline(fine, coarse)
-        else:
-            self.baseline = penalised_baseline(coarse)
-        self.q = self.baseline.q
-        grid = s.baseline_dof_grid if s.baseline_dof is None else (s.baseline_dof,)
-        # stiffest first: infinity keeps only the free spline (the start of every fit)
-        n_free = int(np.sum(self.baseline.roughness == 0))
-        self._bl_lambda_start = np.inf if n_free < self.baseline.n else 0.0
-        self._bl_lambdas = [self._bl_lambda_start] + sorted(
-            {self.baseline.lambda_for_dof(t) for t in grid if n_free < t <= self.baseline.n}, reverse=True)
-        if s.baseline_dof:
-            self._bl_lambda_start = self._bl_lambdas[-1]
-            self._bl_lambdas = [self._bl_lambda_start]
-        self._set_baseline_lambda(self._bl_lambda_start)
+        bl = baseline_matrix(self.ppm, s)
+        self.q = np.linalg.qr(bl)[0] if bl.shape[1] else np.zeros((self.win.size, 0))
 
     def _setup_basis(self, basis: Basis, fids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Names, normalised FIDs and groups (metabolites first, then macromolecules); returns the
@@ -385,8 +368,7 @@ class LCFitter(ModelEvaluation):
         prior_w = np.sqrt(max(noise_var, 1e-300)) / self.prior_sd  # zero where there is no prior
         nfev = 0
         best = None
-        self._set_baseline_lambda(self._bl_lambda_start)
-        dof = max(2 * yw.size - len(self.names) - 2 * self.baseline_dof() - len(self.param_names), 1)
+        dof = max(2 * yw.size - len(self.names) - 2 * self.q.shape[1] - len(self.param_names), 1)
 
         prior = None
         x0_ok = x0 is not None and np.shape(x0) == (len(self.param_names),) and np.all(np.isfinite(x0))
@@ -433,13 +415,6 @@ class LCFitter(ModelEvaluation):
             nfev += n_lm
             fits.append((total(x, state), x, status, message, state))
         _, x, status, message, state = min(fits, key=lambda f: f[0])
-        if len(self._bl_lambdas) > 1:
-            lam = self._select_baseline_lambda(x, yw, prior, noise_var)
-            self._set_baseline_lambda(lam)
-            if lam != self._bl_lambda_start:  # descend again with the chosen stiffness
-                state = self._state(x, yw, prior)
-                x, status, message, n_lm, state = levenberg_marquardt(self, x, yw, prior_w, state, prior, free)
-                nfev += n_lm + 1
         return finish(self, x, state, status, message, nfev, t0, prior_w, noise_var, free)
 
     def session_mask(self) -> np.ndarray:

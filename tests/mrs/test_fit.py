@@ -179,8 +179,7 @@ def test_mm_area_priors_enter_the_fisher_information():
     basis = toy_basis(CF, DWELL, N)
     fid = synth_fid(basis, TYPICAL_MM, lorentz_hz=3.0, gauss_hz=4.0, noise_sd=3.0,
                     rng=np.random.default_rng(5), mm_lorentz_hz=6.0)
-    # the unpenalised coarse baseline: the MM lines trade with it, so the priors have work to do
-    common = dict(complete_mm=False, mm_shift_each=False, baseline_knot_spacing_ppm=1.0, baseline_dof=0)
+    common = dict(complete_mm=False, mm_shift_each=False)
     post = LCFitter(basis, DWELL, N, CF, settings=FitSettings(crlb_sandwich=False, **common)).fit(fid)
     free = LCFitter(basis, DWELL, N, CF, settings=FitSettings(crlb_sandwich=False, mm_priors=False,
                                                              **common)).fit(fid)
