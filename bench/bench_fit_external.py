@@ -240,9 +240,27 @@ def accuracy_tables(doc: dict, results: dict[str, dict | None]) -> list[str]:
             gross |= ~np.isfinite(err[q]) | (np.abs(np.nan_to_num(err[q], nan=1e9)) > 50)
         lines.append(f"{tool:8s} " + " ".join(f"{c:>9s}" for c in cells)
                      + f" {fmt(np.nanmean(np.abs(err['Glu'])), 7)} {int(gross.sum()):5d}")
+    lines += glu_failures(summary, results)
     if "mrsmon" in summary and "lcmodel" in summary:
         ratio = np.nanmean(np.abs(summary["mrsmon"][0]["Glu"])) / np.nanmean(np.abs(summary["lcmodel"][0]["Glu"]))
         lines.append(f"mrsmon / LCModel Glu/tCr MAPE: {ratio:.2f} (target <= 0.8)")
+    return lines
+
+
+def glu_failures(summary: dict, results: dict[str, dict | None]) -> list[str]:
+    """Each Glu/tCr estimate over 50 % off: its NAA SNR, error and, for mrsmon, the error in units
+    of its own reported SD (z): what the reported uncertainty said to expect."""
+    lines = []
+    for tool, (err, main) in summary.items():
+        for s, e in zip(main, err["Glu"], strict=True):
+            if np.isfinite(e) and abs(e) <= 50:
+                continue
+            r = (results.get(tool) or {}).get(s["stem"], {})
+            sd = (r.get("ratios_sd") or {}).get("Glu/tCr")
+            z = (f", {e / (100.0 * sd / s['ratios']['Glu/tCr']):+.1f} SD" if sd and np.isfinite(e)
+                 else "")
+            lines.append(f"  {tool} Glu/tCr > 50 % off: {s['stem']} NAA SNR {s['params']['snr']:.0f}, "
+                         f"error {fmt(e, 1)} %{z}")
     return lines
 
 

@@ -60,6 +60,11 @@ CONFIGS = {
                                        (4.0, 18.0), (0.5, 50.0), (0.0, 0.4)),
     "sim-narrow-heldout": TruthConfig("sim-narrow-heldout", "mrsmon-sim", 5000, (3.0, 8.0), (0.0, 1.0),
                                       (6.0, 14.0), (0.5, 30.0), (0.0, 0.3)),
+    # round 3: two sets fitted once, after the fitter was final (new seeds, both line-width ranges)
+    "spant-final": TruthConfig("spant-final", "spant", 6000, (3.0, 12.0), (0.0, 1.5), (4.0, 18.0),
+                               (0.5, 50.0), (0.0, 0.4)),
+    "sim-final": TruthConfig("sim-final", "mrsmon-sim", 7000, (3.0, 12.0), (0.0, 1.5), (4.0, 18.0),
+                             (0.5, 50.0), (0.0, 0.4)),
 }
 
 
