@@ -217,8 +217,14 @@ def _read_cache(path: Path) -> tuple[dict | None, list[CacheRecord], int]:
     body = buf[FILE_HEAD.size:end - 4]
     if zlib.crc32(body) != struct.unpack_from("<I", buf, end - 4)[0]:
         return None, [], 0
+    try:  # (crc-checked, yet a file is input: anything but a JSON object means no header)
+        meta = json.loads(bytes(body))
+    except (ValueError, RecursionError):
+        return None, [], 0
+    if not isinstance(meta, dict):
+        return None, [], 0
     records, valid_end = _read_frames(buf, end)
-    return json.loads(body), records, valid_end
+    return meta, records, valid_end
 
 
 def _map(path: Path) -> mmap.mmap | None:
@@ -252,7 +258,7 @@ def _read_frames(buf: bytes, offset: int) -> tuple[list[CacheRecord], int]:
         if magic == LAYOUT_MAGIC:
             try:
                 layouts[layout_id] = _Layout(buf[offset + head_size:stop], layout_id)
-            except (ValueError, KeyError, TypeError, IndexError):
+            except (ValueError, KeyError, TypeError, IndexError, RecursionError):
                 break
             offset, run = stop, None
             continue

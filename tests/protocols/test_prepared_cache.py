@@ -2,6 +2,7 @@
 corrupt tail is detected and never used."""
 
 import json
+import zlib
 
 import numpy as np
 import pytest
@@ -289,10 +290,29 @@ def test_many_makes_what_the_constructor_makes():
 def test_a_layout_naming_an_impossible_array_ends_the_valid_prefix(tmp_path, array):
     """A layout frame with a valid crc that names no possible array (an object dtype, a negative or
     fractional size, an unknown dtype) is treated as damage, not decoded."""
+    _assert_bad_layout_ends_the_prefix(tmp_path, json.dumps({"kind": "transient", "values": [],
+                                                             "arrays": [array]}).encode())
+
+
+@pytest.mark.parametrize("body", [b"[" * 100_000 + b"]" * 100_000, b"NaN", b"\xff\xfe", b"[1, 2]",
+                                  b'{"kind": "transient", "values": "x", "arrays": 5}'])
+def test_a_layout_that_is_no_layout_ends_the_valid_prefix(tmp_path, body):
+    """Not a layout (nested past the parser's depth, not JSON, not an object): damage, no exception."""
+    _assert_bad_layout_ends_the_prefix(tmp_path, body)
+
+
+@pytest.mark.parametrize("meta", [b"[" * 100_000 + b"]" * 100_000, b"not json", b"[1, 2]"])
+def test_a_header_that_is_no_json_object_means_no_cache(tmp_path, meta):
+    path = tmp_path / "prepared.bin"
+    path.write_bytes(prepcache.FILE_HEAD.pack(prepcache.FILE_MAGIC, prepcache.FILE_VERSION, 0, len(meta)) + meta
+                     + zlib.crc32(meta).to_bytes(4, "little"))
+    assert prepcache.read_cache(path) == (None, [], 0)
+
+
+def _assert_bad_layout_ends_the_prefix(tmp_path, bad: bytes):
     recs = _transients(3)
     path = tmp_path / "prepared.bin"
     _write(path, recs)
-    bad = json.dumps({"kind": "transient", "values": [], "arrays": [array]}).encode()
     with open(path, "ab") as f:
         f.write(prepcache._frame(prepcache.LAYOUT_MAGIC, 7, bad) + prepcache._frame(prepcache.REC_MAGIC, 7, bytes(32)))
     size = path.stat().st_size
