@@ -137,15 +137,22 @@ def _store(src, dst, lo, hi):
     w.close()
 
 
-def test_a_restarted_pipeline_resumes_from_the_cache(raw_session, tmp_path, monkeypatch):
+CRASH_SEQ = 60  # the first pipeline dies before this transient
+
+
+def _crash_and_restart(raw_session, tmp_path, monkeypatch, while_down=lambda session: None):
+    """The session processed whole, and again with the pipeline dying at CRASH_SEQ and a new one
+    finishing it (`while_down` runs in between). Returns (whole, session, fits before the restart,
+    transients processed from raw data after it, results published after it)."""
     whole = tmp_path / "whole"
     shutil.copytree(raw_session, whole)
     top = int(SessionReader(whole).end["seq"])
     _run(whole, range(1, top), end=True)
 
-    session, cut = tmp_path / "s", 60
+    session, cut = tmp_path / "s", CRASH_SEQ
     _store(raw_session, session, 1, cut)
     _run(session, range(1, cut), end=False)  # the pipeline dies here
+    while_down(session)
     _store(raw_session, session, cut, top)   # the agent restarts, the rest of the session arrives
     n_before = len(SessionReader(session).fits())
     from mrs.pipeline.transients import TransientRunner
@@ -154,7 +161,12 @@ def test_a_restarted_pipeline_resumes_from_the_cache(raw_session, tmp_path, monk
     real = TransientRunner._process
     monkeypatch.setattr(TransientRunner, "_process", lambda self, *a: calls.append(a[0]) or real(self, *a))
     published = _run(session, range(cut, top), end=True)  # a new pipeline: reopens, then the rest
-    assert calls and min(calls) >= cut - 8  # at most the few transients still pending at the crash
+    return whole, session, n_before, calls, published
+
+
+def test_a_restarted_pipeline_resumes_from_the_cache(raw_session, tmp_path, monkeypatch):
+    whole, session, n_before, calls, published = _crash_and_restart(raw_session, tmp_path, monkeypatch)
+    assert calls and min(calls) >= CRASH_SEQ - 8  # at most the few transients still pending at the crash
     assert [b["block"] for b in published if not b.get("revision")] == list(
         range(n_before, len(SessionReader(whole).fits())))
     # the session reference is fixed after the restart (at 8 blocks, or at the end of a shorter
@@ -185,22 +197,9 @@ def test_a_cache_of_an_older_format_is_rebuilt_by_refit(session):
 
 
 def test_a_cache_of_an_older_format_is_rebuilt_by_a_restarted_pipeline(raw_session, tmp_path, monkeypatch):
-    whole = tmp_path / "whole"
-    shutil.copytree(raw_session, whole)
-    top = int(SessionReader(whole).end["seq"])
-    _run(whole, range(1, top), end=True)
-
-    session, cut = tmp_path / "s", 60
-    _store(raw_session, session, 1, cut)
-    _run(session, range(1, cut), end=False)  # the pipeline dies here; then the software is updated
-    _as_older_format(session / prepcache.CACHE_NAME)
-    _store(raw_session, session, cut, top)
-    from mrs.pipeline.transients import TransientRunner
-
-    calls = []
-    real = TransientRunner._process
-    monkeypatch.setattr(TransientRunner, "_process", lambda self, *a: calls.append(a[0]) or real(self, *a))
-    _run(session, range(cut, top), end=True)
+    # the pipeline dies; then the software is updated
+    whole, session, _, calls, _ = _crash_and_restart(
+        raw_session, tmp_path, monkeypatch, lambda s: _as_older_format(s / prepcache.CACHE_NAME))
     assert min(calls) < 8  # nothing taken from the old cache: every transient processed again
     meta, _, _ = prepcache.read_cache(session / prepcache.CACHE_NAME)
     assert meta is not None
