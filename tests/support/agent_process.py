@@ -20,6 +20,10 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+class _PortTaken(RuntimeError):
+    """The agent could not bind a port picked for it."""
+
+
 class AgentProcess:
     def __init__(self, sessions: Path, host: str = "127.0.0.1", extra: list[str] | None = None,
                  ports: tuple[int, int, int] | None = None, log_path: Path | None = None,
@@ -28,10 +32,14 @@ class AgentProcess:
         self.env = env or {}
         self.command = command or [sys.executable, "-m", "mrsmon"]
         self.host = host
-        self.ports = ports or (free_port(host), free_port(), free_port())
+        self._pick_ports = ports is None
+        self.ports = ports or self._free_ports()
         self.extra = ["--no-fit"] if extra is None else extra
         self.log_path = log_path or self.sessions.parent / f"agent-{self.ports[0]}.log"
         self.proc: subprocess.Popen | None = None
+
+    def _free_ports(self) -> tuple[int, int, int]:
+        return free_port(self.host), free_port(), free_port()
 
     @property
     def listen(self) -> str:
@@ -45,8 +53,25 @@ class AgentProcess:
     def control(self) -> str:
         return f"tcp://127.0.0.1:{self.ports[2]}"
 
-    def start(self, timeout_s: float = 30.0) -> AgentProcess:
+    def start(self, timeout_s: float = 30.0, attempts: int = 3) -> AgentProcess:
+        """Start and wait for its ping. Ports this object picked are free when picked, not when the
+        agent binds them (another process may take one in between: "Address already in use", seen
+        in CI): then, before the agent has ever run on them, it picks new ones and starts again, up to
+        `attempts` times. A restart keeps its ports (senders and displays are connected to them)."""
+        for attempt in range(attempts):
+            try:
+                self._start(timeout_s)
+                self._pick_ports = False
+                return self
+            except _PortTaken:
+                if not self._pick_ports or attempt == attempts - 1:
+                    raise
+                self.ports = self._free_ports()
+        raise AssertionError("unreachable")
+
+    def _start(self, timeout_s: float) -> AgentProcess:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
+        start_of_log = self.log_path.stat().st_size if self.log_path.exists() else 0
         if getattr(self, "_log", None):
             self._log.close()
         self._log = open(self.log_path, "a")
@@ -57,7 +82,9 @@ class AgentProcess:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"agent exited with {self.proc.returncode}: {self.log_path.read_text()[-2000:]}")
+                log = self.log_path.read_text()
+                error = _PortTaken if "Address already in use" in log[start_of_log:] else RuntimeError
+                raise error(f"agent exited with {self.proc.returncode}: {log[-2000:]}")
             try:
                 if self.request({"op": "ping"}, timeout_s=0.5).get("ok"):
                     return self
