@@ -60,6 +60,7 @@ def main() -> int:
                ("full grid, ftol 0.1, previous defaults", FitSettings(model_margin_ppm=None, ftol_chi2=0.1, **previous),
                 "own"),
                ("cold start every block", FitSettings(), "cold"),
+               ("cold start without the (shift, phase) grid", FitSettings(grid_starts=0), "cold"),
                ("cold start, previous defaults", FitSettings(**previous), "cold")]
     fitters, build = [], []
     for _, settings, _ in configs:
