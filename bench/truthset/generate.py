@@ -65,6 +65,12 @@ CONFIGS = {
                                (0.5, 50.0), (0.0, 0.4)),
     "sim-final": TruthConfig("sim-final", "mrsmon-sim", 7000, (3.0, 12.0), (0.0, 1.5), (4.0, 18.0),
                              (0.5, 50.0), (0.0, 0.4)),
+    # round 4: two more sets over both line-width ranges, fitted once with round 4's fitter (new
+    # seeds: round 3's final sets had been looked at while the cold starts were changed)
+    "spant-r4": TruthConfig("spant-r4", "spant", 8000, (3.0, 12.0), (0.0, 1.5), (4.0, 18.0),
+                            (0.5, 50.0), (0.0, 0.4)),
+    "sim-r4": TruthConfig("sim-r4", "mrsmon-sim", 9000, (3.0, 12.0), (0.0, 1.5), (4.0, 18.0),
+                          (0.5, 50.0), (0.0, 0.4)),
 }
 
 

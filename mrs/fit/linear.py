@@ -54,10 +54,17 @@ def nnls_gram(gram: np.ndarray, rhs: np.ndarray, passive: np.ndarray | None = No
                     return c
         except np.linalg.LinAlgError:
             pass
+    return nnls_gram_many(gram, rhs[:, None])[:, 0]
+
+
+def nnls_gram_many(gram: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """nnls_gram for each column of `rhs` (n, k) with one Cholesky factor: (n, k)."""
+    n = gram.shape[0]
+    ridge = 1e-12 * max(float(np.trace(gram)) / max(n, 1), 1e-300)
     try:
         low = np.linalg.cholesky(gram + ridge * np.eye(n))
     except np.linalg.LinAlgError:
         low = np.linalg.cholesky(gram + 1e-8 * float(np.trace(gram)) / n * np.eye(n))
-    y = solve_triangular(low, rhs, lower=True, check_finite=False)
-    c, _ = nnls(low.T, y, maxiter=10 * n)
-    return c
+    ys = solve_triangular(low, rhs, lower=True, check_finite=False)
+    upper = np.ascontiguousarray(low.T)
+    return np.column_stack([nnls(upper, y, maxiter=10 * n)[0] for y in ys.T])

@@ -93,3 +93,6 @@ class FitSettings:
     # Data-driven starts (shift and phase0 from the cross-correlation's best local maxima) tried
     # when there is no warm start or it fits badly; the lowest cost is refined.
     n_starts: int = 2
+    # A cold fit also refines this many of the best (shift, phase0) pairs of a grid over the full
+    # shift range and phase circle, by the fit's own cost (mrs.fit.LCFitter.grid_starts); 0: off.
+    grid_starts: int = 1

@@ -27,7 +27,7 @@ from mrs.basis import WATER_PPM, Basis
 from mrs.fit import crlb as _crlb
 from mrs.fit.evaluation import ModelEvaluation
 from mrs.fit.kernel import LineshapeKernel
-from mrs.fit.linear import baseline_matrix
+from mrs.fit.linear import baseline_matrix, nnls_gram_many, re_inner
 from mrs.fit.lm import levenberg_marquardt
 from mrs.fit.mm_completion import AUX_MM_LINES, AUX_MM_RESOLVED_PPM, complete_macromolecules
 from mrs.fit.models import get_model
@@ -338,14 +338,52 @@ class LCFitter(ModelEvaluation):
         picks = list(peaks[np.argsort(-mag[peaks])][:max(1, n)]) if peaks.size else [int(np.argmax(mag))]
         if n > 1:  # the bins next to the best peak too (it can sit a bin or two off, its angle with it)
             picks += [k for k in range(picks[0] - 2, picks[0] + 3) if 0 <= k < mag.size and k not in picks]
-        out = []
-        for best in picks:
-            x = np.zeros(len(self.param_names))
-            x[0] = float(np.angle(corr[best]))
-            for (_, _, mm), sl in zip(self.groups, self.slices, strict=True):
-                x[sl] = self.model.with_shift(self.model.initial(mm), float(ks[best] * self.df_hz))
-            out.append(np.clip(x, self.lo, self.hi))
-        return out
+        return [self._shifted_start(float(ks[best] * self.df_hz), float(np.angle(corr[best]))) for best in picks]
+
+    def grid_starts(self, yw: np.ndarray, n: int = 2, step_hz: float = 2.0, n_phases: int = 24,
+                    phase_origin_rad: float = 0.0) -> list[np.ndarray]:
+        """The `n` best (shift, phase0) pairs of a grid over the full shift range and the full phase
+        circle, by the fit's own cost (amplitudes by NNLS, baseline projected out, the initial
+        lineshape), best first and at least 3 steps apart in shift or 45 degrees in phase.
+
+        The correlation starts can miss the right shift altogether when broad signal dominates
+        the correlation (a cold fit on spant-final landed 20 Hz and 3.6 rad off, reduced chi-square
+        3.4). The phase costs no model evaluation: for one shift only the right-hand side turns.
+        `phase_origin_rad`: where the phase grid starts (the correlation's phase keeps the fit
+        of rotated data the same fit rotated)."""
+        yt = self._project_baseline(yw)
+        shifts = np.arange(-self.settings.max_shift_hz, self.settings.max_shift_hz + 1e-9, step_hz)
+        phases = phase_origin_rad + np.arange(n_phases) * (2 * np.pi / n_phases)
+        turn = np.exp(-1j * phases)
+        cost = np.empty((shifts.size, phases.size))
+        norm = float(np.vdot(yt, yt).real)
+        for i, sh in enumerate(shifts):
+            x = self._shifted_start(float(sh), 0.0)
+            _, a, _ = self._spectra(x)
+            if self.bg.shape[1]:
+                a = np.hstack([a, self.bg])
+            at = self._project_baseline(a)
+            gram = re_inner(at, at)
+            proj = at.conj().T @ yt  # a^H y; at phase p the right-hand side is Re(e^{-ip} a^H y)
+            rhs = (proj[:, None] * turn[None, :]).real
+            c = nnls_gram_many(gram, rhs)
+            cost[i] = norm - 2 * np.sum(c * rhs, axis=0) + np.sum(c * (gram @ c), axis=0)
+        out: list[tuple[float, float]] = []
+        for flat in np.argsort(cost, axis=None):
+            i, j = np.unravel_index(flat, cost.shape)
+            dph = [abs((phases[j] - p + np.pi) % (2 * np.pi) - np.pi) for _, p in out]
+            if all(abs(shifts[i] - s) >= 3 * step_hz or d >= np.pi / 4 for (s, _), d in zip(out, dph, strict=True)):
+                out.append((float(shifts[i]), float(phases[j])))
+            if len(out) == n:
+                break
+        return [self._shifted_start(s, p) for s, p in out]
+
+    def _shifted_start(self, shift_hz: float, phase0_rad: float) -> np.ndarray:
+        x = np.zeros(len(self.param_names))
+        x[0] = phase0_rad if -np.pi < phase0_rad <= np.pi else float(np.angle(np.exp(1j * phase0_rad)))
+        for (_, _, mm), sl in zip(self.groups, self.slices, strict=True):
+            x[sl] = self.model.with_shift(self.model.initial(mm), shift_hz)
+        return np.clip(x, self.lo, self.hi)
 
     # ------------------------------------------------------------------ the fit
     def fit(self, fid: np.ndarray, x0: np.ndarray | None = None, hold: np.ndarray | None = None) -> FitResult:
@@ -409,12 +447,25 @@ class LCFitter(ModelEvaluation):
         # keeps the lowest final cost: the flexible model has local minima (a phase error traded
         # against the lineshape, a shift against the kernel) that one descent can fall into.
         n_refine = 1 if x0_ok else max(1, self.settings.n_starts)
+        refine = sorted(starts, key=lambda c: c[1])[:n_refine]
+        if not x0_ok and self.settings.grid_starts:
+            # ... and the grid's best, refined as well (not instead: a lower starting cost can
+            # descend into a worse minimum, so the final cost is kept only from a superset)
+            n_before = len(starts)
+            for guess in self.grid_starts(yw, self.settings.grid_starts, phase_origin_rad=float(best[0][0])):
+                consider(guess)
+            refine += sorted(starts[n_before:], key=lambda c: c[1])[:self.settings.grid_starts]
         fits = []
-        for xs, _, st in sorted(starts, key=lambda c: c[1])[:n_refine]:
+        for xs, _, st in refine:
             x, status, message, n_lm, state = levenberg_marquardt(self, xs, yw, prior_w, st, prior, free)
             nfev += n_lm
             fits.append((total(x, state), x, status, message, state))
         _, x, status, message, state = min(fits, key=lambda f: f[0])
+        if len(fits) > 1:
+            # one more descent from the winner with a fresh damping: a descent that needed strong
+            # damping can stop on a small step with the minimum still some noise variances away
+            x, status, message, n_lm, state = levenberg_marquardt(self, x, yw, prior_w, state, prior, free)
+            nfev += n_lm
         return finish(self, x, state, status, message, nfev, t0, prior_w, noise_var, free)
 
     def session_mask(self) -> np.ndarray:

@@ -16,6 +16,7 @@ xyzt_units (the standard's rule); a SpectralWidth that disagrees is noted. The r
 from __future__ import annotations
 
 import json
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +98,10 @@ def _arrange(arr: np.ndarray, tags: list[str], select: dict, notes: list, name: 
 def read(path: Path, select: dict | None = None) -> Spectrum:
     path = Path(path)
     img, ext = _open(path)
-    data = np.asanyarray(img.dataobj)
+    try:  # nibabel reads the data only here: a truncated .nii.gz fails now, not in _open
+        data = np.asanyarray(img.dataobj)
+    except (OSError, EOFError, ValueError, zlib.error) as exc:
+        raise SpectrumFormatError(f"{path.name}: its data cannot be read ({exc})") from None
     if not np.iscomplexobj(data):
         raise SpectrumFormatError(f"{path.name}: NIfTI-MRS data must be complex")
     if data.ndim < 4 or any(s != 1 for s in data.shape[:3]):

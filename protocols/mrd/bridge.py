@@ -86,8 +86,12 @@ class Bridge:
     def listen(self, host: str, port: int) -> tuple[str, int]:
         s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind((host, port))
-        s.listen(8)
+        try:
+            s.bind((host, port))
+            s.listen(8)
+        except OSError:
+            s.close()  # e.g. the port is taken: the caller reports it; no socket left open
+            raise
         s.settimeout(0.2)
         self._listener = s
         self.address = s.getsockname()[:2]

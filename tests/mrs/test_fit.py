@@ -249,3 +249,7 @@ def test_edge_noise_ignores_smooth_tails_and_correlated_noise():
     half = noise.copy()
     half[n // 2:] = 0
     assert edge_noise_variance(np.fft.fft(half)) / (n / 2) == pytest.approx(1.0, rel=0.25)
+    # a filtered FID (5 Hz apodisation): neighbouring bins share noise, the estimate follows the
+    # per-bin variance sum |w|^2 instead of the differences' (which would fall far below it)
+    w = np.exp(-np.pi * 5.0 * np.arange(n) * DWELL)
+    assert edge_noise_variance(np.fft.fft(noise * w)) / np.sum(w ** 2) == pytest.approx(1.0, rel=0.25)

@@ -101,10 +101,26 @@ def test_ratio_priors_steady_gln_at_low_snr_without_biasing_high_snr(basis):
 
 def test_a_metabolite_the_data_cannot_hold_is_undetermined_not_a_number(basis):
     conc = dict(CONC, GABA=0.0)
-    fid = synth_fid(basis, conc, lorentz_hz=3.0, gauss_hz=5.0, noise_sd=20.0, rng=np.random.default_rng(3))
-    res = LCFitter(basis, DWELL, N, CF, settings=FitSettings(**NO_MM)).fit(fid)
-    lost = res.undetermined()
-    assert "GABA" in lost
-    assert not {"NAA", "tCr", "Glu", "Glx"} & set(lost)
+    fitter = LCFitter(basis, DWELL, N, CF, settings=FitSettings(**NO_MM))
+    gaba_lost = 0
+    for seed in range(3, 11):  # at this SNR an absent GABA's fit is near the limit: judge several draws
+        fid = synth_fid(basis, conc, lorentz_hz=3.0, gauss_hz=5.0, noise_sd=20.0, rng=np.random.default_rng(seed))
+        lost = fitter.fit(fid).undetermined()
+        gaba_lost += "GABA" in lost
+        assert not {"NAA", "tCr", "Glu", "Glx"} & set(lost)
+    assert gaba_lost >= 6
     quantities = {"A": (1.0, 0.5), "B": (1.0, 1.5), "C": (0.0, 0.1), "D": (2.0, float("nan"))}
     assert undetermined(quantities) == ["B", "C", "D"]
+
+
+@pytest.mark.parametrize("phase_deg", [40, 170, 300])
+def test_grid_starts_put_the_best_start_at_the_true_shift_and_phase(basis, phase_deg):
+    rng = np.random.default_rng(phase_deg)
+    fid = synth_fid(basis, CONC, lorentz_hz=3.0, gauss_hz=6.0, shift_hz=7.0, phase_rad=np.deg2rad(phase_deg),
+                    noise_sd=2.0, rng=rng)
+    fitter = LCFitter(basis, DWELL, N, CF, settings=FitSettings(**NO_MM))
+    starts = fitter.grid_starts(np.fft.fft(fid)[fitter.win], 3)
+    assert len(starts) == 3
+    best = starts[0]
+    assert np.angle(np.exp(1j * (best[0] - np.deg2rad(phase_deg)))) == pytest.approx(0.0, abs=np.deg2rad(16))
+    assert best[fitter.slices[0]][0] == pytest.approx(7.0, abs=2.0)  # the metabolite group's shift, Hz

@@ -143,6 +143,17 @@ def test_every_data_format_round_trips(fmt, name, tmp_path):
     assert back.acq["dwell_time_s"] == pytest.approx(2.5e-4)
 
 
+def test_a_truncated_nifti_mrs_file_is_a_one_line_error_naming_it(tmp_path):
+    rng = np.random.default_rng(4)
+    data = (rng.standard_normal((8, 1, 2048)) + 1j * rng.standard_normal((8, 1, 2048))).astype(np.complex64)
+    acq = {"spectrometer_frequency_mhz": 123.2, "dwell_time_s": 2.5e-4, "echo_time_s": 0.03, "sequence": "PRESS"}
+    write_spectrum(Spectrum(data, acq, "nifti_mrs", "whole.nii.gz"), tmp_path / "whole.nii.gz", "nifti_mrs")
+    raw = (tmp_path / "whole.nii.gz").read_bytes()
+    (tmp_path / "cut.nii.gz").write_bytes(raw[: len(raw) // 2])  # the header is whole, the data are not
+    with pytest.raises(SpectrumFormatError, match=r"^cut\.nii\.gz: its data cannot be read"):
+        read_spectrum(tmp_path / "cut.nii.gz")
+
+
 # ---- fitting them, no manual conversion ---------------------------------------------------------
 
 def _plausible(r: dict) -> None:

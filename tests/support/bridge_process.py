@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from agent_process import free_port
+from agent_process import _PortTaken, free_port
 
 
 class BridgeProcess:
@@ -18,11 +18,28 @@ class BridgeProcess:
         self.agent_address = agent_address
         self.state = Path(state)
         self.port = port or free_port()
+        self._pick_port = port is None  # a port picked here may be taken before the bridge binds it
         self.extra = extra or []
         self.log_path = log_path or self.state.parent / f"bridge-{self.port}.log"
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout_s: float = 30.0) -> BridgeProcess:
+    def start(self, timeout_s: float = 30.0, attempts: int = 3) -> BridgeProcess:
+        """Start and wait until it listens. A port this object picked was free when picked, not
+        necessarily when the bridge binds it ("Address already in use"): then, on a first start, it
+        picks another and starts again, up to `attempts` times (as AgentProcess does)."""
+        for attempt in range(attempts):
+            try:
+                self._start(timeout_s)
+                self._pick_port = False
+                return self
+            except _PortTaken:
+                if not self._pick_port or attempt == attempts - 1:
+                    raise
+                self.port = free_port()
+        raise AssertionError("unreachable")
+
+    def _start(self, timeout_s: float) -> BridgeProcess:
+        self._close_log()
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0  # a restart appends to the log
         self._log = open(self.log_path, "a")
         self.proc = subprocess.Popen(
@@ -32,7 +49,9 @@ class BridgeProcess:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"bridge exited with {self.proc.returncode}: {self.log()[-2000:]}")
+                self._close_log()
+                error = _PortTaken if b"Address already in use" in self.log_path.read_bytes()[offset:] else RuntimeError
+                raise error(f"bridge exited with {self.proc.returncode}: {self.log()[-2000:]}")
             if b"listening on" in self.log_path.read_bytes()[offset:]:  # logged after bind+listen: no probe needed
                 return self
             time.sleep(0.05)
