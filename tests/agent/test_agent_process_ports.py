@@ -1,21 +1,13 @@
 """The test helper that starts real agents: a port taken between picking and binding (seen in CI as
 "Address already in use") makes it pick new ones on a first start, never on a restart."""
 
-import socket
 
 import pytest
-from agent_process import AgentProcess, _PortTaken, free_port
-
-
-def _taken_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    s.listen()
-    return s, s.getsockname()[1]
+from agent_process import AgentProcess, _PortTaken, free_port, taken_port
 
 
 def test_a_port_taken_before_the_first_start_is_replaced(tmp_path):
-    holder, port = _taken_port()
+    holder, port = taken_port()
     agent = AgentProcess(tmp_path / "sessions")
     agent.ports = (port, *agent.ports[1:])  # another process took it after it was picked
     try:
@@ -27,7 +19,7 @@ def test_a_port_taken_before_the_first_start_is_replaced(tmp_path):
 
 
 def test_ports_given_by_the_test_are_kept(tmp_path):
-    holder, port = _taken_port()
+    holder, port = taken_port()
     agent = AgentProcess(tmp_path / "sessions", ports=(port, free_port(), free_port()))
     try:
         with pytest.raises(_PortTaken):

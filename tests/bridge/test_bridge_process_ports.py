@@ -4,19 +4,12 @@ another on a first start; a port the test gave is kept (the error is the bridge'
 import socket
 
 import pytest
-from agent_process import _PortTaken
+from agent_process import _PortTaken, taken_port
 from bridge_process import BridgeProcess
 
 
-def _taken_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    s.listen()
-    return s, s.getsockname()[1]
-
-
 def test_a_port_taken_before_the_first_start_is_replaced(tmp_path):
-    holder, port = _taken_port()
+    holder, port = taken_port()
     bridge = BridgeProcess("tcp://127.0.0.1:1", tmp_path / "state")  # no agent needed to listen
     bridge.port = port  # another process took it after it was picked
     try:
@@ -30,7 +23,7 @@ def test_a_port_taken_before_the_first_start_is_replaced(tmp_path):
 
 
 def test_a_port_given_by_the_test_is_kept(tmp_path):
-    holder, port = _taken_port()
+    holder, port = taken_port()
     bridge = BridgeProcess("tcp://127.0.0.1:1", tmp_path / "state", port=port)
     try:
         with pytest.raises(_PortTaken, match="Address already in use"):

@@ -20,8 +20,31 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def taken_port() -> tuple[socket.socket, int]:
+    """A loopback port held open by the returned socket (close it when done): a port "another
+    process took" for tests of the retry below."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen()
+    return s, s.getsockname()[1]
+
+
 class _PortTaken(RuntimeError):
-    """The agent could not bind a port picked for it."""
+    """A process could not bind a port picked for it ("Address already in use")."""
+
+
+def retry_on_taken_port(start_once, repick, attempts: int) -> None:
+    """Run `start_once()`; when it raises _PortTaken and `repick` is given (the ports were picked by
+    the helper, not given by the test), call `repick()` and try again, up to `attempts` times in all.
+    A picked port is free when picked, not necessarily when the process binds it (seen in CI)."""
+    for attempt in range(attempts):
+        try:
+            start_once()
+            return
+        except _PortTaken:
+            if repick is None or attempt == attempts - 1:
+                raise
+            repick()
 
 
 class AgentProcess:
@@ -58,16 +81,12 @@ class AgentProcess:
         agent binds them (another process may take one in between: "Address already in use", seen
         in CI): then, before the agent has ever run on them, it picks new ones and starts again, up to
         `attempts` times. A restart keeps its ports (senders and displays are connected to them)."""
-        for attempt in range(attempts):
-            try:
-                self._start(timeout_s)
-                self._pick_ports = False
-                return self
-            except _PortTaken:
-                if not self._pick_ports or attempt == attempts - 1:
-                    raise
-                self.ports = self._free_ports()
-        raise AssertionError("unreachable")
+        retry_on_taken_port(lambda: self._start(timeout_s), self._repick if self._pick_ports else None, attempts)
+        self._pick_ports = False
+        return self
+
+    def _repick(self) -> None:
+        self.ports = self._free_ports()
 
     def _start(self, timeout_s: float) -> AgentProcess:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}

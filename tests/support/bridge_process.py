@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from agent_process import _PortTaken, free_port
+from agent_process import _PortTaken, free_port, retry_on_taken_port
 
 
 class BridgeProcess:
@@ -27,16 +27,12 @@ class BridgeProcess:
         """Start and wait until it listens. A port this object picked was free when picked, not
         necessarily when the bridge binds it ("Address already in use"): then, on a first start, it
         picks another and starts again, up to `attempts` times (as AgentProcess does)."""
-        for attempt in range(attempts):
-            try:
-                self._start(timeout_s)
-                self._pick_port = False
-                return self
-            except _PortTaken:
-                if not self._pick_port or attempt == attempts - 1:
-                    raise
-                self.port = free_port()
-        raise AssertionError("unreachable")
+        retry_on_taken_port(lambda: self._start(timeout_s), self._repick if self._pick_port else None, attempts)
+        self._pick_port = False
+        return self
+
+    def _repick(self) -> None:
+        self.port = free_port()
 
     def _start(self, timeout_s: float) -> BridgeProcess:
         self._close_log()
