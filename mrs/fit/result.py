@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -56,6 +56,18 @@ class FitResult:
     phase1_rad_per_hz: float = 0.0
     # covariance without the metabolite ratio priors (mrs.fit.priors): decides what is determined
     cov_data: np.ndarray | None = None
+
+    def rescaled(self, factor: float) -> FitResult:
+        """The result for the data times `factor` (amplitudes, spectra and variances scale; the
+        nonlinear parameters, CRLB % and everything else do not)."""
+        f = float(factor)
+        f2 = float(np.square(np.float64(f)))  # (inf beyond 1e154, not an OverflowError)
+        return replace(
+            self, conc={k: v * f for k, v in self.conc.items()}, sd={k: v * f for k, v in self.sd.items()},
+            cov=self.cov * f2, cov_data=None if self.cov_data is None else self.cov_data * f2,
+            cost=self.cost * f2, noise_var=self.noise_var * f2, data=self.data * f,
+            prediction=self.prediction * f, baseline=self.baseline * f,
+            components={k: v * f for k, v in self.components.items()})
 
     @property
     def residual(self) -> np.ndarray:

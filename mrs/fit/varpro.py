@@ -42,6 +42,12 @@ __all__ = ["AUX_MM_LINES", "AUX_MM_RESOLVED_PPM", "FitError", "FitSettings", "LC
            "complete_macromolecules"]
 
 
+def _times_power_of_two(a: np.ndarray, exponent: int) -> np.ndarray:
+    """a * 2**exponent in two exact steps (2**exponent alone overflows beyond 1023)."""
+    half = exponent // 2
+    return a * 2.0 ** half * 2.0 ** (exponent - half)
+
+
 class LCFitter(ModelEvaluation):
     """A fitter bound to one data grid and basis; `fit(fid)` fits one (averaged) FID.
 
@@ -397,6 +403,16 @@ class LCFitter(ModelEvaluation):
             raise FitError(f"FID has {fid.size} points, the fitter was built for {self.n}")
         if not np.all(np.isfinite(fid)):
             return self._failed(fid, "data contain NaN or infinity")
+        # Fitted at a peak modulus in [0.5, 1): other tools store data in any units, and at 1e-200
+        # the Fisher matrix underflowed (LinAlgError) and at 1e40 the single-precision model
+        # products overflowed. A power of two scales without rounding, so the fit is the same.
+        exponent = int(np.frexp(float(np.abs(fid).max()))[1])
+        if exponent:
+            fid = _times_power_of_two(fid, -exponent)
+        res = self._fit(fid, x0, hold, t0)
+        return res.rescaled(float(np.ldexp(1.0, exponent))) if exponent else res
+
+    def _fit(self, fid: np.ndarray, x0: np.ndarray | None, hold: np.ndarray | None, t0: float) -> FitResult:
         spec = sfft.fft(fid, workers=1)
         yw = spec[self.win]
         if not np.any(yw):

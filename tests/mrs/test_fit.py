@@ -253,3 +253,20 @@ def test_edge_noise_ignores_smooth_tails_and_correlated_noise():
     # per-bin variance sum |w|^2 instead of the differences' (which would fall far below it)
     w = np.exp(-np.pi * 5.0 * np.arange(n) * DWELL)
     assert edge_noise_variance(np.fft.fft(noise * w)) / np.sum(w ** 2) == pytest.approx(1.0, rel=0.25)
+
+
+@pytest.mark.parametrize("scale", [1e-200, 1e-40, 1e40])
+def test_data_in_any_units_give_the_same_fit(small_basis, small_fitter, scale):
+    """Other tools store data in any units: 1e-200 made the Fisher matrix underflow (LinAlgError)
+    and 1e40 overflowed the single-precision model before the fit scaled its input. (Not bit
+    for bit: multiplying by 1e-200 rounds each sample, and the stop rule turns that into ~1e-7.)"""
+    fid = synth_fid(small_basis, CONC, noise_sd=1.0, rng=np.random.default_rng(8))
+    ref = small_fitter.fit(fid)
+    res = small_fitter.fit(fid * scale)
+    assert res.success
+    for n in ("NAA", "Glu", "Cr"):
+        assert res.conc[n] / scale == pytest.approx(ref.conc[n], rel=1e-5)
+        assert res.sd[n] / scale == pytest.approx(ref.sd[n], rel=1e-5)
+    assert res.params == pytest.approx(ref.params, rel=1e-5, abs=1e-6)
+    assert res.noise_var == pytest.approx(ref.noise_var * scale ** 2, rel=1e-5)  # (0 at 1e-200: float64's limit)
+    assert np.abs(res.prediction / scale - ref.prediction).max() <= 1e-5 * np.abs(ref.prediction).max()
