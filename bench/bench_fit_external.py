@@ -111,6 +111,12 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
+def peer_key(tool: str, doc: dict, folder: Path, s: dict) -> str:
+    """A peer's cache key: the file's content, and the basis's when it is not the generator's own."""
+    key = f"{tool}:{_digest(folder / s['files']['raw' if tool == 'lcmodel' else 'nifti'])}"
+    return key + (f":{_digest(Path(doc['basis_file']))}" if doc["config"].get("fit_basis_mm") else "")
+
+
 def _draw(stem: str) -> int | None:
     """The noise draw of a CRLB spectrum ('<set>_crlb<k>_<draw>'), None for the main set."""
     return int(stem.rsplit("_", 1)[1]) if "_crlb" in stem else None
@@ -125,7 +131,7 @@ def peer_spectra(doc: dict, peer_draws: int) -> list[dict]:
 def run_lcmodel(doc: dict, folder: Path, lcmodel: str, cache: dict, peer_draws: int = 20) -> dict[str, dict]:
     out = {}
     for s in peer_spectra(doc, peer_draws):
-        key = f"lcmodel:{_digest(folder / s['files']['raw'])}"
+        key = peer_key("lcmodel", doc, folder, s)
         if key in cache:
             out[s["stem"]] = cache[key]
             continue
@@ -149,7 +155,7 @@ def start_fslmrs(doc: dict, folder: Path, python: str, cache: dict, crlb: bool,
                  peer_draws: int = 20) -> tuple[subprocess.Popen | None, Path, list]:
     """Start the FSL-MRS worker on the files not in the cache (without the CRLB noise draws unless
     `crlb`: at about 6.5 s CPU per fit they would dominate the run)."""
-    todo = [s for s in peer_spectra(doc, peer_draws) if f"fslmrs:{_digest(folder / s['files']['nifti'])}" not in cache
+    todo = [s for s in peer_spectra(doc, peer_draws) if peer_key("fslmrs", doc, folder, s) not in cache
             and (crlb or s["crlb_group"] is None)]
     job, result = folder / "fslmrs_job.json", folder / "fslmrs_out.json"
     if not todo:
@@ -169,13 +175,13 @@ def finish_fslmrs(doc: dict, folder: Path, proc, result: Path, todo: list, cache
         got = json.loads(result.read_text()) if result.exists() else {}
         for s in todo:
             path = str(folder / s["files"]["nifti"])
-            key = f"fslmrs:{_digest(folder / s['files']['nifti'])}"
+            key = peer_key("fslmrs", doc, folder, s)
             if path not in got:  # the worker died: report it, but do not cache it
                 lost[key] = {"error": f"worker exited {proc.returncode}: {err[-300:]}", "cpu_s": float("nan")}
                 continue
             cache[key] = {**got[path], "measured": time.strftime("%Y-%m-%d %H:%M")}
     return {s["stem"]: cache.get(key, lost.get(key)) for s in doc["spectra"]
-            if (key := f"fslmrs:{_digest(folder / s['files']['nifti'])}") in cache or key in lost}
+            if (key := peer_key("fslmrs", doc, folder, s)) in cache or key in lost}
 
 
 # ---------------------------------------------------------------------------------- scoring
@@ -416,6 +422,10 @@ def main() -> int:
                     help="LCModel/FSL-MRS fit only this many of each CRLB spectrum's draws")
     ap.add_argument("--conventions-configs", default="",
                     help="configurations also run as '<name>-conventions' sets: files in other tools' conventions")
+    ap.add_argument("--mm-basis-configs", default="",
+                    help="configurations also run as '<name>-<style>mm' sets, the fitters' basis with MM entries "
+                         "in each of --mm-basis-styles (no CRLB draws)")
+    ap.add_argument("--mm-basis-styles", default="lcmodel,full")
     ap.add_argument("--lcmodel", default=os.environ.get("MRSMON_LCMODEL"))
     ap.add_argument("--fslmrs-python", default=os.environ.get("MRSMON_FSLMRS_PYTHON"))
     ap.add_argument("--tools", default="mrsmon,lcmodel,fslmrs")
@@ -429,6 +439,7 @@ def main() -> int:
     ap.add_argument("--fslmrs-cached-only", action="store_true", help="the same for FSL-MRS alone")
     ap.add_argument("--conventions", action="store_true", help="some files in other tools' conventions")
     ap.add_argument("--no-write", action="store_true", help="print only (development runs)")
+    ap.add_argument("--results", type=Path, default=RESULTS, help="where the report goes")
     args = ap.parse_args()
     tools = set(args.tools.split(","))
     lcmodel = args.lcmodel if "lcmodel" in tools and args.lcmodel and Path(args.lcmodel).exists() else None
@@ -452,17 +463,20 @@ def main() -> int:
             for name, n in zip(names, counts, strict=True)]
     jobs += [(name, replace(CONFIGS[name], name=f"{name}-conventions", conventions=True), counts[0])
              for name in filter(None, args.conventions_configs.split(","))]
+    jobs += [(name, replace(CONFIGS[name], name=f"{name}-{style}mm", fit_basis_mm=style), counts[0])
+             for name in filter(None, args.mm_basis_configs.split(",")) for style in args.mm_basis_styles.split(",")]
     summary = []
     for name, config, n_spectra in jobs:
         if not args.no_cache and cache_path.exists():  # what a concurrent run has added meanwhile
             cache = {**json.loads(cache_path.read_text()), **cache}
         results_cached: dict[str, dict] = {}
         folder = args.out / config.name
-        crlb = (args.crlb_configs is None or name in args.crlb_configs.split(",")) and not config.conventions
+        crlb = ((args.crlb_configs is None or name in args.crlb_configs.split(","))
+                and not config.conventions and not config.fit_basis_mm)
         doc = generate_set(config, folder, n_spectra, args.crlb_spectra if crlb else 0, args.crlb_draws)
         if args.cached_peers_only or args.fslmrs_cached_only:  # cached results, for the files run on
-            for tool, kind in (("lcmodel", "raw"), ("fslmrs", "nifti")):
-                keys = {s["stem"]: f"{tool}:{_digest(folder / s['files'][kind])}" for s in doc["spectra"]}
+            for tool in ("lcmodel", "fslmrs"):
+                keys = {s["stem"]: peer_key(tool, doc, folder, s) for s in doc["spectra"]}
                 results_cached[tool] = {stem: cache[k] for stem, k in keys.items() if k in cache}
         basis_file = Path(doc["basis_file"])
         results: dict[str, dict | None] = {}
@@ -504,8 +518,8 @@ def main() -> int:
     out = "\n".join(text) + "\n"
     print(text[-1])
     if not args.no_write:
-        RESULTS.parent.mkdir(exist_ok=True)
-        RESULTS.write_text(out)
+        args.results.parent.mkdir(exist_ok=True)
+        args.results.write_text(out)
     return 0
 
 

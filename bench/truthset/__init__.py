@@ -12,5 +12,6 @@ Each spectrum is written as LCModel .RAW + .CONTROL and NIfTI-MRS, with its trut
     physics.py    lineshape, macromolecules, water, baseline, concentrations
     basis_file.py a minimal .BASIS reader of its own (so the truth does not rest on mrsmon's reader)
     writers.py    .RAW, .CONTROL and NIfTI-MRS writers
+    mm_entries.py MM entries in other groups' styles, appended to the .BASIS the fitters get
     fslmrs_worker.py  run by FSL-MRS's own Python: fits a list of files, prints JSON
 """

@@ -20,6 +20,7 @@ import numpy as np
 
 from bench.truthset import physics, writers
 from bench.truthset.basis_file import BasisSet, read_lcmodel_basis
+from bench.truthset.mm_entries import write_basis_with_mm
 
 DATA = Path(__file__).parent / "data"
 SNR_BINS = ((10, 20), (20, 40), (40, 80), (80, 160))
@@ -43,6 +44,15 @@ class TruthConfig:
     phase1_delay_ms: float = 0.1               # first-order phase as a delay up to this
     te_s: float = 0.030
     conventions: bool = False
+    # the basis "mrsmon-sim" is simulated for this scanner (other fields, sequences, grids)
+    field_mhz: float = 123.2
+    sequence: str = "press"
+    dwell_s: float = 1 / 4000
+    points: int = 2048
+    t2_scale: float = 1.0                      # T2s relative to 3T's (shorter at 7T)
+    mm_width_scale: float = 1.0                # MM linewidths in Hz relative to 3T's
+    # the fitters get the basis plus MM entries in this style (mm_entries.MM_STYLES); "" = as is
+    fit_basis_mm: str = ""
 
 
 CONFIGS = {
@@ -71,6 +81,16 @@ CONFIGS = {
                             (0.5, 50.0), (0.0, 0.4)),
     "sim-r4": TruthConfig("sim-r4", "mrsmon-sim", 9000, (3.0, 12.0), (0.0, 1.5), (4.0, 18.0),
                           (0.5, 50.0), (0.0, 0.4)),
+    # round 5: scanners the fit had not been tried on, fitted once: 7T semi-LASER (TE 28 ms,
+    # 5 kHz, lines 8-24 Hz, T2s x0.65, MM lines twice as broad in Hz, shifts to 25 Hz) and 3T
+    # STEAM (TE 20 ms, 2 kHz, 1024 points)
+    "sim7t-r5": TruthConfig("sim7t-r5", "mrsmon-sim", 10000, (8.0, 24.0), (0.0, 1.5), (4.0, 18.0),
+                            (0.5, 50.0), (0.0, 0.4), shift_hz=25.0, te_s=0.028, field_mhz=297.2,
+                            sequence="slaser", dwell_s=1 / 5000, points=2048, t2_scale=0.65,
+                            mm_width_scale=2.0),
+    "steam-r5": TruthConfig("steam-r5", "mrsmon-sim", 11000, (3.0, 12.0), (0.0, 1.5), (4.0, 18.0),
+                            (0.5, 50.0), (0.0, 0.4), te_s=0.020, sequence="steam", dwell_s=1 / 2000,
+                            points=1024),
 }
 
 
@@ -83,9 +103,12 @@ def load_basis(config: TruthConfig, out_dir: Path) -> tuple[BasisSet, Path]:
         from mrs.basis_sim import simulate_basis
         from mrs.io import write_basis
 
-        path = out_dir / "mrsmon_sim_press_te30_123.2.basis"
+        grid = ("" if (config.dwell_s, config.points) == (1 / 4000, 2048)
+                else f"_{1 / config.dwell_s:.0f}hz_{config.points}")
+        path = out_dir / f"mrsmon_sim_{config.sequence}_te{config.te_s * 1e3:.0f}_{config.field_mhz}{grid}.basis"
         if not path.exists():
-            write_basis(simulate_basis(123.2, "press", config.te_s, 1 / 4000, 2048), path, "lcmodel")
+            basis = simulate_basis(config.field_mhz, config.sequence, config.te_s, config.dwell_s, config.points)
+            write_basis(basis, path, "lcmodel")
             # FSL-MRS's .BASIS reader takes HZPPPM only as a plain decimal (mrs.io writes 1.232000E+02)
             text = re.sub(r"HZPPPM = ([0-9.E+-]+)", lambda m: f"HZPPPM = {float(m.group(1)):.6f}", path.read_text())
             path.write_text(text)
@@ -126,6 +149,8 @@ def draw_parameters(config: TruthConfig, basis: BasisSet, index: int, snr: float
         "noise_seed": int(rng.integers(2**31)),
         "structure_seed": int(rng.integers(2**31)),
         "convention": "standard",
+        "t2_scale": config.t2_scale,
+        "mm_width_scale": config.mm_width_scale,
     }
     if config.conventions:
         p["convention"] = str(rng.choice(["standard", "conjugated", "field_off", "centre_4.7"]))
@@ -144,12 +169,13 @@ def synthesise(basis: BasisSet, p: dict) -> tuple[np.ndarray, np.ndarray, dict]:
     metab = np.zeros(n, complex)
     naa = np.zeros(n, complex)
     for name, fid in zip(basis.names, basis.fids, strict=True):
-        t2 = physics.T2_MS.get(physics.canonical(name), 150.0) * 1e-3 * p["t2_jitter"][name]
+        t2 = physics.T2_MS.get(physics.canonical(name), 150.0) * 1e-3 * p["t2_jitter"][name] * p.get("t2_scale", 1.0)
         comp = p["amplitudes"][name] * fid * np.exp(-t / t2)
         metab += comp
         if name == "NAA":
             naa = comp
-    mm, mm_lines = physics.macromolecule_fid(rng, t, cf, centre, proton_unit, p["mm_scale"])
+    mm, mm_lines = physics.macromolecule_fid(rng, t, cf, centre, proton_unit, p["mm_scale"],
+                                               p.get("mm_width_scale", 1.0))
     lip = physics.lipid_fid(rng, t, cf, centre, proton_unit, p["lipid_scale"]) if p["lipid_scale"] else 0.0
     tissue = (metab * recentre + mm + lip) * shape
     naa = naa * recentre * shape
@@ -190,6 +216,9 @@ def generate_set(config: TruthConfig, out_dir: Path, n_spectra: int, crlb_spectr
     (also written as truth.json)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     basis, basis_path = load_basis(config, out_dir)
+    if config.fit_basis_mm:  # the spectra come from `basis`; the fitters get it with MM entries
+        basis_path = write_basis_with_mm(basis_path, out_dir / f"{basis_path.stem}-{config.fit_basis_mm}mm.basis",
+                                         config.fit_basis_mm)
     doc = {"config": asdict(config), "basis_file": str(basis_path.resolve()), "basis_names": list(basis.names),
            "cf_mhz": basis.cf_mhz, "dwell_s": basis.dwell_s, "points": int(basis.fids.shape[1]), "spectra": []}
     jobs = [(f"{config.name}_{i:03d}", draw_parameters(config, basis, i), None) for i in range(n_spectra)]

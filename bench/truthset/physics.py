@@ -71,15 +71,15 @@ def voigt_fid(t_s: np.ndarray, f_hz: float, lorentz_hz: float, gauss_hz: float) 
 
 
 def macromolecule_fid(rng: np.random.Generator, t_s: np.ndarray, cf_mhz: float, centre_ppm: float,
-                      proton_unit: float, scale: float) -> tuple[np.ndarray, list[dict]]:
-    """MM background: each line's position jittered 0.02 ppm, area x0.7-1.3, width x0.8-1.25;
-    the 0.93 ppm line holds `scale` x 3 protons' worth of 1 mM."""
+                      proton_unit: float, scale: float, width_scale: float = 1.0) -> tuple[np.ndarray, list[dict]]:
+    """MM background: each line's position jittered 0.02 ppm, area x0.7-1.3, width x0.8-1.25 (times
+    `width_scale`: the widths are 3T's in Hz); the 0.93 ppm line holds `scale` x 3 protons' worth of 1 mM."""
     fid = np.zeros(t_s.size, complex)
     lines = []
     for ppm, rel, w in MM_LINES:
         p = ppm + rng.normal(0, 0.02)
         area = scale * rel * proton_unit * rng.uniform(0.7, 1.3)
-        width = w * rng.uniform(0.8, 1.25)
+        width = w * rng.uniform(0.8, 1.25) * width_scale
         fid += area * voigt_fid(t_s, (p - centre_ppm) * cf_mhz, 0.75 * width, 0.45 * width)
         lines.append({"ppm": round(p, 4), "area": area, "fwhm_hz": round(width, 2)})
     return fid, lines

@@ -17,18 +17,21 @@ AUX_MM_LINES: tuple[tuple[float, float], ...] = (
 )
 
 
-# A basis without any MM entry gets only the lines up to this position (0.9-2.04 ppm), as LCModel
-# completes such a basis (MM09, MM12, MM14, MM17, MM20); the broad signal above goes to the baseline.
-# Above 2.1 ppm an MM line of free area and position is degenerate with Glu/Gln (2.26 and 3.79 ppm
-# lie 0.05-0.1 ppm from Glu C4 and C2 and are as broad as a Glu multiplet at 8-12 Hz): on the
-# independent truth set's broad-line spectra (bench/truthset, sim-broad-dev) the full table gave
-# Glu/tCr MAPE 20.4 % with 4 gross failures, the resolved lines 13.8 % and 2 (docs/fitting.md).
+# Above this position the consensus lines are added only when the basis models MM there itself
+# (an MM entry peaking above it, as mrsmon's and Osprey-style bases have). A basis without MM,
+# or with MM only below it (LCModel's MM09-MM20), gets the lines up to it (0.9-2.04 ppm), as LCModel
+# completes such a basis; the broad signal above goes to the baseline. Above 2.1 ppm an MM line of
+# free area and position is degenerate with Glu/Gln (2.26 and 3.79 ppm lie 0.05-0.1 ppm from Glu C4
+# and C2 and are as broad as a Glu multiplet at 8-12 Hz): on the independent truth set's
+# broad-line spectra (bench/truthset, sim-broad-dev) the full table gave Glu/tCr MAPE 20.4 % with
+# 4 gross failures, the resolved lines 13.8 % and 2; with LCModel-style MM09-MM20 entries added to
+# the basis, 21.4 % and 5 against 12.5 % and 0 (docs/fitting.md, round 5).
 AUX_MM_RESOLVED_PPM = 2.1
 
 
 def complete_macromolecules(basis: Basis, lines: tuple[tuple[float, float], ...] | None = None) -> Basis:
     """The basis plus a Gaussian line at each `lines` position (default: AUX_MM_LINES, only those
-    up to AUX_MM_RESOLVED_PPM when the basis has no MM/lipid entry at all) that no single-line
+    up to AUX_MM_RESOLVED_PPM unless an MM entry of the basis peaks above it) that no single-line
     MM/lipid entry covers (composite entries tie their lines together and cannot stand in for
     one). A basis with a whole MM spectrum (one entry with peaks over more than 2 ppm, e.g. a
     measured, metabolite-nulled MM) is returned unchanged: free lines would compete with it."""
@@ -38,20 +41,22 @@ def complete_macromolecules(basis: Basis, lines: tuple[tuple[float, float], ...]
     # Peaks (local maxima above 30 % of the entry's maximum) of every MM/lipid entry.
     order = np.argsort(ppm)
     peaks = []
+    mm_above_resolved = False
     for name, fid in zip(basis.names, basis.fids, strict=True):
         if is_macromolecule(name):
             spec = np.abs(np.fft.fft(fid))[order]
             top = spec.max()
+            is_lipid = name.strip().lower().startswith("lip")
+            mm_above_resolved |= not is_lipid and ppm[order][int(np.argmax(spec))] > AUX_MM_RESOLVED_PPM
             is_peak = (spec[1:-1] > spec[:-2]) & (spec[1:-1] >= spec[2:]) & (spec[1:-1] > 0.3 * top)
             pk = ppm[order][1:-1][is_peak]
-            if pk.size > 1 and np.ptp(pk) > 2.0 and not name.strip().lower().startswith("lip"):
+            if pk.size > 1 and np.ptp(pk) > 2.0 and not is_lipid:
                 return basis  # a whole MM spectrum (measured, 0.9-4 ppm): nothing to complete
             if is_peak.sum() == 1:  # a composite entry (several lines, fixed ratios) covers nothing
                 peaks.append(pk)
     have = np.concatenate(peaks) if peaks else np.zeros(0)
     if lines is None:
-        has_mm = any(is_macromolecule(n) for n in basis.names)
-        lines = AUX_MM_LINES if has_mm else tuple(ln for ln in AUX_MM_LINES if ln[0] <= AUX_MM_RESOLVED_PPM)
+        lines = AUX_MM_LINES if mm_above_resolved else tuple(ln for ln in AUX_MM_LINES if ln[0] <= AUX_MM_RESOLVED_PPM)
     names, fids = list(basis.names), [basis.fids]
     for pos, width in lines:
         if have.size and np.min(np.abs(have - pos)) < 0.06:

@@ -38,8 +38,8 @@ class FitSettings:
     # what wraps around (tails of broadened lines beyond it) well under the noise. None: no decimation.
     model_margin_ppm: float | None = 1.5
     complete_mm: bool = True              # add broad MM lines the basis lacks (AUX_MM_LINES)
-    # (ppm, FWHM ppm) lines to complete with; None: AUX_MM_LINES when the basis has MM entries of
-    # its own, only the resolved ones (AUX_MM_RESOLVED_PPM) when it has none (complete_macromolecules)
+    # (ppm, FWHM ppm) lines to complete with; None: AUX_MM_LINES when the basis has MM entries above
+    # 2.1 ppm, else only those below (AUX_MM_RESOLVED_PPM; complete_macromolecules)
     aux_mm_lines: tuple[tuple[float, float], ...] | None = None
     # Per-metabolite extra Lorentzian (LCModel-like): metabolites relax at different T2, so one
     # shared linewidth biases the singlets (NAA narrower, Cr broader). Gaussian prior, SD in Hz.

@@ -223,14 +223,20 @@ def test_held_parameters_stay_at_their_start_and_leave_the_crlb():
 
 
 def test_basis_without_mm_is_completed_only_below_2_1_ppm():
-    """No MM entry at all: only the MM lines resolved from the metabolites (LCModel's set, up to
-    2.04 ppm) are added; a basis with MM entries is completed at every consensus position."""
+    """No MM entry at all, or MM entries only below 2.1 ppm (LCModel's MM09-MM20): only the MM lines
+    resolved from the metabolites (up to 2.04 ppm) are added, none under Glu/Gln; a basis with an
+    MM entry above 2.1 ppm is completed at every consensus position."""
     basis = toy_basis(CF, DWELL, N, names=SMALL)
     bare = basis.subset([n for n in basis.names if not n.upper().startswith(("MM", "LIP"))])
     added = [n for n in LCFitter(bare, DWELL, N, CF).names if n.startswith("MMaux")]
     assert added and max(int(n[5:]) for n in added) <= 210
     full = LCFitter(bare, DWELL, N, CF, settings=FitSettings(aux_mm_lines=AUX_MM_LINES)).names
     assert any(n.startswith("MMaux") and int(n[5:]) > 300 for n in full)
+    low = toy_basis(CF, DWELL, N, names=SMALL + ["MM09", "MM12", "MM14", "MM17", "MM20"])
+    assert not any(n.startswith("MMaux") for n in LCFitter(low, DWELL, N, CF).names)
+    high = toy_basis(CF, DWELL, N, names=SMALL + ["MM09", "MM20", "MM30"])
+    added_high = {n for n in LCFitter(high, DWELL, N, CF).names if n.startswith("MMaux")}
+    assert {"MMaux121", "MMaux226", "MMaux379", "MMaux398"} <= added_high
 
 
 def test_edge_noise_ignores_smooth_tails_and_correlated_noise():

@@ -77,3 +77,67 @@ $$MISC  6 lines
     assert set(conc) == {"Cr", "PCr", "Glu", "Ins"} and sd["Glu"] == pytest.approx(0.269 * 0.05)
     r = ratios_from_conc(conc)
     assert r["Glu/tCr"] == pytest.approx(0.269 / 0.1896) and r["mI/tCr"] == pytest.approx(0.166 / 0.1896)
+
+
+def test_simulated_basis_follows_the_configured_scanner(tmp_path):
+    """A set for another scanner (7T semi-LASER, 5 kHz) is simulated, written and stored for it;
+    the 3T PRESS default keeps the file name the cached sets were made with."""
+    from dataclasses import replace
+
+    from bench.truthset.generate import load_basis
+
+    seven = replace(CONFIGS["sim7t-r5"], points=512)  # a short grid keeps the test quick
+    doc = generate_set(seven, tmp_path / "7t", n_spectra=1)
+    assert doc["cf_mhz"] == pytest.approx(297.2) and doc["points"] == 512
+    assert doc["dwell_s"] == pytest.approx(1 / 5000)
+    assert "slaser_te28_297.2_5000hz_512" in doc["basis_file"]
+    s = doc["spectra"][0]
+    data, acq = read_nifti_mrs(tmp_path / "7t" / s["files"]["nifti"])
+    assert data.shape[-1] == 512 and acq["spectrometer_frequency_mhz"] == pytest.approx(297.2)
+    assert s["params"]["t2_scale"] == 0.65 and s["params"]["mm_width_scale"] == 2.0
+    # MM lines are broader in Hz by the set's factor (each line's width is drawn x0.8-1.25 of 3T's)
+    widths = [ln["fwhm_hz"] for ln in s["facts"]["mm_lines"]]
+    assert min(widths) >= 0.8 * 14.0 * 2.0 - 0.01
+    _, path = load_basis(CONFIGS["sim-r4"], tmp_path / "3t")
+    assert path.name == "mrsmon_sim_press_te30_123.2.basis"
+
+
+def test_fitters_can_be_given_a_basis_with_other_groups_mm_entries(tmp_path, spant):
+    """`fit_basis_mm`: the same spectra, and a .BASIS holding the original entries unchanged plus
+    MM entries that both our reader and the truth set's own put at their positions."""
+    from dataclasses import replace
+
+    from bench.truthset.mm_entries import _number_format
+    from mrs.io import read_basis
+
+    plain = generate_set(CONFIGS["spant-dev"], tmp_path / "plain", n_spectra=1)
+    full = generate_set(replace(CONFIGS["spant-dev"], fit_basis_mm="full"), tmp_path / "full", n_spectra=1)
+    assert full["basis_file"].endswith("-fullmm.basis") and full["basis_names"] == plain["basis_names"]
+    a, _ = read_nifti_mrs(tmp_path / "plain" / plain["spectra"][0]["files"]["nifti"])
+    b, _ = read_nifti_mrs(tmp_path / "full" / full["spectra"][0]["files"]["nifti"])
+    np.testing.assert_array_equal(a, b)
+    # appended values follow the file's FMTBAS ('(6E13.5)' here), as LCModel reads them with it
+    last_row = open(full["basis_file"]).read().rstrip("\n").splitlines()[-2]
+    assert len(last_row) == 6 * 13
+    assert _number_format(" FMTBAS = '(6E16.8)',") == (6, 16, 8)
+    ours = read_lcmodel_basis(full["basis_file"])
+    assert ours.names[:17] == spant.names and np.array_equal(ours.fids[:17], spant.fids)
+    theirs = read_basis(full["basis_file"])
+    for reader in (ours, theirs):
+        ppm = 4.65 + np.fft.fftfreq(reader.fids.shape[1], reader.dwell_s) / reader.cf_mhz
+        for name, where in (("MM09", 0.91), ("MM22", 2.25), ("MM38", 3.86), ("Lip13", 1.28)):
+            spec = np.fft.fft(reader.fids[list(reader.names).index(name)])
+            assert ppm[np.argmax(np.abs(spec))] == pytest.approx(where, abs=0.02), name
+
+
+def test_file_fit_reports_the_snr_of_the_naa_peak(tmp_path):
+    """qc.snr is the fitted NAA peak over the noise: on this clean spectrum (NAA SNR 111, a broad MM
+    line and the baseline cancelling under NAA) it read 0 and the fit was called implausible."""
+    from mrsmon.commands.fit import fit_file
+
+    doc = generate_set(CONFIGS["spant-r4"], tmp_path, n_spectra=4)
+    s = doc["spectra"][3]
+    result = fit_file(str(tmp_path / s["files"]["nifti"]), doc["basis_file"])[0].to_json()
+    assert result["qc"]["fit_status"] == "ok"
+    # the truth's SNR counts NAA alone, the fit's NAA + NAAG as one peak
+    assert 0.8 * s["params"]["snr"] < result["qc"]["snr"] < 1.5 * s["params"]["snr"]
