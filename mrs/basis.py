@@ -109,6 +109,9 @@ FIELD_NOTE_REL = 1e-6      # fields closer than this are the same (rounding of H
 FIELD_WARN_REL = 0.005     # beyond this a field difference is a warning, not only a note
 DWELL_ROUNDING_DWELLS = 0.01  # grids whose times drift apart by < 1 % of a dwell over the data are one grid
 DECAYED = 1e-3             # a FID whose tail is below this fraction of its maximum has decayed
+# Data longer than the basis by at most this fraction (a field or dwell rounding, e.g. HZPPPM 0.05 %
+# off): the zero-filled end is too short to ripple, so it is a conversion, not a warning.
+ROUNDING_SPAN = 0.01
 
 
 @dataclass(frozen=True, eq=False)
@@ -183,6 +186,10 @@ def _points_notes(basis: Basis, dwell_eff: float, n_points: int) -> list[dict]:
         if level <= DECAYED:
             return [_note("points", "converted", f"basis lasts {t_basis:.4g} s, data {t_data:.4g} s: zero-filled "
                           f"(its FID has decayed to {level:.1e})", basis_s=t_basis, data_s=t_data)]
+        if t_data - t_basis <= ROUNDING_SPAN * t_data:  # e.g. a field 0.05 % off: not the ripple case
+            return [_note("points", "converted", f"basis lasts {t_basis:.4g} s, data {t_data:.4g} s: the last "
+                          f"{1e3 * (t_data - t_basis):.2g} ms zero-filled (a rounding of field or dwell)",
+                          basis_s=t_basis, data_s=t_data)]
         return [_note("points", "warning", f"basis lasts {t_basis:.4g} s, data {t_data:.4g} s: zero-filled, "
                       f"but its FID ends at {100 * level:.2g} % of its peak (truncation ripples in the model)",
                       basis_s=t_basis, data_s=t_data)]

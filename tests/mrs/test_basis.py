@@ -182,6 +182,10 @@ def test_a_wider_data_band_and_an_undecayed_basis_are_handled_and_noted():
     assert np.array_equal(long[:512], b.fids[0]) and not long[512:].any()
     pts = [n for n in b.conversion_notes(DWELL, 4096) if n["what"] == "points"][0]
     assert pts["action"] == "warning" and "ripples" in pts["message"]
+    # data a rounding longer (a field 0.05 % off stretches the basis's time axis): a conversion only
+    b2k = Basis(("Cr",), _singlet(3.027, 3, DWELL, 2048, lw_hz=0.1)[None], DWELL, CF)
+    near = [n for n in b2k.conversion_notes(DWELL, 2048, cf_mhz=CF * 1.0005) if n["what"] == "points"]
+    assert near and near[0]["action"] == "converted" and "rounding" in near[0]["message"]
 
 
 def test_resampling_a_decayed_basis_to_a_longer_grid_zero_fills():
