@@ -21,17 +21,18 @@ WATER_PPM_RANGE = (4.0, 5.3)
 
 
 def naa_snr(res, noise_sd: float) -> float:
-    """Height of the fitted NAA + NAAG peak (the 2.01 ppm singlet as it appears) over the noise SD
-    of the real spectrum. The fitted components, not prediction minus baseline: a broad MM line
-    and the baseline can cancel each other (one spectrum: 10x the data's height each under NAA),
-    which made the SNR 8-17x too high on some files."""
+    """Height of the fitted NAA + NAAG peak (the 2.01 ppm singlet) over the noise SD of the real
+    spectrum. The fitted components, not prediction minus baseline: a broad MM line and the baseline
+    can cancel each other (one spectrum: 10x the data's height each under NAA), which made the SNR
+    8-17x too high on some files. Their modulus: a file's spectrum keeps its own phase (the real part
+    of a peak 97 degrees off read half its height)."""
     if not noise_sd > 0:
         return float("nan")
     parts = [v for n, v in res.components.items() if canonical(n) in ("NAA", "NAAG")]
     # a basis without NAA: whatever the fit puts at 2.0 ppm
     peak = np.sum(parts, axis=0) if parts else res.prediction - res.baseline
     sel = (res.ppm > NAA_PPM[0]) & (res.ppm < NAA_PPM[1])
-    return float(peak.real[sel].max(initial=0.0)) / noise_sd
+    return float(np.abs(peak[sel]).max(initial=0.0)) / noise_sd
 
 
 class Quality(BlockStage):

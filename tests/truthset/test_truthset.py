@@ -130,13 +130,15 @@ def test_fitters_can_be_given_a_basis_with_other_groups_mm_entries(tmp_path, spa
             assert ppm[np.argmax(np.abs(spec))] == pytest.approx(where, abs=0.02), name
 
 
-def test_file_fit_reports_the_snr_of_the_naa_peak(tmp_path):
-    """qc.snr is the fitted NAA peak over the noise: on this clean spectrum (NAA SNR 111, a broad MM
-    line and the baseline cancelling under NAA) it read 0 and the fit was called implausible."""
+@pytest.mark.parametrize("index", [3, 18])
+def test_file_fit_reports_the_snr_of_the_naa_peak(tmp_path, index):
+    """qc.snr is the fitted NAA peak over the noise: on spectrum 3 (NAA SNR 111, a broad MM line and
+    the baseline cancelling under NAA) it read 0 and the fit was called implausible; on 18 (SNR 47,
+    the file's phase 97 degrees off) the real part read 0.42x."""
     from mrsmon.commands.fit import fit_file
 
-    doc = generate_set(CONFIGS["spant-r4"], tmp_path, n_spectra=4)
-    s = doc["spectra"][3]
+    doc = generate_set(CONFIGS["spant-r4"], tmp_path, n_spectra=index + 1)
+    s = doc["spectra"][index]
     result = fit_file(str(tmp_path / s["files"]["nifti"]), doc["basis_file"])[0].to_json()
     assert result["qc"]["fit_status"] == "ok"
     # the truth's SNR counts NAA alone, the fit's NAA + NAAG as one peak
