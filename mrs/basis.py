@@ -49,6 +49,9 @@ class Basis:
             raise BasisError(f"duplicate metabolite names in basis: {self.names}")
         if not (self.dwell_s > 0 and self.cf_mhz > 0):
             raise BasisError("basis dwell time and centre frequency must be positive")
+        bad = [n for n, row in zip(self.names, fids, strict=True) if not np.all(np.isfinite(row))]
+        if bad:  # one such entry made every fit fail with "no basis spectrum has signal"
+            raise BasisError(f"basis entries hold NaN or infinity: {', '.join(bad)}")
         object.__setattr__(self, "fids", fids.astype(np.complex128, copy=False))
 
     @property

@@ -56,3 +56,8 @@ def read_lcmodel_basis(path: Path) -> BasisSet:
         names.append((_field(blk.group(2), "METABO") or f"m{len(names)}").strip())
         fids.append(np.conj(np.fft.ifft(spec)))
     return BasisSet(tuple(names), np.array(fids), dwell, cf, Path(path).name)
+
+
+def proton_unit(basis: BasisSet) -> float:
+    """One proton of 1 mM in the basis's units: a fifth of Cr's first point (5 non-exchangeable protons)."""
+    return abs(basis.fids[basis.names.index("Cr")][0]) / 5.0

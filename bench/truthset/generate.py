@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.truthset import physics, writers
-from bench.truthset.basis_file import BasisSet, read_lcmodel_basis
+from bench.truthset.basis_file import BasisSet, proton_unit, read_lcmodel_basis
 from bench.truthset.mm_entries import write_basis_with_mm
 
 DATA = Path(__file__).parent / "data"
@@ -165,18 +165,17 @@ def synthesise(basis: BasisSet, p: dict) -> tuple[np.ndarray, np.ndarray, dict]:
     centre = 4.7 if p["convention"] == "centre_4.7" else 4.65
     recentre = np.exp(2j * np.pi * (4.65 - centre) * cf * t)  # basis lines move by (4.65 - 4.7) cf Hz
     shape = physics.field_map_lineshape(rng, t, p["field_fwhm_hz"], p["skew"])
-    proton_unit = abs(basis.fids[basis.names.index("Cr")][0]) / 5.0  # Cr: 5 non-exchangeable protons
+    unit = proton_unit(basis)
     metab = np.zeros(n, complex)
     naa = np.zeros(n, complex)
     for name, fid in zip(basis.names, basis.fids, strict=True):
-        t2 = physics.T2_MS.get(physics.canonical(name), 150.0) * 1e-3 * p["t2_jitter"][name] * p.get("t2_scale", 1.0)
+        t2 = physics.T2_MS.get(physics.canonical(name), 150.0) * 1e-3 * p["t2_jitter"][name] * p["t2_scale"]
         comp = p["amplitudes"][name] * fid * np.exp(-t / t2)
         metab += comp
         if name == "NAA":
             naa = comp
-    mm, mm_lines = physics.macromolecule_fid(rng, t, cf, centre, proton_unit, p["mm_scale"],
-                                               p.get("mm_width_scale", 1.0))
-    lip = physics.lipid_fid(rng, t, cf, centre, proton_unit, p["lipid_scale"]) if p["lipid_scale"] else 0.0
+    mm, mm_lines = physics.macromolecule_fid(rng, t, cf, centre, unit, p["mm_scale"], p["mm_width_scale"])
+    lip = physics.lipid_fid(rng, t, cf, centre, unit, p["lipid_scale"]) if p["lipid_scale"] else 0.0
     tissue = (metab * recentre + mm + lip) * shape
     naa = naa * recentre * shape
     # NAA peak height of the phased spectrum: the SNR's and every scaled component's reference

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.truthset.basis_file import read_lcmodel_basis
+from bench.truthset.basis_file import proton_unit, read_lcmodel_basis
+from bench.truthset.physics import voigt_fid
 
 _LCMODEL = {
     "MM09": ((0.91, 0.14, 3.0),), "MM12": ((1.21, 0.15, 2.0),), "MM14": ((1.43, 0.17, 2.0),),
@@ -37,14 +38,11 @@ CENTRE_PPM = 4.65  # the truth sets' receiver (basis_file.BasisSet)
 
 
 def entry_fid(lines: tuple[tuple[float, float, float], ...], n_points: int, dwell_s: float, cf_mhz: float,
-              proton_unit: float) -> np.ndarray:
-    """One entry's FID in the NIfTI-MRS convention."""
+              unit: float) -> np.ndarray:
+    """One entry's FID in the NIfTI-MRS convention (Gaussian lines)."""
     t = np.arange(n_points) * dwell_s
-    fid = np.zeros(n_points, complex)
-    for ppm, fwhm_ppm, protons in lines:
-        fid += protons * proton_unit * np.exp(2j * np.pi * (ppm - CENTRE_PPM) * cf_mhz * t
-                                              - (np.pi * fwhm_ppm * cf_mhz * t) ** 2 / (4 * np.log(2)))
-    return fid
+    return sum(protons * unit * voigt_fid(t, (ppm - CENTRE_PPM) * cf_mhz, 0.0, fwhm_ppm * cf_mhz)
+               for ppm, fwhm_ppm, protons in lines)
 
 
 def _number_format(text: str) -> tuple[int, int, int]:
@@ -71,8 +69,8 @@ def write_basis_with_mm(src: Path, dst: Path, style: str) -> Path:
     basis = read_lcmodel_basis(src)
     text = Path(src).read_text()
     n = basis.fids.shape[1]
-    proton_unit = abs(basis.fids[basis.names.index("Cr")][0]) / 5.0
-    blocks = [_basis_block(name, entry_fid(lines, n, basis.dwell_s, basis.cf_mhz, proton_unit), _number_format(text))
+    unit = proton_unit(basis)
+    blocks = [_basis_block(name, entry_fid(lines, n, basis.dwell_s, basis.cf_mhz, unit), _number_format(text))
               for name, lines in MM_STYLES[style].items()]
     dst.write_text(text.rstrip("\n") + "\n" + "".join(blocks))
     return dst

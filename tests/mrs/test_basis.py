@@ -225,3 +225,11 @@ def test_lines_beyond_the_spectral_width_are_dropped_not_aliased():
     b = simulate_basis(297.2, "fid", 0.0, 1 / 1800, 2048, ["Lac"])
     assert b.meta["dropped_outside_bandwidth"]["Lac"] == pytest.approx(3.0, rel=1e-3)
     assert b.fids[0, 0].real == pytest.approx(1.0, rel=1e-3)  # only the 4.10 ppm CH remains
+
+
+def test_a_non_finite_entry_is_refused_by_name():
+    """A NaN in one entry (an FSL-MRS .json can hold one) made every fit fail with a numpy message."""
+    fids = np.vstack([_singlet(3.027, 3, DWELL, 512), _singlet(2.008, 3, DWELL, 512)])
+    fids[1, 5] = np.nan
+    with pytest.raises(BasisError, match="NaN or infinity: NAA"):
+        Basis(("Cr", "NAA"), fids, DWELL, CF)
