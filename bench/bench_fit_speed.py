@@ -51,9 +51,9 @@ def main() -> int:
     rng = np.random.default_rng(args.seed)
     # (label, settings, mode): "held" = as the agent fits a block once the session reference is
     # fixed (session parameters held); "own" = a block on its own (the first blocks, `mrsmon fit`)
-    previous = {"kernel_half_width_hz": 0.0, "ratio_priors": False, "n_starts": 1, "grid_starts": 0}  # before issue 11
+    previous = {"kernel_half_width_ppm": 0.0, "ratio_priors": False, "n_starts": 1, "grid_starts": 0}  # before issue 11
     # the agent (a session reference) fits without the free lineshape kernel (mrs/pipeline/blocks.py)
-    configs = [("agent block fit (session reference held)", FitSettings(kernel_half_width_hz=0.0), "held"),
+    configs = [("agent block fit (session reference held)", FitSettings(kernel_half_width_ppm=0.0), "held"),
                ("same, previous defaults (no kernel/priors)", FitSettings(**previous), "held"),
                ("block on its own (mrsmon fit; kernel, priors)", FitSettings(), "own"),
                ("same, previous defaults (no kernel/priors)", FitSettings(**previous), "own"),

@@ -144,7 +144,7 @@ class LCFitter(ModelEvaluation):
         names += [f"{'dlorentz_hz' if ls[4] == 'l' else 'dshift_hz'}_{ls[0]}" for ls in lsets]
         lo_b += [ls[3][0] for ls in lsets]
         hi_b += [ls[3][1] for ls in lsets]
-        k_bins = int(round(s.kernel_half_width_hz / self.df_hz))
+        k_bins = int(round(s.kernel_half_width_ppm * self.cf_mhz / self.df_hz))
         self.kernel = LineshapeKernel(k_bins, self._win_m, self._nm) if k_bins > 0 else None
         n_taps = self.kernel.n_taps if self.kernel else 0
         self.kernel_slice = slice(len(names), len(names) + n_taps)

@@ -69,7 +69,7 @@ class BlockContext:
                 # spectra fitted on their own (`mrsmon fit`) use it.
                 settings = FitSettings(window_ppm=self.window_ppm)
                 if self.reference_blocks > 0:
-                    settings = FitSettings(window_ppm=self.window_ppm, kernel_half_width_hz=0.0)
+                    settings = FitSettings(window_ppm=self.window_ppm, kernel_half_width_ppm=0.0)
                 self._fitter = LCFitter(self._basis, g.dwell_s, g.n, g.cf_mhz, g.centre_ppm, settings)
             except Exception as exc:
                 self.fitter_error = f"no usable basis: {exc}"

@@ -16,7 +16,7 @@ def blocks():
     # without the free lineshape kernel, as sessions are fitted (mrs.stream): with its ten extra
     # flat directions the stopping tolerance alone moves a held refit by up to 1.2 % (0.2 CRLB)
     fitter = LCFitter(basis, basis.dwell_s, basis.n_points, basis.cf_mhz,
-                      settings=FitSettings(kernel_half_width_hz=0.0))
+                      settings=FitSettings(kernel_half_width_ppm=0.0))
     rng = np.random.default_rng(5)
     conc = {k: v for k, v in TYPICAL_MM.items() if k in basis.names}
     fids = [synth_fid(basis, conc, lorentz_hz=3.0, gauss_hz=4.0, shift_hz=rng.normal(0, 0.5),

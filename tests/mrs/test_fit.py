@@ -159,7 +159,7 @@ def test_models_are_registered_by_name(small_basis):
     fid = synth_fid(small_basis, CONC, lorentz_hz=5.0, gauss_hz=0.0, noise_sd=1.0)
     # no free lineshape kernel here: it would share the width with the model's Lorentzian
     res = LCFitter(small_basis, DWELL, N, CF, settings=FitSettings(model="lorentzian", complete_mm=False,
-                                                                   kernel_half_width_hz=0.0)).fit(fid)
+                                                                   kernel_half_width_ppm=0.0)).fit(fid)
     assert res.params["lorentz_hz_met"] == pytest.approx(5.0, abs=0.2)
     # one noise draw, Glu/tCr CRLB about 1 %: within 4 SD (this draw is 3 SD low)
     assert _ratio(res, "Glu") == pytest.approx(_true_ratio(CONC, "Glu"), rel=0.04)

@@ -60,12 +60,23 @@ def test_free_lineshape_fits_a_non_voigt_line_that_voigt_cannot(basis):
     clean = synth_fid(basis, CONC, lorentz_hz=2.0, gauss_hz=2.0) * _field_map_shape(t)
     fid = clean + 0.02 * (np.random.default_rng(1).normal(size=N) + 1j * np.random.default_rng(2).normal(size=N))
     errors = {}
-    for label, hz in (("voigt", 0.0), ("kernel", 10.0)):
-        res = LCFitter(basis, DWELL, N, CF, settings=FitSettings(kernel_half_width_hz=hz, ratio_priors=False,
+    for label, ppm in (("voigt", 0.0), ("kernel", FitSettings().kernel_half_width_ppm)):
+        res = LCFitter(basis, DWELL, N, CF, settings=FitSettings(kernel_half_width_ppm=ppm, ratio_priors=False,
                                                                  **NO_MM)).fit(fid)
         errors[label] = max(abs(_ratio(res, q) / _true(q) - 1) for q in ("NAA", "Glu", "mI", "GPC"))
     assert errors["kernel"] < 0.03
     assert errors["kernel"] < 0.5 * errors["voigt"]
+
+
+def test_lineshape_kernel_spans_the_same_ppm_at_any_field():
+    # a voxel's field distribution scales with B0: the kernel spans ppm, not Hz
+    spans_ppm = {}
+    for cf_mhz, dwell_s, n in ((CF, DWELL, N), (297.2, 1 / 5000, 2048)):
+        fitter = LCFitter(toy_basis(cf_mhz, dwell_s, n, names=NAMES), dwell_s, n, cf_mhz)
+        bin_hz = 1.0 / (n * dwell_s)
+        spans_ppm[cf_mhz] = fitter.kernel.offsets.max() * bin_hz / cf_mhz
+        assert spans_ppm[cf_mhz] == pytest.approx(FitSettings().kernel_half_width_ppm, abs=0.5 * bin_hz / cf_mhz)
+    assert spans_ppm[297.2] * 297.2 > 2 * spans_ppm[CF] * CF  # 7T: over twice the Hz of 3T
 
 
 @pytest.mark.parametrize("phase_deg", [0, 95, 180, 265, 350])
