@@ -24,7 +24,8 @@ class ModelEvaluation:
         m = len(self.names)
         conc = c_free[:m] / self.scale
         ref = np.array([conc[list(den)].sum() for den in self.ratio_den])
-        ref = np.maximum(ref, max(0.02 * float(conc.max()), 1e-300))
+        # metabolites only: added MM lines are in their own units (fid[0] = 1), not the basis's
+        ref = np.maximum(ref, max(0.02 * float(conc[self._is_met].max()), 1e-300))
         rows = self.ratio_d * (np.sqrt(max(noise_var, 1e-300)) / (self.ratio_sd * ref))[:, None]
         if self.bg.shape[1]:
             rows = np.hstack([rows, np.zeros((rows.shape[0], self.bg.shape[1]))])
@@ -40,9 +41,7 @@ class ModelEvaluation:
             return None
         m = len(self.names)
         areas = c_free[:m] * self.area_unit
-        is_met = np.ones(m, bool)
-        is_met[[i for _, idx, mm in self.groups if mm for i in idx]] = False
-        floor = 0.02 * float(areas[is_met].sum())
+        floor = 0.02 * float(areas[self._is_met].sum())
         ref_mm = float(areas[self.mm_anchor]) if self.mm_anchor is not None else 0.0
         ref = np.maximum(np.maximum(areas[self.prior_anchor], ref_mm), max(floor, 1e-300))
         w = np.sqrt(max(noise_var, 1e-300)) / (self.prior_sd_rel * ref)

@@ -18,6 +18,7 @@ priors in priors.py.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -48,6 +49,22 @@ def _times_power_of_two(a: np.ndarray, exponent: int) -> np.ndarray:
     return a * 2.0 ** half * 2.0 ** (exponent - half)
 
 
+def _entries_at_unit_peak(basis: Basis) -> tuple[Basis, np.ndarray]:
+    """Each entry scaled by a power of two to a peak modulus in [0.5, 1), and the exponents.
+
+    Other groups' bases come in any units (1e-30 or 1e30 per proton), and an entry can be in other
+    units than the rest (a MM spectrum measured separately). Unscaled, a basis at 1e-30 lost every
+    metabolite to the added MM lines (fid[0] = 1) in the "signal in the window" test, at 1e30 the
+    added lines were lost, and one entry 1e10 above the rest left only itself. A power of two
+    scales exactly, so a basis in ordinary units fits bit for bit as before."""
+    peaks = np.abs(basis.fids).max(axis=1)
+    exps = np.array([int(np.frexp(float(p))[1]) if p > 0 else 0 for p in peaks], int)
+    if not exps.any():
+        return basis, exps
+    fids = np.stack([_times_power_of_two(f, -int(e)) for f, e in zip(basis.fids, exps, strict=True)])
+    return dataclasses.replace(basis, fids=fids), exps
+
+
 class LCFitter(ModelEvaluation):
     """A fitter bound to one data grid and basis; `fit(fid)` fits one (averaged) FID.
 
@@ -63,12 +80,15 @@ class LCFitter(ModelEvaluation):
         self.dwell_s = float(dwell_s)
         self.cf_mhz = float(cf_mhz)
         self.centre_ppm = float(centre_ppm)
+        basis, unit_exp = _entries_at_unit_peak(basis)
         if s.complete_mm:
             basis = complete_macromolecules(basis, s.aux_mm_lines)
+        unit_exp = np.concatenate([unit_exp, np.zeros(len(basis.names) - unit_exp.size, int)])
         fids = np.asarray(basis.resampled(dwell_s, n_points, cf_mhz, centre_ppm))
         self.t = np.arange(self.n) * self.dwell_s
         self._setup_window()
         is_mm, keep = self._setup_basis(basis, fids)
+        self.scale = np.ldexp(self.scale, unit_exp[keep])  # concentrations in the basis file's units
         self._setup_area_priors(fids[keep], is_mm)
         self._setup_ratio_priors()
         self._setup_parameters(is_mm)
@@ -121,6 +141,7 @@ class LCFitter(ModelEvaluation):
             m = mask[keep]
             if m.any():
                 self.groups.append((g, np.nonzero(m)[0], mm))
+        self._is_met = ~is_mm
         # Row selectors per group: a slice when the group is contiguous (no copies), else indices.
         self._group_rows = [slice(int(idx[0]), int(idx[-1]) + 1) if np.all(np.diff(idx) == 1) else idx
                             for _, idx, _ in self.groups]
@@ -220,7 +241,9 @@ class LCFitter(ModelEvaluation):
         """Template for the coarse shift/phase search: sum of metabolite spectra (full, fftshifted)."""
         met = self.groups[0][1] if not self.groups[0][2] else np.arange(len(self.names))
         p_met = self.model.initial(False)
-        tmpl = sfft.fft((self.fids[met] * self.scale[met, None]).sum(0) * self.model.lineshape(self.t, p_met))
+        # unit concentrations in the basis's units, over a power of two (exact) that keeps any units finite
+        weight = np.ldexp(self.scale[met], -int(np.frexp(float(self.scale[met].max()))[1]))
+        tmpl = sfft.fft((self.fids[met] * weight[:, None]).sum(0) * self.model.lineshape(self.t, p_met))
         self._template_sh = np.fft.fftshift(tmpl)
         self._win_sh = np.sort((self.win + self.n // 2) % self.n)  # contiguous in fftshift order
 

@@ -19,6 +19,7 @@ The fitter never repairs anything (it is told the convention); every decision is
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +34,7 @@ BASIS_OFFSET_PPM = 0.02     # a basis's singlets further off than this (all agre
 DATA_OFFSET_PPM = 0.1       # data singlets further off: the ppm reference moves (the fit's shift is +-25 Hz)
 FIT_DECISIVE = 25.0         # the fit must explain this many noise variances ...
 FIT_RATIO = 2.0             # ... and twice as much one way as the other
+BASIS_LEVEL = (1e-30, 1e30)  # a basis whose entries peak outside this (median) is rescaled
 
 
 @dataclass(frozen=True)
@@ -68,10 +70,27 @@ def _decide(mode: str, found: bool | None) -> bool:
     return mode == "yes" or (mode == "auto" and bool(found))
 
 
+def _ordinary_units(basis: Basis, record: InputRecord) -> Basis:
+    """A basis in extreme units (entries peaking at 1e-200, say) rescaled by a power of two (exact).
+    The fit is the same in any units (the fitter scales each entry), but the concentrations'
+    covariance in such units under- or overflows and the ratios lost their SDs."""
+    peaks = np.abs(basis.fids).max(axis=1)
+    level = float(np.median(peaks[peaks > 0])) if np.any(peaks > 0) else 1.0
+    if BASIS_LEVEL[0] <= level <= BASIS_LEVEL[1]:
+        return basis
+    exponent = int(np.frexp(level)[1])
+    half = exponent // 2
+    fids = basis.fids * 2.0 ** -half * 2.0 ** (half - exponent)
+    record.add("basis", note("scale", "converted", f"basis values of order {level:.0e}: rescaled by 2^{-exponent} "
+                             "(concentrations are in the basis's units, now ordinary ones)", exponent=-exponent))
+    return dataclasses.replace(basis, fids=fids)
+
+
 def prepare_basis(basis: Basis, mode: str, record: InputRecord) -> Basis:
     record.basis = {"source": basis.meta.get("source", "basis"), "format": basis.meta.get("format", "simulated")}
     for n in basis.meta.get("input_notes", ()):
         record.add("basis", n)
+    basis = _ordinary_units(basis, record)
     o = basis_orientation(basis.names, basis.fids, basis.dwell_s, basis.cf_mhz, basis.centre_ppm)
     flip = _decide(_mode(mode, "--conjugate-basis"), o.reversed)
     if flip:

@@ -261,6 +261,24 @@ def test_edge_noise_ignores_smooth_tails_and_correlated_noise():
     assert edge_noise_variance(np.fft.fft(noise * w)) / np.sum(w ** 2) == pytest.approx(1.0, rel=0.25)
 
 
+@pytest.mark.parametrize("scale", [2.0 ** -100, 2.0 ** 100, 1e30])
+def test_basis_in_any_units_gives_the_same_fit(small_basis, scale):
+    """Other groups' bases come in any units; the MM lines the fit adds are at fid[0] = 1. At 2^-100
+    every metabolite fell under the "signal in the window" threshold (relative to the largest
+    entry); at 1e30 the added lines did, and the ratio priors' floor (2 % of the largest
+    concentration, MM lines included) made the priors vanish."""
+    fid = synth_fid(small_basis, CONC, lorentz_hz=3.0, gauss_hz=4.0, noise_sd=20.0, rng=np.random.default_rng(8))
+    ref = LCFitter(small_basis, DWELL, N, CF).fit(fid)
+    scaled = type(small_basis)(small_basis.names, small_basis.fids * scale, DWELL, CF)
+    res = LCFitter(scaled, DWELL, N, CF).fit(fid)
+    assert res.success and res.names == ref.names and any(n.startswith("MMaux") for n in res.names)
+    for q in ("Glu", "Gln", "GABA", "tNAA", "tCho"):
+        assert _ratio(res, q) == pytest.approx(_ratio(ref, q), rel=1e-6), q
+    for n in ("NAA", "Glu", "Gln", "MMaux091"):
+        assert res.conc[n] * (scale if n in SMALL else 1.0) == pytest.approx(ref.conc[n], rel=1e-6), n
+        assert res.sd[n] * (scale if n in SMALL else 1.0) == pytest.approx(ref.sd[n], rel=1e-6), n
+
+
 @pytest.mark.parametrize("scale", [1e-200, 1e-40, 1e40])
 def test_data_in_any_units_give_the_same_fit(small_basis, small_fitter, scale):
     """Other tools store data in any units: 1e-200 made the Fisher matrix underflow (LinAlgError)

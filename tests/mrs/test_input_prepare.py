@@ -100,6 +100,19 @@ def test_other_bandwidths_and_lengths_are_converted(tmp_path, reference, basis_d
         assert "bandwidth" in whats  # 3000 Hz basis under 4000 Hz data
 
 
+@pytest.mark.parametrize("scale", [1e-200, 1e150])
+def test_basis_in_extreme_units_is_rescaled_and_keeps_its_sds(tmp_path, reference, scale):
+    # the fit is the same in any units, but the covariance in units of 1e-200 underflowed: the
+    # ratios had no SDs
+    b = toy_basis(CF, DWELL, N, names=NAMES)
+    data, basis = _files(tmp_path, _data(), Basis(b.names, b.fids * scale, DWELL, CF))
+    r = fit_file(data, basis)[0]
+    _same(r, reference, tol=1e-6)
+    assert r["ratios_sd"]["Glu/tCr"] == pytest.approx(reference["ratios_sd"]["Glu/tCr"], rel=1e-6)
+    (note,) = _decisions(r, "scale")
+    assert note["action"] == "converted" and note["target"] == "basis" and "rescaled" in note["message"]
+
+
 def test_basis_made_with_the_receiver_at_4_70_is_re_referenced():
     b = toy_basis(CF, DWELL, N, names=NAMES)
     labelled = Basis(b.names, b.fids, b.dwell_s, b.cf_mhz, 4.70)  # lines placed for 4.65, labelled 4.70
