@@ -42,8 +42,9 @@ class Quality(BlockStage):
         g, res = ctx.grid, scaled.fit
         avg = ctx.fitted[0]
         noise = _qc.noise_sd(avg, g.dwell_s, g.cf_mhz, g.centre_ppm)
-        naa_name = next((n for n in res.names if n == "NAA"), None) or next(
-            (n for n in res.names if n.lower() == "naa"), None)
+        # by canonical name, as the SNR: a basis calling it "N-acetylaspartate" had no linewidth check
+        naa_name = next((n for n in res.names if canonical(n) == "NAA"), None) or next(
+            (n for n in res.names if canonical(n) == "tNAA"), None)
         snr = naa_snr(res, noise)
         if naa_name and naa_name in res.components:
             naa_fid = ctx.fitter.component_fid(naa_name, res.x)
