@@ -69,8 +69,10 @@ class Alarm:
 class BlockQC:
     """Quality of one block: measures, the fit's status, and the alarms raised."""
 
-    snr: float | None = _doc("NAA peak height (fitted spectrum, baseline removed) / noise SD of the block average")
-    naa_fwhm_hz: float | None = _doc("NAA linewidth (FWHM of the fitted NAA component), Hz")
+    snr: float | None = _doc("height (modulus) of the fitted NAA + NAAG peak / noise SD of the block average")
+    naa_fwhm_hz: float | None = _doc("NAA linewidth (FWHM of the fitted NAA component, found by canonical name; "
+                                     "a basis with only a combined tNAA entry gives that entry's, NAAG's "
+                                     "singlet included), Hz")
     water_fwhm_hz: float | None = _doc("water reference linewidth, Hz; null without a water reference")
     freq_offset_hz: float | None = _doc("mean frequency correction of the block's accepted transients, Hz")
     drift_hz_per_min: float | None = _doc("slope of the per-transient frequency over the last 5 minutes, Hz/min")

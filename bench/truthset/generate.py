@@ -24,6 +24,7 @@ from bench.truthset.mm_entries import write_basis_with_mm
 
 DATA = Path(__file__).parent / "data"
 SNR_BINS = ((10, 20), (20, 40), (40, 80), (80, 160))
+SEQUENCE_LABELS = {"press": "PRESS", "steam": "STEAM", "slaser": "sLASER"}  # as the files' headers say it
 RATIOS = ("Glu", "Gln", "Glx", "GABA", "NAA", "tNAA", "tCho", "mI", "GSH")
 GROUPS = {"tCr": ("Cr", "PCr"), "tNAA": ("NAA", "NAAG"), "tCho": ("GPC", "PCh"), "Glx": ("Glu", "Gln"),
           "mI": ("Ins",)}
@@ -201,10 +202,12 @@ def write_spectrum(out_dir: Path, stem: str, basis: BasisSet, basis_path: Path, 
                    config: TruthConfig, p: dict) -> dict:
     cf = basis.cf_mhz * (1.0005 if p["convention"] == "field_off" else 1.0)
     raw, control, nii = out_dir / f"{stem}.RAW", out_dir / f"{stem}.CONTROL", out_dir / f"{stem}.nii.gz"
-    writers.write_raw(raw, fid, cf, config.te_s * 1e3, stem)
+    sequence = SEQUENCE_LABELS[config.sequence]  # the files state the sequence the basis was made for
+    writers.write_raw(raw, fid, cf, config.te_s * 1e3, stem, sequence)
     writers.write_control(control, raw.name, basis_path.resolve(), f"{stem}.table", fid.size, basis.dwell_s,
                           cf, stem)
-    writers.write_nifti_mrs(nii, fid, basis.dwell_s, cf, config.te_s, conjugate=p["convention"] == "conjugated")
+    writers.write_nifti_mrs(nii, fid, basis.dwell_s, cf, config.te_s, conjugate=p["convention"] == "conjugated",
+                            sequence=sequence)
     return {"raw": raw.name, "control": control.name, "nifti": nii.name}
 
 

@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 
 
-def write_raw(path: Path, fid_niftimrs: np.ndarray, cf_mhz: float, te_ms: float, ident: str) -> None:
+def write_raw(path: Path, fid_niftimrs: np.ndarray, cf_mhz: float, te_ms: float, ident: str,
+              sequence: str = "PRESS") -> None:
     """LCModel .RAW: $SEQPAR and $NMID namelists, then the FID as (real, imag) lines in LCModel's
     time convention (the complex conjugate of NIfTI-MRS's)."""
     fid = np.conj(np.asarray(fid_niftimrs))
-    lines = [" $SEQPAR", f" ECHOT = {te_ms:.2f}", f" HZPPPM = {cf_mhz:.6f}", " SEQ = 'PRESS'", " $END",
+    lines = [" $SEQPAR", f" ECHOT = {te_ms:.2f}", f" HZPPPM = {cf_mhz:.6f}", f" SEQ = '{sequence}'", " $END",
              " $NMID", f" ID = '{ident}', FMTDAT = '(2E16.7)'", " VOLUME = 1.0", " TRAMP = 1.0", " $END"]
     lines += [f"{v.real:16.7E}{v.imag:16.7E}" for v in fid]
     path.write_text("\n".join(lines) + "\n")
@@ -29,7 +30,7 @@ def write_control(path: Path, raw: Path, basis: Path, table: Path, n_points: int
 
 
 def write_nifti_mrs(path: Path, fid_niftimrs: np.ndarray, dwell_s: float, cf_mhz: float, te_s: float,
-                    conjugate: bool = False) -> None:
+                    conjugate: bool = False, sequence: str = "PRESS") -> None:
     """Single-voxel NIfTI-MRS (data stored as given: `no_conj=True`). `conjugate`: store the
     complex conjugate instead (a file in the other frequency convention, as converters write)."""
     from nifti_mrs.create_nmrs import gen_nifti_mrs
@@ -40,5 +41,5 @@ def write_nifti_mrs(path: Path, fid_niftimrs: np.ndarray, dwell_s: float, cf_mhz
     img = gen_nifti_mrs(data.reshape(1, 1, 1, -1), float(dwell_s), float(cf_mhz), no_conj=True)
     img.add_hdr_field("EchoTime", float(te_s))
     img.add_hdr_field("RepetitionTime", 2.0)
-    img.add_hdr_field("SequenceName", "PRESS")
+    img.add_hdr_field("SequenceName", sequence)
     img.save(str(path))

@@ -26,7 +26,7 @@ import numpy as np
 
 from mrs.basis import Basis
 from mrs.io.record import InputRecord
-from mrs.io.spectrum import WATER_PPM, Spectrum, SpectrumFormatError, note
+from mrs.io.spectrum import WATER_PPM, Spectrum, SpectrumFormatError, note, sequence_name
 from mrs.orientation import Orientation, basis_orientation, data_orientation
 
 MODES = ("auto", "yes", "no")
@@ -35,6 +35,7 @@ DATA_OFFSET_PPM = 0.1       # data singlets further off: the ppm reference moves
 FIT_DECISIVE = 25.0         # the fit must explain this many noise variances ...
 FIT_RATIO = 2.0             # ... and twice as much one way as the other
 BASIS_LEVEL = (1e-30, 1e30)  # a basis whose entries peak outside this (median) is rescaled
+TE_TOLERANCE = (2e-3, 0.10)  # basis and data echo times further apart than both (s, fraction): a warning
 
 
 @dataclass(frozen=True)
@@ -81,8 +82,8 @@ def _ordinary_units(basis: Basis, record: InputRecord) -> Basis:
     exponent = int(np.frexp(level)[1])
     half = exponent // 2
     fids = basis.fids * 2.0 ** -half * 2.0 ** (half - exponent)
-    record.add("basis", note("scale", "converted", f"basis values of order {level:.0e}: rescaled by 2^{-exponent} "
-                             "(concentrations are in the basis's units, now ordinary ones)", exponent=-exponent))
+    record.add("basis", note("scaling", "converted", f"basis values of order {level:.0e}: rescaled by 2^{-exponent} "
+                             "(concentrations are reported in the rescaled units)", exponent=-exponent))
     return dataclasses.replace(basis, fids=fids)
 
 
@@ -204,10 +205,33 @@ def prepare(spectrum: Spectrum, basis: Basis | None, conjugate: str = "auto", co
             record.add("water", note("conjugation", "conjugated", "water reference conjugated with the data"))
     if basis is not None:
         acq = spectrum.acq
+        for n in _protocol_notes(basis, acq):
+            record.add("basis", n)
         for n in basis.conversion_notes(float(acq["dwell_time_s"]), int(acq["points"]),
                                         float(acq["spectrometer_frequency_mhz"]), float(acq["centre_ppm"])):
             record.add("basis", n)
     return Prepared(spectrum, basis, water, record)
+
+
+def _protocol_notes(basis: Basis, acq: dict) -> list[dict]:
+    """Warnings for a basis made for another echo time or sequence than the data's (when both state
+    it). Coupled multiplets (Glu, Gln, GABA) evolve with TE and differ between PRESS, STEAM and
+    sLASER, so such a basis biases exactly the metabolites the session is about; the fit still runs."""
+    out = []
+    te_basis, te_data = basis.meta.get("te_s"), acq.get("echo_time_s")
+    if te_basis and te_data:
+        gap = abs(float(te_basis) - float(te_data))
+        if gap > TE_TOLERANCE[0] and gap > TE_TOLERANCE[1] * float(te_data):
+            out.append(note("echo_time", "warning", f"basis made for TE {1e3 * float(te_basis):g} ms, data "
+                            f"acquired at TE {1e3 * float(te_data):g} ms: coupled multiplets (Glu, Gln, GABA) differ; "
+                            "use a basis for the data's echo time",
+                            basis_te_s=float(te_basis), data_te_s=float(te_data)))
+    seq_basis, seq_data = sequence_name(basis.meta.get("sequence")), sequence_name(acq.get("sequence"))
+    if seq_basis and seq_data and seq_basis != seq_data:
+        out.append(note("sequence", "warning", f"basis made for {seq_basis}, data acquired with {seq_data}: coupled "
+                        "multiplets differ; use a basis for the data's sequence", basis_sequence=seq_basis,
+                        data_sequence=seq_data))
+    return out
 
 
 def read_basis_checked(path, conjugate_basis: str = "auto") -> Basis:

@@ -3,7 +3,7 @@
 One decision is one dict {target, what, action, message, ...details}:
     target  "data" | "water" | "basis"
     what    format | acquisition | dimensions | conjugation | field | dwell | bandwidth | points |
-            centre | scaling | echo_time
+            centre | scaling | echo_time | sequence
     action  read | converted | conjugated | rounding | folded | selected | assumed | skipped | none |
             warning
 Each decision is logged once (logger "mrs.io", INFO; warnings at WARNING) and kept; `as_dict()` is

@@ -109,7 +109,7 @@ def test_basis_in_extreme_units_is_rescaled_and_keeps_its_sds(tmp_path, referenc
     r = fit_file(data, basis)[0]
     _same(r, reference, tol=1e-6)
     assert r["ratios_sd"]["Glu/tCr"] == pytest.approx(reference["ratios_sd"]["Glu/tCr"], rel=1e-6)
-    (note,) = _decisions(r, "scale")
+    (note,) = _decisions(r, "scaling")
     assert note["action"] == "converted" and note["target"] == "basis" and "rescaled" in note["message"]
 
 
@@ -126,6 +126,25 @@ def test_naa_linewidth_is_found_under_other_names(tmp_path, reference, naa_name)
     ratio = r["qc"]["naa_fwhm_hz"] / reference["qc"]["naa_fwhm_hz"]
     # (a tNAA entry's peak holds NAAG's singlet 0.03 ppm away: measured 1.11x as wide)
     assert 0.95 < ratio < (1.2 if naa_name == "tNAA" else 1.05)
+
+
+def test_basis_for_another_echo_time_or_sequence_is_a_warning():
+    b = toy_basis(CF, DWELL, N, names=NAMES)
+    spec = _spectrum(_data())
+    spec = spec.with_data(spec.data, echo_time_s=0.020, sequence="STEAM")
+
+    def decisions(meta: dict) -> dict:
+        prep = prepare(spec, Basis(b.names, b.fids, DWELL, CF, meta=meta))
+        return {d["what"]: d for d in prep.record.decisions if d["target"] == "basis"}
+
+    d = decisions({"te_s": 0.030, "sequence": "PRESS"})
+    assert d["echo_time"]["action"] == "warning" and "TE 30 ms" in d["echo_time"]["message"]
+    assert "TE 20 ms" in d["echo_time"]["message"]
+    assert d["sequence"]["action"] == "warning" and "PRESS" in d["sequence"]["message"]
+    assert "STEAM" in d["sequence"]["message"]
+    for quiet in ({"te_s": 0.0201, "sequence": "svs_st"}, {}):  # a rounding, a scanner's name; nothing stated
+        d = decisions(quiet)
+        assert "echo_time" not in d and "sequence" not in d
 
 
 def test_basis_made_with_the_receiver_at_4_70_is_re_referenced():
