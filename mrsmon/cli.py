@@ -153,10 +153,12 @@ def _add_basis(subs) -> None:
 
 
 def _add_fit(subs) -> None:
-    s = _sub(subs, "fit", "Fit a spectrum file from any tool (NIfTI-MRS, LCModel .RAW, jMRUI .txt); JSON lines out.",
+    s = _sub(subs, "fit", "Fit a spectrum file from any tool (NIfTI-MRS, LCModel .RAW, jMRUI .txt, vendor raw "
+             "files via spec2nii); JSON lines out.",
              "mrsmon fit data.nii.gz --basis auto --block 32 --json\n"
              "  mrsmon fit data.RAW --basis lcmodel.BASIS --conjugate auto")
-    s.add_argument("data", help="NIfTI-MRS (.nii/.nii.gz), LCModel .RAW/.H2O, or jMRUI text (.txt)")
+    s.add_argument("data", help="NIfTI-MRS (.nii/.nii.gz), LCModel .RAW/.H2O, jMRUI text (.txt), or a vendor raw "
+                   "file spec2nii converts (Siemens .rda/.dat/DICOM, Philips .sdat/.data, GE .7)")
     s.add_argument("--basis", default="auto", help="LCModel .BASIS file, FSL-MRS folder, or auto (simulated)")
     s.add_argument("--block", type=int, default=None, help="transients per block (default: all)")
     s.add_argument("--water", default=None, help="water reference, any of the data formats")

@@ -1,6 +1,7 @@
 """`mrsmon fit DATA`: fit a spectrum file (one spectrum, or blocks of transients) from any tool.
 
-The file is read by `mrs.io.read_spectrum` (NIfTI-MRS, LCModel .RAW/.H2O, jMRUI text), the basis by
+The file is read by `mrs.io.read_spectrum` (NIfTI-MRS, LCModel .RAW/.H2O, jMRUI text; vendor raw files
+are converted by spec2nii first, as `mrsmon replay` does), the basis by
 `mrs.io.read_basis` (LCModel .BASIS, FSL-MRS folder) or simulated from the header (`--basis auto`).
 `mrs.io.prepare` then decides what the pair needs (conjugation of data or basis, field, dwell,
 points, ppm reference), prints one line per decision on stderr and records them; the record goes
@@ -13,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+from pathlib import Path
 
 from mrs.io.spectrum import Spectrum
 
@@ -47,6 +49,28 @@ def _read(path: str, fmt: str | None, select: dict) -> Spectrum:
     return read_spectrum(path, fmt, select or None)
 
 
+def _read_vendor(path: str, select: dict) -> tuple[Spectrum, Spectrum | None]:
+    """A vendor raw file (Siemens RDA/DICOM/twix, Philips SDAT/SPAR/DATA/LIST, GE P-file) converted by
+    spec2nii (`--anon`, as replay does) and read as NIfTI-MRS; with its water reference when the
+    conversion made one. The conversion is the first decision in the record."""
+    import tempfile
+
+    from analysis.vendor import VendorError, convert
+    from mrs.io.spectrum import note
+
+    with tempfile.TemporaryDirectory(prefix="mrsmon-fit-spec2nii-") as tmp:
+        try:
+            conv = convert(path, tmp)
+        except VendorError as exc:
+            raise ValueError(str(exc)) from None
+        how = note("format", "converted", f"{Path(path).name}: converted by {' '.join(conv.command[:2])} (--anon) "
+                   "to NIfTI-MRS", command=conv.command[:2])
+        data = _read(str(conv.metabolite[0]), None, select)
+        water = _read(str(conv.water[0]), None, {}) if conv.water else None
+    data = dataclasses.replace(data, source=Path(path).name, notes=(how,) + data.notes)
+    return data, water
+
+
 def fit_file(data_path: str, basis_spec: str = "auto", block: int | None = None,
              water_path: str | None = None, spectra: bool = False, conjugate: str = "auto",
              conjugate_basis: str = "auto", acq_overrides: dict | None = None, select: dict | None = None,
@@ -54,13 +78,17 @@ def fit_file(data_path: str, basis_spec: str = "auto", block: int | None = None,
     """Block results (mrs.results.BlockResult, docs/results.md) for a spectrum file, each with the input
     record in qc.input; the alarms with the default plan's thresholds. Without `spectra` the results
     carry none."""
+    from analysis.vendor import is_vendor_file
     from mrs.io.prepare import prepare
     from mrs.pipeline import BlockProcessor
     from mrs.results import BlockResult
     from protocols.plan import Alarms
 
-    spectrum = _read(data_path, fmt, select or {})
-    water = _read(water_path, None, {}) if water_path else None
+    if fmt is None and is_vendor_file(Path(data_path)):
+        spectrum, vendor_water = _read_vendor(data_path, select or {})
+    else:
+        spectrum, vendor_water = _read(data_path, fmt, select or {}), None
+    water = _read(water_path, None, {}) if water_path else vendor_water
     basis = load_basis(basis_spec, {**spectrum.acq, **(acq_overrides or {})})
     prep = prepare(spectrum, basis, conjugate, conjugate_basis, water, acq_overrides)
     for line in prep.record.lines():
