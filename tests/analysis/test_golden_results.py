@@ -4,8 +4,9 @@
 Every value but a float must be equal. Floats may differ by floating-point rounding: another CPU or
 numpy/scipy build rounds differently and the nonlinear fit carries that along (a new machine moved
 17,500 floats by a median 1.4e-7, the largest 9e-4 on an entry of CRLB 2000 %). A change of code moves
-far more: so each float may differ by at most MAX_REL and the 99th percentile of all floats'
-relative differences must stay below P99_REL."""
+far more: so each float may differ by at most MAX_REL, a concentration and its CRLB also by up to
+1 % of their own SD (an entry of CRLB 1130 % moved by 7.6e-3 when BLAS ran on two threads instead of
+one), and the 99th percentile of all floats' relative differences must stay below P99_REL."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 from golden_sessions import SESSIONS, session_results
 
@@ -40,30 +42,42 @@ def normalise(obj):
     return obj
 
 
-def _differences(a, b, path: str = "", rel: list | None = None) -> list[str]:
-    """Paths where `a` and `b` differ beyond rounding; the relative difference of every float
-    compared is appended to `rel`."""
+def _sd_tolerances(result: dict) -> dict[str, float]:
+    """Relative tolerance per metabolite of a block result: MAX_REL, or 1 % of its relative SD."""
+    crlb = result.get("crlb_pct") if isinstance(result.get("conc"), dict) else None
+    if not isinstance(crlb, dict):
+        return {}
+    return {k: max(MAX_REL, 1e-4 * v) for k, v in crlb.items() if isinstance(v, float) and math.isfinite(v)}
+
+
+def _differences(a, b, path: str = "", rel: list | None = None, tol: float = MAX_REL,
+                 child_tol: dict[str, float] | None = None) -> list[str]:
+    """Paths where `a` and `b` differ beyond rounding (floats: relative `tol`; `child_tol` per key
+    of a dict's children); the relative difference of every float compared is appended to `rel`."""
     rel = [] if rel is None else rel
     if isinstance(a, dict) and isinstance(b, dict):
         out = [f"{path}/{k}: only in {'golden' if k in a else 'today'}" for k in sorted(set(a) ^ set(b))]
+        by_sd = _sd_tolerances(a)
         for k in sorted(set(a) & set(b)):
-            out += _differences(a[k], b[k], f"{path}/{k}", rel)
+            sub = by_sd if k in ("conc", "crlb_pct") else None
+            out += _differences(a[k], b[k], f"{path}/{k}", rel, (child_tol or {}).get(k, MAX_REL), sub)
         return out
     if isinstance(a, list) and isinstance(b, list):
         if len(a) != len(b):
             return [f"{path}: {len(a)} items in golden, {len(b)} today"]
         return [d for i, (x, y) in enumerate(zip(a, b, strict=True)) for d in _differences(x, y, f"{path}[{i}]", rel)]
     if isinstance(a, float) and isinstance(b, float):
-        if math.isnan(a) or math.isnan(b) or math.isinf(a) or math.isinf(b):
-            return [] if a == b or (math.isnan(a) and math.isnan(b)) else [f"{path}: golden {a!r}, today {b!r}"]
+        if not (math.isfinite(a) and math.isfinite(b)):
+            same = a == b or (math.isnan(a) and math.isnan(b))
+            return [] if same else [f"{path}: golden {a!r}, today {b!r}"]
         r = abs(a - b) / max(abs(a), abs(b), 1e-300)
         rel.append(r)
-        return [] if r <= MAX_REL else [f"{path}: golden {a!r}, today {b!r} (relative {r:.1e})"]
+        return [] if r <= tol else [f"{path}: golden {a!r}, today {b!r} (relative {r:.1e})"]
     return [] if a == b and type(a) is type(b) else [f"{path}: golden {a!r}, today {b!r}"]
 
 
 def _p99(rel: list[float]) -> float:
-    return sorted(rel)[int(0.99 * (len(rel) - 1))] if rel else 0.0
+    return float(np.quantile(rel, 0.99)) if rel else 0.0
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +102,11 @@ def test_comparison_tolerates_rounding_only():
     assert _differences(golden, {**rounded, "b": {"c": 0.51}})  # a 2 % change
     assert _differences(golden, {**rounded, "a": [1.0, 2.0, float("nan"), "y", 3]})  # not a float: exact
     assert _differences(golden, {**rounded, "a": [1.0, 2.0, 0.0, "x", 3]})  # NaN is not a number
+    # a concentration may move by 1 % of its own SD: 5 % at a CRLB of 1000 %, not 1 % at 5 %
+    block = {"conc": {"Ala": 1.0, "Glu": 10.0}, "crlb_pct": {"Ala": 1000.0, "Glu": 5.0}}
+    assert _differences(block, {"conc": {"Ala": 1.05, "Glu": 10.0}, "crlb_pct": {"Ala": 1000.0, "Glu": 5.0}}) == []
+    assert _differences(block, {"conc": {"Ala": 1.0, "Glu": 10.1}, "crlb_pct": {"Ala": 1000.0, "Glu": 5.0}})
+    assert _differences(block, {"conc": {"Ala": 1.2, "Glu": 10.0}, "crlb_pct": {"Ala": 1000.0, "Glu": 5.0}})
     # many small moves, each within MAX_REL: caught by the percentile
     many = {f"k{i}": 1.0 for i in range(200)}
     rel = []
