@@ -92,6 +92,12 @@ CONFIGS = {
     "steam-r5": TruthConfig("steam-r5", "mrsmon-sim", 11000, (3.0, 12.0), (0.0, 1.5), (4.0, 18.0),
                             (0.5, 50.0), (0.0, 0.4), te_s=0.020, sequence="steam", dwell_s=1 / 2000,
                             points=1024),
+    # round 8: two sets fitted once with round 7's (unchanged) fitter: new seeds, round 4's ranges,
+    # to ask whether the round-4 misses (spant-r4's ratio 0.83) repeat on spectra never looked at
+    "spant-r8": TruthConfig("spant-r8", "spant", 12000, (3.0, 12.0), (0.0, 1.5), (4.0, 18.0),
+                            (0.5, 50.0), (0.0, 0.4)),
+    "sim-r8": TruthConfig("sim-r8", "mrsmon-sim", 13000, (3.0, 12.0), (0.0, 1.5), (4.0, 18.0),
+                          (0.5, 50.0), (0.0, 0.4)),
 }
 
 
