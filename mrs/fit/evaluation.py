@@ -60,7 +60,10 @@ class ModelEvaluation:
                 ls = self.model.lineshape32(self._t32, self._t2_32, x[sl])
             else:
                 ls = self.model.lineshape(self._tm, x[sl])
-            np.multiply(src[rows], ls, out=fl[rows])
+            if isinstance(rows, slice):
+                np.multiply(src[rows], ls, out=fl[rows])
+            else:  # a group not contiguous in the basis (an MM entry among metabolites): `fl[rows]` would
+                fl[rows] = src[rows] * ls  # be a copy, leaving those rows of `fl` uninitialised
         fl_pre = fl
         k_t = self.kernel.time_factor(x[self.kernel_slice]) if self.kernel is not None else None
         if k_t is not None:
