@@ -3,7 +3,9 @@
     FORMATS       basis sets: {name: BasisFormat(description, detect, claims_output, read, write)}
     DATA_FORMATS  spectra:    {name: DataFormat(description, suffixes, detect, read, write)}
 
-    read_basis(path) / write_basis(basis, path)       pick the format from the path (or `fmt=`)
+    read_basis(path) / write_basis(basis, path)       pick the format from the path (or `fmt=`); bases:
+                                                      LCModel .BASIS, folders of FSL-MRS .json, jMRUI
+                                                      .txt or LCModel .RAW files (mrs.io.spectra_basis)
     read_spectrum(path) -> Spectrum                   (transients, coils, points) in the NIfTI-MRS
                                                       convention, acquisition fields, reading notes
     write_spectrum(spectrum, path, fmt)
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mrs.basis import Basis, IncompatibleBasisFormat
-from mrs.io import fsl_basis, jmrui_text, lcmodel_basis, lcmodel_raw, nifti_mrs
+from mrs.io import fsl_basis, jmrui_text, lcmodel_basis, lcmodel_raw, nifti_mrs, spectra_basis
 from mrs.io.spectrum import Spectrum, SpectrumFormatError
 
 
@@ -46,6 +48,11 @@ FORMATS: dict[str, BasisFormat] = {
                            lcmodel_basis.claims_output, lcmodel_basis.read, lcmodel_basis.write),
     "fsl": BasisFormat("FSL-MRS basis folder (one JSON file per metabolite)", fsl_basis.detect,
                        fsl_basis.claims_output, fsl_basis.read, fsl_basis.write),
+    "jmrui": BasisFormat("jMRUI text basis (a folder of .txt files, or one file of several signals)",
+                         spectra_basis.detect_jmrui, spectra_basis.claims_output, spectra_basis.read_jmrui,
+                         spectra_basis.write_jmrui),
+    "lcmodel_raw": BasisFormat("LCModel .RAW basis folder (one .RAW file per metabolite)", spectra_basis.detect_raw,
+                               spectra_basis.claims_output, spectra_basis.read_raw, spectra_basis.write_raw),
 }
 
 DATA_FORMATS: dict[str, DataFormat] = {
@@ -71,12 +78,18 @@ def detect_format(path: str | Path) -> str:
         if f.detect(p):
             return name
     raise IncompatibleBasisFormat(
-        f"{p} is not a basis set mrsmon can read (expected an LCModel .BASIS file or an FSL-MRS folder of .json files)")
+        f"{p} is not a basis set mrsmon can read (expected an LCModel .BASIS file, or a folder of FSL-MRS .json, "
+        "jMRUI .txt or LCModel .RAW files)")
 
 
-def read_basis(path: str | Path, fmt: str | None = None) -> Basis:
+def read_basis(path: str | Path, fmt: str | None = None, assume_acq: dict | None = None) -> Basis:
+    """`assume_acq` (the data's acquisition fields) supplies a field and dwell a basis folder of .RAW
+    files may not state; it is used only then, and recorded as assumed."""
     p = Path(path)
-    return _format(fmt or detect_format(p)).read(p)
+    fmt = fmt or detect_format(p)
+    if fmt == "lcmodel_raw":
+        return spectra_basis.read_raw(p, assume_acq)
+    return _format(fmt).read(p)
 
 
 def write_basis(basis: Basis, path: str | Path, fmt: str | None = None) -> None:

@@ -1,8 +1,9 @@
 """`mrsmon fit DATA`: fit a spectrum file (one spectrum, or blocks of transients) from any tool.
 
 The file is read by `mrs.io.read_spectrum` (NIfTI-MRS, LCModel .RAW/.H2O, jMRUI text; vendor raw files
-are converted by spec2nii first, as `mrsmon replay` does), the basis by
-`mrs.io.read_basis` (LCModel .BASIS, FSL-MRS folder) or simulated from the header (`--basis auto`).
+are converted by spec2nii first, as `mrsmon replay` does), the basis by `mrs.io.read_basis` (LCModel
+.BASIS; a folder of FSL-MRS .json, jMRUI .txt or LCModel .RAW files) or simulated from the header
+(`--basis auto`).
 `mrs.io.prepare` then decides what the pair needs (conjugation of data or basis, field, dwell,
 points, ppm reference), prints one line per decision on stderr and records them; the record goes
 into every result under qc.input. Every block goes through the same `mrs.pipeline.BlockProcessor` as
@@ -29,7 +30,7 @@ def load_basis(spec: str, acq: dict):
         return None
     from mrs.io import read_basis
 
-    return read_basis(spec)
+    return read_basis(spec, assume_acq=acq)
 
 
 def parse_select(items: list[str] | None) -> dict[str, int]:

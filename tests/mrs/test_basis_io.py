@@ -23,14 +23,14 @@ def _singlets_basis(centre_ppm=4.65) -> Basis:
                  {"sequence": "press", "te_s": 0.03, "linewidth_hz": 3.0})
 
 
-OUT = {"lcmodel": "set.BASIS", "fsl": "set_fsl"}
+OUT = {"lcmodel": "set.BASIS", "fsl": "set_fsl", "jmrui": "set_jmrui", "lcmodel_raw": "set_raw"}
 
 
 @pytest.mark.parametrize("fmt", list(FORMATS))
 def test_round_trip_gives_the_same_spectra(fmt, tmp_path):
     b = _singlets_basis()
     path = tmp_path / OUT[fmt]
-    write_basis(b, path)
+    write_basis(b, path, fmt)
     assert detect_format(path) == fmt
     r = read_basis(path).subset(list(b.names))
     assert r.cf_mhz == pytest.approx(CF) and r.dwell_s == pytest.approx(DWELL) and r.n_points == N
@@ -40,7 +40,7 @@ def test_round_trip_gives_the_same_spectra(fmt, tmp_path):
 @pytest.mark.parametrize("fmt", list(FORMATS))
 def test_writer_rereferences_a_basis_centred_elsewhere(fmt, tmp_path):
     b = _singlets_basis(centre_ppm=3.0)
-    write_basis(b, tmp_path / OUT[fmt])
+    write_basis(b, tmp_path / OUT[fmt], fmt)
     r = read_basis(tmp_path / OUT[fmt])
     assert r.centre_ppm == pytest.approx(4.65)
     spec = to_spectrum(r.fids[r.index("Cr")])
