@@ -85,11 +85,14 @@ def fit_file(data_path: str, basis_spec: str = "auto", block: int | None = None,
     from mrs.results import BlockResult
     from protocols.plan import Alarms
 
-    if fmt is None and is_vendor_file(Path(data_path)):
-        spectrum, vendor_water = _read_vendor(data_path, select or {})
-    else:
-        spectrum, vendor_water = _read(data_path, fmt, select or {}), None
-    water = _read(water_path, None, {}) if water_path else vendor_water
+    def read_any(path: str, fmt: str | None, select: dict) -> tuple[Spectrum, Spectrum | None]:
+        if fmt is None and is_vendor_file(Path(path)):
+            return _read_vendor(path, select)
+        return _read(path, fmt, select), None
+
+    spectrum, vendor_water = read_any(data_path, fmt, select or {})
+    # a vendor water reference (Philips ref .sdat, a Siemens water .rda) is converted as the data are
+    water = read_any(water_path, None, {})[0] if water_path else vendor_water
     basis = load_basis(basis_spec, {**spectrum.acq, **(acq_overrides or {})})
     prep = prepare(spectrum, basis, conjugate, conjugate_basis, water, acq_overrides)
     for line in prep.record.lines():

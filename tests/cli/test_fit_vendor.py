@@ -37,3 +37,22 @@ def test_an_unconvertible_vendor_file_is_one_line(tmp_path):
     bad.write_bytes(b"not an rda")
     with pytest.raises(ValueError, match="spec2nii rda could not convert broken.rda"):
         fit_command.fit_file(str(bad), BASIS)
+
+
+def test_a_vendor_water_reference_is_converted_too(tmp_path):
+    """`--water ref.sdat` was refused ("not a spectrum file mrsmon can read") while the data file of the
+    same pair was converted; both now go through spec2nii, and the fit is water-scaled (and
+    eddy-current corrected by it) exactly as with spec2nii's own conversion of the reference."""
+    from analysis.vendor import convert
+
+    sdat = DATA / "vendor" / "philips-sdat"
+    act, ref = sdat / "act" / "sub-01_PRESS_35_act.sdat", sdat / "ref" / "sub-01_PRESS_35_ref.sdat"
+    r = fit_command.fit_file(str(act), BASIS, water_path=str(ref))[0].to_json()
+    assert r["qc"]["fit_status"] == "ok" and r["water_scaled"] is True
+    water_notes = [d for d in r["qc"]["input"]["decisions"] if d.get("target") == "water"]
+    assert any(d["what"] == "format" and "spec2nii" in d["message"] for d in water_notes), water_notes
+    converted = convert(str(ref), str(tmp_path)).metabolite[0]
+    same = fit_command.fit_file(str(act), BASIS, water_path=str(converted))[0].to_json()
+    for q in ("Glu/tCr", "tNAA/tCr", "Glu"):
+        got, want = r["ratios"].get(q, r["conc"].get(q)), same["ratios"].get(q, same["conc"].get(q))
+        assert got == pytest.approx(want, rel=1e-9), q
