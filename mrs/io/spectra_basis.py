@@ -125,27 +125,40 @@ def _assemble(path: Path, entries: list, skipped: list[str], fmt: str, label: st
     return Basis(tuple(names), np.array([fid for _, fid, _ in entries]), dwell, cf, WATER_PPM, meta)
 
 
-def _one_grid(path: Path, entries: list) -> tuple[float | None, float | None]:
-    """The field and dwell the files state (None if none does); files that disagree are refused."""
-    stated = {(round(s.acq["spectrometer_frequency_mhz"], 6), round(s.acq["dwell_time_s"], 12))
-              for _, _, s in entries if "spectrometer_frequency_mhz" in s.acq and "dwell_time_s" in s.acq}
-    if len(stated) > 1:
+ROUNDING_REL = 1e-3  # files of one basis whose fields or dwells differ by less: a rounding, not another grid
+
+
+def _one_grid(path: Path, entries: list, notes: list[dict]) -> tuple[float | None, float | None]:
+    """The field and dwell the files state (None if none does). Values that differ by a rounding
+    ("1.2322E8" in one file, "1.23224E8" in another) are one grid (the median is used, noted);
+    files on different grids are refused."""
+    stated = [(float(s.acq["spectrometer_frequency_mhz"]), float(s.acq["dwell_time_s"]))
+              for _, _, s in entries if "spectrometer_frequency_mhz" in s.acq and "dwell_time_s" in s.acq]
+    if not stated:
+        return None, None
+    cfs, dwells = np.array(stated).T
+    cf, dwell = float(np.median(cfs)), float(np.median(dwells))
+    if np.ptp(cfs) > ROUNDING_REL * cf or np.ptp(dwells) > ROUNDING_REL * dwell:
         raise IncompatibleBasisFormat(f"the files in {path.name} state different fields or dwell times: "
-                                      + ", ".join(f"{c:g} MHz / {d:g} s" for c, d in sorted(stated)))
-    return next(iter(stated)) if stated else (None, None)
+                                      + ", ".join(f"{c:g} MHz / {d:g} s" for c, d in sorted(set(stated))))
+    if np.ptp(cfs) > 0 or np.ptp(dwells) > 0:
+        notes.append(note("acquisition", "converted", f"the files in {path.name} state fields {cfs.min():g}-"
+                          f"{cfs.max():g} MHz and dwells {dwells.min():g}-{dwells.max():g} s (rounding): "
+                          f"{cf:g} MHz and {dwell:g} s used"))
+    return cf, dwell
 
 
 def read_jmrui(path: Path, assume_acq: dict | None = None) -> Basis:
     files = [path] if path.is_file() else _files(path, (".txt",))
     entries, skipped, notes = _read_all(files, jmrui_text.detect, jmrui_text.read, _signal_names, "jMRUI text")
-    cf, dwell = _one_grid(path, entries)
+    cf, dwell = _one_grid(path, entries, notes)
     return _assemble(path, entries, skipped, "jmrui", "jMRUI text", cf, dwell, notes)
 
 
 def read_raw(path: Path, assume_acq: dict | None = None) -> Basis:
     entries, skipped, notes = _read_all(_files(path, RAW_SUFFIXES), lcmodel_raw.detect, lcmodel_raw.read, _raw_name,
                                         "LCModel .RAW")
-    cf, dwell = _one_grid(path, entries)
+    cf, dwell = _one_grid(path, entries, notes)
     if cf is None:
         cf, dwell, ctrl = _makebasis_acq(path)
         if cf is not None:

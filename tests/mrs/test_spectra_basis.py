@@ -127,3 +127,15 @@ def test_water_off_the_receiver_does_not_hide_the_orientation():
     o = data_orientation(s.data, a["dwell_time_s"], a["spectrometer_frequency_mhz"], a["centre_ppm"])
     assert o.reversed is True, o.message
     assert o.score_mirrored > 20 * max(o.score, 1.0)
+
+
+def test_a_rounding_between_the_files_is_one_grid_and_another_grid_is_refused(tmp_path):
+    folder = tmp_path / "jmrui"
+    shutil.copytree(JMRUI, folder)
+    naa = folder / "NAA.txt"
+    naa.write_text(naa.read_text().replace("TransmitterFrequency: 1.2322E8", "TransmitterFrequency: 1.23224E8"))
+    b = read_basis(folder)
+    assert b.cf_mhz == pytest.approx(123.22) and any("(rounding)" in m for m in _messages(b))
+    naa.write_text(naa.read_text().replace("SamplingInterval: 2.5E-1", "SamplingInterval: 5E-1"))
+    with pytest.raises(IncompatibleBasisFormat, match="different fields or dwell times"):
+        read_basis(folder)
