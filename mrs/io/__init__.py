@@ -5,7 +5,8 @@
 
     read_basis(path) / write_basis(basis, path)       pick the format from the path (or `fmt=`); bases:
                                                       LCModel .BASIS, folders of FSL-MRS .json, jMRUI
-                                                      .txt or LCModel .RAW files (mrs.io.spectra_basis)
+                                                      .txt, LCModel .RAW or NIfTI-MRS files
+                                                      (mrs.io.spectra_basis)
     read_spectrum(path) -> Spectrum                   (transients, coils, points) in the NIfTI-MRS
                                                       convention, acquisition fields, reading notes
     write_spectrum(spectrum, path, fmt)
@@ -53,6 +54,9 @@ FORMATS: dict[str, BasisFormat] = {
                          spectra_basis.write_jmrui),
     "lcmodel_raw": BasisFormat("LCModel .RAW basis folder (one .RAW file per metabolite)", spectra_basis.detect_raw,
                                spectra_basis.claims_output, spectra_basis.read_raw, spectra_basis.write_raw),
+    "nifti_mrs": BasisFormat("NIfTI-MRS basis folder (one file per metabolite, as spant keeps them)",
+                             spectra_basis.detect_nifti, spectra_basis.claims_output, spectra_basis.read_nifti,
+                             spectra_basis.write_nifti),
 }
 
 DATA_FORMATS: dict[str, DataFormat] = {
@@ -79,7 +83,7 @@ def detect_format(path: str | Path) -> str:
             return name
     raise IncompatibleBasisFormat(
         f"{p} is not a basis set mrsmon can read (expected an LCModel .BASIS file, or a folder of FSL-MRS .json, "
-        "jMRUI .txt or LCModel .RAW files)")
+        "jMRUI .txt, LCModel .RAW or NIfTI-MRS files)")
 
 
 def read_basis(path: str | Path, fmt: str | None = None, assume_acq: dict | None = None) -> Basis:

@@ -1,13 +1,14 @@
-"""Basis sets kept as spectrum files: jMRUI text and LCModel .RAW, as jMRUI, VeSPA, FID-A, spant and the
-ISMRM fitting challenge ship them (FSL-MRS and spant read both).
+"""Basis sets kept as spectrum files: jMRUI text, LCModel .RAW and NIfTI-MRS, as jMRUI, VeSPA, FID-A, spant
+and the ISMRM fitting challenge ship them (FSL-MRS reads the first two, spant all three).
 
     folder/NAA.txt, Cr.txt, ...      jMRUI text, one metabolite per file (name: SignalNames, else the file name)
     basis.txt                        one jMRUI text file holding several signals (names: SignalNames)
     folder/NAA.RAW, Cr.RAW, ...      LCModel .RAW, one metabolite per file (name: $NMID ID, else the file name)
+    folder/NAA.nii.gz, ...           NIfTI-MRS, one metabolite per file (name: the file name)
 
-Each file is read by its data reader (`jmrui_text`, `lcmodel_raw`: conjugated on read as those formats
-require; `mrs.io.prepare` still checks the orientation). Files of another kind in the folder (VeSPA's
-summary, a .BASIS beside the .RAW files) are left out and noted. A .RAW file need not state its field
+Each file is read by its data reader (`jmrui_text`, `lcmodel_raw`, `nifti_mrs`; the first two conjugate
+on read as those formats require; `mrs.io.prepare` still checks the orientation). Files of another kind
+in the folder (VeSPA's summary) are left out and noted. A .RAW file need not state its field
 and dwell (LCModel's makebasis takes them from its own control file): they come from a $SEQPAR in the
 files, else from a makebasis control file in the folder (HZPPPM and DELTAT), else from `assume_acq`
 (the data's, when `mrsmon fit` reads the basis), recorded as assumed; with none of these the folder is
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from mrs.basis import WATER_PPM, Basis, IncompatibleBasisFormat
-from mrs.io import jmrui_text, lcmodel_raw
+from mrs.io import jmrui_text, lcmodel_raw, nifti_mrs
 from mrs.io.namelist import blocks, read_text, stem
 from mrs.io.spectrum import Spectrum, SpectrumFormatError, note
 
@@ -44,6 +45,10 @@ def detect_raw(path: Path) -> bool:
     return path.is_dir() and bool(_files(path, RAW_SUFFIXES))
 
 
+def detect_nifti(path: Path) -> bool:
+    return path.is_dir() and any(nifti_mrs.detect(f) for f in path.iterdir())
+
+
 def _never(path: Path) -> bool:
     return False
 
@@ -57,6 +62,11 @@ def _signal_names(spectrum: Spectrum, fallback: str) -> list[str]:
     names = [stem(Path(s.strip())).stem for s in str(spectrum.header.get("SignalNames", "")).split(";") if s.strip()]
     if len(names) == n and len(set(names)) == n:
         return names
+    return [fallback] if n == 1 else [f"{fallback}_{k + 1}" for k in range(n)]
+
+
+def _file_name(spectrum: Spectrum, fallback: str) -> list[str]:
+    n = spectrum.data.shape[0] * spectrum.data.shape[1]
     return [fallback] if n == 1 else [f"{fallback}_{k + 1}" for k in range(n)]
 
 
@@ -93,7 +103,8 @@ def _read_all(files: list[Path], detect, reader, namer, what: str) -> tuple[list
             s = reader(f)
         except SpectrumFormatError as exc:
             raise IncompatibleBasisFormat(str(exc)) from exc
-        for name, fid in zip(namer(s, stem(f).stem), s.data[:, 0, :], strict=True):
+        base = f.name[:-7] if f.name.lower().endswith(".nii.gz") else stem(f).stem
+        for name, fid in zip(namer(s, base), np.asarray(s.data).reshape(-1, s.data.shape[-1]), strict=True):
             entries.append((name, np.asarray(fid, np.complex128), s))
         notes += [n for n in s.notes if n["what"] in ("conjugation", "scaling") and n not in notes]
     if not entries:
@@ -155,6 +166,14 @@ def read_jmrui(path: Path, assume_acq: dict | None = None) -> Basis:
     return _assemble(path, entries, skipped, "jmrui", "jMRUI text", cf, dwell, notes)
 
 
+def read_nifti(path: Path, assume_acq: dict | None = None) -> Basis:
+    files = sorted(f for f in path.iterdir() if nifti_mrs.detect(f))
+    entries, skipped, notes = _read_all(files, nifti_mrs.detect, nifti_mrs.read,
+                                        lambda s, stem_: _file_name(s, stem_), "NIfTI-MRS")
+    cf, dwell = _one_grid(path, entries, notes)
+    return _assemble(path, entries, skipped, "nifti_mrs", "NIfTI-MRS", cf, dwell, notes)
+
+
 def read_raw(path: Path, assume_acq: dict | None = None) -> Basis:
     entries, skipped, notes = _read_all(_files(path, RAW_SUFFIXES), lcmodel_raw.detect, lcmodel_raw.read, _raw_name,
                                         "LCModel .RAW")
@@ -201,6 +220,11 @@ def _write_each(basis: Basis, path: Path, suffix: str, writer) -> None:
 def write_jmrui(basis: Basis, path: Path) -> None:
     """One jMRUI text file per entry (jMRUI's convention, as jMRUI and FSL-MRS read it)."""
     _write_each(basis, path, ".txt", jmrui_text.write)
+
+
+def write_nifti(basis: Basis, path: Path) -> None:
+    """One NIfTI-MRS file per entry (NAA.nii.gz, ...), as spant's basis folders hold them."""
+    _write_each(basis, path, ".nii.gz", nifti_mrs.write)
 
 
 def write_raw(basis: Basis, path: Path) -> None:

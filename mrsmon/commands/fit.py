@@ -2,7 +2,7 @@
 
 The file is read by `mrs.io.read_spectrum` (NIfTI-MRS, LCModel .RAW/.H2O, jMRUI text; vendor raw files
 are converted by spec2nii first, as `mrsmon replay` does), the basis by `mrs.io.read_basis` (LCModel
-.BASIS; a folder of FSL-MRS .json, jMRUI .txt or LCModel .RAW files) or simulated from the header
+.BASIS; a folder of FSL-MRS .json, jMRUI .txt, LCModel .RAW or NIfTI-MRS files) or simulated from the header
 (`--basis auto`).
 `mrs.io.prepare` then decides what the pair needs (conjugation of data or basis, field, dwell,
 points, ppm reference), prints one line per decision on stderr and records them; the record goes

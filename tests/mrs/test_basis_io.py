@@ -23,7 +23,8 @@ def _singlets_basis(centre_ppm=4.65) -> Basis:
                  {"sequence": "press", "te_s": 0.03, "linewidth_hz": 3.0})
 
 
-OUT = {"lcmodel": "set.BASIS", "fsl": "set_fsl", "jmrui": "set_jmrui", "lcmodel_raw": "set_raw"}
+OUT = {"lcmodel": "set.BASIS", "fsl": "set_fsl", "jmrui": "set_jmrui", "lcmodel_raw": "set_raw",
+       "nifti_mrs": "set_nifti"}
 
 
 @pytest.mark.parametrize("fmt", list(FORMATS))

@@ -139,3 +139,20 @@ def test_a_rounding_between_the_files_is_one_grid_and_another_grid_is_refused(tm
     naa.write_text(naa.read_text().replace("SamplingInterval: 2.5E-1", "SamplingInterval: 5E-1"))
     with pytest.raises(IncompatibleBasisFormat, match="different fields or dwell times"):
         read_basis(folder)
+
+
+def test_a_nifti_mrs_folder_written_by_the_nifti_mrs_library_is_a_basis(tmp_path):
+    """One NIfTI-MRS file per metabolite (spant's basis folders), here written by the NIfTI-MRS
+    reference library (nifti_mrs.create_nmrs, as spec2nii writes files) from the challenge's basis."""
+    from nifti_mrs.create_nmrs import gen_nifti_mrs
+
+    src = read_basis(JMRUI)
+    folder = tmp_path / "nii"
+    folder.mkdir()
+    for name, fid in zip(src.names, src.fids, strict=True):
+        img = gen_nifti_mrs(fid.astype(np.complex64).reshape(1, 1, 1, -1), src.dwell_s, src.cf_mhz, no_conj=True)
+        img.save(str(folder / f"{name}.nii.gz"))
+    assert detect_format(folder) == "nifti_mrs"
+    b = read_basis(folder)
+    assert b.names == src.names and b.cf_mhz == pytest.approx(src.cf_mhz) and b.dwell_s == pytest.approx(src.dwell_s)
+    assert np.abs(b.fids - src.fids).max() < 1e-6 * np.abs(src.fids).max()
