@@ -51,7 +51,8 @@ def _add_agent(subs) -> None:
     s.add_argument("--publish", default=DEFAULT_PUBLISH, help=f"results PUB address (default {DEFAULT_PUBLISH})")
     s.add_argument("--control", default=DEFAULT_CONTROL, help=f"control address (default {DEFAULT_CONTROL})")
     s.add_argument("--keys", help="CURVE key folder from `mrsmon keygen` (required off loopback)")
-    s.add_argument("--basis", default="auto", help="basis for block fits: .BASIS file, FSL-MRS folder, or auto")
+    s.add_argument("--basis", default="auto", help="basis for block fits: .BASIS file, a folder of FSL-MRS .json, "
+                   "jMRUI .txt or NIfTI-MRS files, or auto")
     s.add_argument("--block", type=int, default=None, help="transients per block (default: from the plan)")
     s.add_argument("--no-fit", action="store_true", help="store only; do not fit blocks")
     s.add_argument("--bids", default=None, help="MRS-BIDS root for the automatic export at session end "
@@ -159,9 +160,10 @@ def _add_fit(subs) -> None:
              "  mrsmon fit data.RAW --basis lcmodel.BASIS --conjugate auto")
     s.add_argument("data", help="NIfTI-MRS (.nii/.nii.gz), LCModel .RAW/.H2O, jMRUI text (.txt), or a vendor raw "
                    "file spec2nii converts (Siemens .rda/.dat/DICOM, Philips .sdat/.data, GE .7)")
-    s.add_argument("--basis", default="auto", help="LCModel .BASIS file, FSL-MRS folder, or auto (simulated)")
+    s.add_argument("--basis", default="auto", help="LCModel .BASIS, a folder of FSL-MRS .json, jMRUI .txt, "
+                   "LCModel .RAW or NIfTI-MRS files, or auto (simulated)")
     s.add_argument("--block", type=int, default=None, help="transients per block (default: all)")
-    s.add_argument("--water", default=None, help="water reference, any of the data formats")
+    s.add_argument("--water", default=None, help="water reference, any of the data formats or a vendor file")
     s.add_argument("--conjugate", choices=["auto", "yes", "no"], default="auto",
                    help="data in the other frequency convention? auto detects (singlets, then the fit's chi2), "
                         "says so and fixes it; yes/no force it (default auto)")
