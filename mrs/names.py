@@ -12,12 +12,12 @@ import re
 ALIASES: dict[str, tuple[str, ...]] = {
     "NAA": ("NAA", "N-acetylaspartate"),
     "NAAG": ("NAAG", "N-acetylaspartylglutamate"),
-    "Cr": ("Cr", "Creatine"),
-    "PCr": ("PCr", "Phosphocreatine", "PhCr"),
+    "Cr": ("Cr", "Creatine", "Cre"),                  # Cre, PCre, Myo: jMRUI/QUEST-style bases
+    "PCr": ("PCr", "Phosphocreatine", "PhCr", "PCre"),
     "GPC": ("GPC", "Glycerophosphocholine", "GPCho"),
     "PCh": ("PCh", "PCho", "Phosphocholine", "PC"),
     "Cho": ("Cho", "Choline", "FreeCho"),
-    "mI": ("mI", "Ins", "mIns", "myo-inositol", "myoinositol", "Inositol", "MyoIns"),
+    "mI": ("mI", "Ins", "mIns", "myo-inositol", "myoinositol", "Inositol", "MyoIns", "Myo"),
     "sI": ("sI", "sIns", "Scyllo", "scyllo-inositol", "Scy", "sInos"),
     "Glu": ("Glu", "Glutamate"),
     "Gln": ("Gln", "Glutamine"),

@@ -12,6 +12,10 @@ def test_aliases_map_to_canonical_names():
     assert names.canonical("MM") == "Mac"
     assert names.canonical("Glu") == "Glu"
     assert names.canonical("SomethingNew") == "SomethingNew"
+    # VeSPA's full names and jMRUI/QUEST-style short ones
+    for name, canon in (("creatine", "Cr"), ("n-acetylaspartate", "NAA"), ("Cre", "Cr"), ("PCre", "PCr"),
+                        ("Myo", "mI"), ("glycerophosphocholine", "GPC")):
+        assert names.canonical(name) == canon, name
 
 
 def test_macromolecule_names_are_recognised():
