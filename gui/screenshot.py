@@ -9,8 +9,10 @@ from pathlib import Path
 
 def ensure_qt_platform() -> None:
     """Use the offscreen platform when there is no display (a server, CI, an ssh session)."""
-    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
-        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    # an empty QT_QPA_PLATFORM (`export QT_QPA_PLATFORM=`) is no choice: Qt then finds no plugin
+    display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    if not display and not os.environ.get("QT_QPA_PLATFORM"):
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
 
 
 _QUIET = ("propagateSizeHints",)  # the offscreen platform says this for every window; harmless

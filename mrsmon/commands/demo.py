@@ -176,7 +176,7 @@ def _summarise(folder: Path, truth_path: Path) -> dict:
 def _pictures(folder: Path, out: Path) -> list[Path]:
     """The operator display rendered offscreen from the stored session (separate process: Qt)."""
     pictures = []
-    env = {**os.environ, "QT_QPA_PLATFORM": os.environ.get("QT_QPA_PLATFORM", "offscreen")}
+    env = {**os.environ, "QT_QPA_PLATFORM": os.environ.get("QT_QPA_PLATFORM") or "offscreen"}  # empty: unset
     for theme in ("dark", "light"):
         png = out / f"display-{theme}.png"
         r = subprocess.run([sys.executable, "-m", "mrsmon", "gui", "--session", str(folder), "--screenshot",

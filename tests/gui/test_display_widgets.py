@@ -168,9 +168,15 @@ def test_render_session_writes_png_of_requested_size(qapp, session_dir: Path, tm
     assert out.stat().st_size > 20_000  # a drawn window, not an empty image
 
 
-def test_screenshot_command_produces_png(session_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("platform", [None, ""])
+def test_screenshot_command_produces_png(session_dir: Path, tmp_path: Path, platform) -> None:
+    """With no display, unset or empty QT_QPA_PLATFORM (`export QT_QPA_PLATFORM=`, which made Qt find
+    no platform plugin and the demo skip its pictures) both render offscreen."""
     out = tmp_path / "cli.png"
-    env = {k: v for k, v in __import__("os").environ.items() if k not in ("DISPLAY", "QT_QPA_PLATFORM")}
+    env = {k: v for k, v in __import__("os").environ.items()
+           if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    if platform is not None:
+        env["QT_QPA_PLATFORM"] = platform
     proc = subprocess.run([sys.executable, "-m", "mrsmon", "gui", "--session", str(session_dir),
                            "--screenshot", str(out), "--size", "1024x700"],
                           capture_output=True, text=True, timeout=60, env=env)
