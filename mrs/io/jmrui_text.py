@@ -67,7 +67,11 @@ def read(path: Path) -> Spectrum:
                 raise SpectrumFormatError(f"{path.name}: cannot read the data row {line.strip()[:40]!r}") from None
         elif not rows and (m := _HEADER.match(line)):
             header.setdefault(m.group(1).strip(), m.group(2))  # FID-A repeats some keys: keep the first
-    n = int(_float(header, "PointsInDataset", path))
+    n_stated = _float(header, "PointsInDataset", path)
+    if not (n_stated >= 1 and n_stated == int(n_stated)):
+        raise SpectrumFormatError(f"{path.name}: PointsInDataset is {header['PointsInDataset']!r}, not a "
+                                  "positive whole number")
+    n = int(n_stated)
     if not rows or any(len(r) < 2 for r in rows) or len(rows) % n:
         raise SpectrumFormatError(f"{path.name}: {len(rows)} data rows are not a whole number of "
                                   f"{n}-point datasets")
@@ -78,7 +82,7 @@ def read(path: Path) -> Spectrum:
     cf_mhz = tx / 1e6 if tx > 1e4 else tx
     notes = (note("conjugation", "converted", "jMRUI text stores the conjugate of the NIfTI-MRS convention: "
                   "conjugated on read"),)
-    acq = base_acq(cf_mhz, dwell_s, fid)
+    acq = base_acq(cf_mhz, dwell_s, fid, source=path.name)
     return Spectrum(fid.astype(np.complex64), acq, "jmrui_text", path.name, header, notes)
 
 

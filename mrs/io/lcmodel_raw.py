@@ -111,7 +111,7 @@ def read(path: Path) -> Spectrum:
         notes.append(note("scaling", "converted",
                           f"data scaled by TRAMP/VOLUME = {tramp:g}/{volume:g} as LCModel does"))
     data = fid.reshape(-1, 1, nunfil).astype(np.complex64)
-    acq = base_acq(cf, dwell, data)
+    acq = base_acq(cf, dwell, data, source=path.name)
     te_ms = _first(seqpar, "ECHOT") or _first(control, "ECHOT")
     if te_ms:
         acq["echo_time_s"] = te_ms / 1e3

@@ -110,7 +110,7 @@ def read(path: Path, select: dict | None = None) -> Spectrum:
     arr = data.reshape(data.shape[3:])
     tags = [str(ext.get(f"dim_{d}") or DEFAULT_TAGS[d - 5]) for d in range(5, 4 + arr.ndim)]
     out = _arrange(arr, tags, dict(select or {}), notes, path.name)
-    acq = acquisition_from_header(ext, _dwell_s(img, ext, notes), out)
+    acq = acquisition_from_header(ext, _dwell_s(img, ext, notes), out, path.name)
     return Spectrum(np.ascontiguousarray(out, np.complex64), acq, "nifti_mrs", path.name, ext, tuple(notes))
 
 
@@ -118,14 +118,14 @@ def _first(value: Any) -> Any:
     return (value[0] if value else None) if isinstance(value, list | tuple) else value
 
 
-def acquisition_from_header(hdr: dict, dwell_s: float, data: np.ndarray) -> dict:
+def acquisition_from_header(hdr: dict, dwell_s: float, data: np.ndarray, source: str = "the file") -> dict:
     """SESSION_START-like fields from a NIfTI-MRS header extension."""
     sf = _first(hdr.get("SpectrometerFrequency"))
     if not isinstance(sf, int | float) or not sf > 0:
         raise SpectrumFormatError("NIfTI-MRS header has no SpectrometerFrequency")
     nucleus = str(_first(hdr.get("ResonantNucleus")) or "1H")
     centre = next((float(hdr[k]) for k in CENTRE_KEYS if isinstance(hdr.get(k), int | float)), WATER_PPM)
-    acq = base_acq(float(sf), dwell_s, data, nucleus, centre)
+    acq = base_acq(float(sf), dwell_s, data, nucleus, centre, source)
     for key, name in (("EchoTime", "echo_time_s"), ("RepetitionTime", "repetition_time_s"),
                       ("MixingTime", "mixing_time_s")):
         if isinstance(hdr.get(key), int | float):

@@ -26,7 +26,7 @@ import numpy as np
 
 from mrs.basis import Basis
 from mrs.io.record import InputRecord
-from mrs.io.spectrum import WATER_PPM, Spectrum, SpectrumFormatError, note, sequence_name
+from mrs.io.spectrum import WATER_PPM, Spectrum, SpectrumFormatError, note, positive, sequence_name
 from mrs.orientation import Orientation, basis_orientation, data_orientation
 
 MODES = ("auto", "yes", "no")
@@ -53,7 +53,9 @@ def _mode(value: str, what: str) -> str:
 
 
 def _complete_acq(spectrum: Spectrum, basis: Basis | None, overrides: dict, record: InputRecord) -> Spectrum:
-    acq = {**spectrum.acq, **{k: v for k, v in overrides.items() if v is not None}}
+    flags = {"spectrometer_frequency_mhz": "--cf-mhz", "dwell_time_s": "--dwell-s"}
+    given = {k: positive(v, flags.get(k, k), "the command line") for k, v in overrides.items() if v is not None}
+    acq = {**spectrum.acq, **given}
     for key, unit in (("spectrometer_frequency_mhz", "MHz"), ("dwell_time_s", "s")):
         if key in overrides and overrides[key] is not None:
             record.add("data", note("acquisition", "read", f"{key} = {overrides[key]:g} {unit} as given"))

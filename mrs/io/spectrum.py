@@ -11,6 +11,7 @@ leaves them out; the caller supplies them.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field, replace
 
@@ -59,12 +60,23 @@ def sequence_name(*texts: object) -> str | None:
     return None
 
 
+def positive(value: float, what: str, source: str) -> float:
+    """`value` as a float, or a one-line SpectrumFormatError: a field or dwell of 0, inf or NaN in a
+    header ended in "float division by zero" or "cannot convert float NaN to integer" downstream."""
+    v = float(value)
+    if not (math.isfinite(v) and v > 0):
+        raise SpectrumFormatError(f"{source}: its {what} is {value!r}, not a positive number")
+    return v
+
+
 def base_acq(cf_mhz: float | None, dwell_s: float | None, data: np.ndarray, nucleus: str = "1H",
-             centre_ppm: float = WATER_PPM) -> dict:
+             centre_ppm: float = WATER_PPM, source: str = "the file") -> dict:
+    if data.shape[-1] < 1:
+        raise SpectrumFormatError(f"{source} holds no data points")
     acq: dict = {"points": int(data.shape[-1]), "coils": int(data.shape[1]), "nucleus": nucleus,
                  "centre_ppm": float(centre_ppm)}
     if cf_mhz is not None:
-        acq["spectrometer_frequency_mhz"] = float(cf_mhz)
+        acq["spectrometer_frequency_mhz"] = positive(cf_mhz, "spectrometer frequency (MHz)", source)
     if dwell_s is not None:
-        acq["dwell_time_s"] = float(dwell_s)
+        acq["dwell_time_s"] = positive(dwell_s, "dwell time (s)", source)
     return acq

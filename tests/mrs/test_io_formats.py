@@ -223,3 +223,23 @@ def test_cli_says_each_decision_in_one_line(capsys):
     lines = [ln for ln in captured.err.splitlines() if ln.startswith("mrsmon fit: data:")]
     assert any("mirrored" in ln and "conjugated (auto)" in ln for ln in lines)
     assert row["qc"]["input"]["data"] == {"source": "svs_30_spec2nii.nii.gz", "format": "nifti_mrs"}
+
+
+@pytest.mark.parametrize("line", ["SamplingInterval: 0", "SamplingInterval: inf", "SamplingInterval: nan",
+                                  "TransmitterFrequency: 0", "PointsInDataset: 0", "PointsInDataset: 2.5"])
+def test_a_header_with_an_impossible_field_or_dwell_is_one_clear_line(tmp_path, line):
+    """A jMRUI header's zero, infinite or NaN dwell or field ended in "float division by zero" or "cannot
+    convert float NaN to integer" deep in the fit, and PointsInDataset 0 in "integer modulo by zero"."""
+    src = DATA / "fitting_challenge" / "datasets_JMRUI" / "dataset1_WS.txt"
+    key = line.split(":")[0]
+    bad = tmp_path / "bad.txt"
+    bad.write_text("\n".join(line if ln.startswith(key + ":") else ln for ln in src.read_text().splitlines()))
+    with pytest.raises(SpectrumFormatError, match=r"bad.txt: .*not a positive"):
+        read_spectrum(bad)
+
+
+def test_an_impossible_override_is_refused():
+    src = DATA / "fitting_challenge" / "datasets_JMRUI" / "dataset1_WS.txt"
+    with pytest.raises(SpectrumFormatError, match="--cf-mhz is 0.0, not a positive number"):
+        fit_file(str(src), str(DATA / "fitting_challenge" / "basisset_JMRUI"),
+                 acq_overrides={"spectrometer_frequency_mhz": 0.0})
