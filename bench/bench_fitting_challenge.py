@@ -29,10 +29,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._table import write_table  # noqa: E402
-from bench.bench_fit_external import parse_lcmodel_table  # noqa: E402
+from bench.bench_fit_external import parse_lcmodel_table, ratios_from_conc  # noqa: E402
+from bench.truthset.writers import write_control  # noqa: E402
 
 RATIOS = ("Glu/tCr", "Gln/tCr", "tNAA/tCr", "tCho/tCr", "mI/tCr", "GABA/tCr")
-GROUPS = {"tCr": ("Cr", "PCr"), "tNAA": ("NAA", "NAAG"), "tCho": ("GPC", "PCho", "PCh"), "mI": ("Ins", "mI")}
 
 
 def forms(root: Path, i: int) -> dict[str, tuple[Path, Path, Path]]:
@@ -64,23 +64,15 @@ def fit_mrsmon(data: Path, water: Path, basis: Path) -> dict:
             "basis_conj": rec.get("basis_conjugated")}
 
 
-def ratios_of(conc: dict) -> dict:
-    def total(q):
-        return sum(conc.get(n, 0.0) for n in GROUPS.get(q, (q,)))
-    tcr = total("tCr")
-    return {r: total(r.split("/")[0]) / tcr if tcr > 0 else float("nan") for r in RATIOS}
-
-
 def fit_lcmodel(lcmodel: str, data: Path, basis: Path, work: Path) -> dict:
-    table = work / f"{data.stem}.table"
-    control = (f" $LCMODL\n TITLE = '{data.stem}'\n KEY = 210387309\n OWNER = ''\n NUNFIL = 2048\n DELTAT = 2.5e-04\n"
-               f" HZPPPM = 123.22\n FILBAS = '{basis}'\n FILRAW = '{data}'\n FILTAB = '{table}'\n LTABLE = 7\n"
-               " LPS = 0\n DOWS = F\n NEACH = 0\n NSIMUL = 0\n $END\n")
-    proc = subprocess.run([lcmodel], input=control, cwd=work, capture_output=True, text=True, timeout=600)
+    table, control = work / f"{data.stem}.table", work / f"{data.stem}.control"
+    write_control(control, data, basis, table, 2048, 2.5e-4, 123.22, data.stem, nsimul=0)
+    with open(control) as ctl:
+        proc = subprocess.run([lcmodel], stdin=ctl, cwd=work, capture_output=True, text=True, timeout=600)
     if not table.exists():
         return {"error": f"no table (exit {proc.returncode})"}
     conc, _ = parse_lcmodel_table(table.read_text())
-    return {"ratios": ratios_of(conc)} if conc else {"error": "empty table"}
+    return {"ratios": ratios_from_conc(conc)} if conc else {"error": "empty table"}
 
 
 def main() -> int:
@@ -108,13 +100,10 @@ def main() -> int:
                 rows.append([i, "error"] + [float("nan")] * (len(RATIOS) + 3))
                 continue
             all_ok = not bad  # spreads and the LCModel comparison only where every form fitted ok
-            spread = {}
             for q in RATIOS if all_ok else ():
-                vals = [o["ratios"].get(q) for o in out.values() if "ratios" in o and o["ratios"].get(q) is not None]
-                ok = len(vals) == len(out) and j["ratios"].get(q)
-                spread[q] = 100 * (max(vals) - min(vals)) / abs(j["ratios"][q]) if ok else float("nan")
-                if spread[q] == spread[q]:
-                    spread_max[q] = max(spread_max[q], spread[q])
+                vals = [o["ratios"].get(q) for o in out.values()]
+                if None not in vals and j["ratios"].get(q):
+                    spread_max[q] = max(spread_max[q], 100 * (max(vals) - min(vals)) / abs(j["ratios"][q]))
             lcm = fit_lcmodel(args.lcmodel, *[forms(args.challenge, i)["basis"][k] for k in (0, 2)], Path(tmp)) \
                 if args.lcmodel else None
             row = [i, j["status"], j["snr"]]

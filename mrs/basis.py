@@ -100,6 +100,14 @@ class Basis:
         meta = {**self.meta, "conjugated": not self.meta.get("conjugated", False)}
         return Basis(self.names, np.conj(self.fids), self.dwell_s, self.cf_mhz, self.centre_ppm, meta)
 
+    def fids_referenced_to(self, centre_ppm: float) -> np.ndarray:
+        """The FIDs with the receiver moved to `centre_ppm` (for writers whose format assumes one:
+        LCModel, FSL-MRS, jMRUI, .RAW and NIfTI-MRS folders all take it at 4.65 ppm)."""
+        if np.isclose(self.centre_ppm, centre_ppm):
+            return self.fids
+        t = np.arange(self.n_points) * self.dwell_s
+        return self.fids * np.exp(2j * np.pi * (self.centre_ppm - centre_ppm) * self.cf_mhz * t)[None, :]
+
     def with_centre(self, centre_ppm: float) -> Basis:
         """The same FIDs with the receiver taken at `centre_ppm` (a basis made with another reference)."""
         return Basis(self.names, self.fids, self.dwell_s, self.cf_mhz, float(centre_ppm), dict(self.meta))

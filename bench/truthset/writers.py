@@ -19,13 +19,14 @@ def write_raw(path: Path, fid_niftimrs: np.ndarray, cf_mhz: float, te_ms: float,
 
 
 def write_control(path: Path, raw: Path, basis: Path, table: Path, n_points: int, dwell_s: float,
-                  cf_mhz: float, title: str) -> None:
+                  cf_mhz: float, title: str, nsimul: int | None = None) -> None:
     """LCModel .CONTROL with its defaults (analysis window 0.2-4.0 ppm, its own macromolecules and
-    lipids, free phases), no water scaling: the concentrations are ratios' raw material only."""
+    lipids, free phases), no water scaling: the concentrations are ratios' raw material only.
+    `nsimul=0`: none of LCModel's own MM/lipids (for a basis that holds a measured MM spectrum)."""
     lines = [" $LCMODL", f" TITLE = '{title}'", " KEY = 210387309", " OWNER = ''", f" NUNFIL = {n_points}",
              f" DELTAT = {dwell_s:.8e}", f" HZPPPM = {cf_mhz:.6f}", f" FILBAS = '{basis}'",
              f" FILRAW = '{raw}'", f" FILTAB = '{table}'", " LTABLE = 7", " LPS = 0", " DOWS = F",
-             " NEACH = 0", " $END"]
+             " NEACH = 0"] + ([f" NSIMUL = {nsimul}"] if nsimul is not None else []) + [" $END"]
     path.write_text("\n".join(lines) + "\n")
 
 

@@ -105,24 +105,24 @@ def read(path: Path) -> Basis:
     return Basis(tuple(names), np.array(fids), dwell, cf, FSL_CENTRE_PPM, meta)
 
 
-def _safe_filename(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.+-]", "_", name) or "basis"
+def file_names(names) -> list[str]:
+    """A safe file name per metabolite (also for the folders of mrs.io.spectra_basis); names that
+    would collide once made safe are refused rather than overwrite each other."""
+    files = [re.sub(r"[^A-Za-z0-9_.+-]", "_", n) or "basis" for n in names]
+    if len(set(files)) != len(files):
+        raise IncompatibleBasisFormat("metabolite names collide as file names: " + ", ".join(names))
+    return files
 
 
 def write(basis: Basis, path: Path) -> None:
     if path.exists() and not path.is_dir():
         raise IncompatibleBasisFormat(f"{path} is a file; an FSL-MRS basis is written as a folder")
-    fids = basis.fids
-    if not np.isclose(basis.centre_ppm, FSL_CENTRE_PPM):
-        t = np.arange(basis.n_points) * basis.dwell_s
-        fids = fids * np.exp(2j * np.pi * (basis.centre_ppm - FSL_CENTRE_PPM) * basis.cf_mhz * t)[None, :]
+    fids = basis.fids_referenced_to(FSL_CENTRE_PPM)
     path.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%d_%H%M%S")
     meta_common = {k: v for k, v in basis.meta.items() if k in ("sequence", "te_s", "te1_s", "tm_s", "field_mhz",
                                                                 "source", "convention")}
-    files = [_safe_filename(n) for n in basis.names]
-    if len(set(files)) != len(files):
-        raise IncompatibleBasisFormat("metabolite names collide as file names: " + ", ".join(basis.names))
+    files = file_names(basis.names)
     width = float(basis.meta.get("linewidth_hz") or 0.0)
     for name, fname, fid in zip(basis.names, files, fids, strict=True):
         stored = fid

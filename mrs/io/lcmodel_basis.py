@@ -147,11 +147,7 @@ def _fortran(x: float) -> str:
 
 
 def write(basis: Basis, path: Path) -> None:
-    fids = basis.fids
-    if not np.isclose(basis.centre_ppm, LCMODEL_CENTRE_PPM):
-        # Re-reference the receiver to 4.65 ppm, which LCModel assumes.
-        t = np.arange(basis.n_points) * basis.dwell_s
-        fids = fids * np.exp(2j * np.pi * (basis.centre_ppm - LCMODEL_CENTRE_PPM) * basis.cf_mhz * t)[None, :]
+    fids = basis.fids_referenced_to(LCMODEL_CENTRE_PPM)  # LCModel assumes its receiver at 4.65 ppm
     meta = basis.meta
     te_ms = float(meta.get("te_s") or 0.0) * 1e3
     fwhmba = float(meta.get("linewidth_hz") or 0.0) / basis.cf_mhz

@@ -17,13 +17,13 @@ refused with a one-line reason.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
 
 from mrs.basis import WATER_PPM, Basis, IncompatibleBasisFormat
 from mrs.io import jmrui_text, lcmodel_raw, nifti_mrs
+from mrs.io.fsl_basis import file_names
 from mrs.io.namelist import blocks, read_text, stem
 from mrs.io.spectrum import Spectrum, SpectrumFormatError, note
 
@@ -49,11 +49,13 @@ def detect_nifti(path: Path) -> bool:
     return path.is_dir() and any(nifti_mrs.detect(f) for f in path.iterdir())
 
 
-def _never(path: Path) -> bool:
-    return False
+def claims_output(path: Path) -> bool:
+    return False  # these folders are written only when asked for by format name
 
 
-claims_output = _never  # written only when asked for by format name
+def _numbered(name: str, n: int) -> list[str]:
+    """`name` for a file of one signal, name_1 ... name_n for a file of several."""
+    return [name] if n == 1 else [f"{name}_{k + 1}" for k in range(n)]
 
 
 def _signal_names(spectrum: Spectrum, fallback: str) -> list[str]:
@@ -62,20 +64,17 @@ def _signal_names(spectrum: Spectrum, fallback: str) -> list[str]:
     names = [stem(Path(s.strip())).stem for s in str(spectrum.header.get("SignalNames", "")).split(";") if s.strip()]
     if len(names) == n and len(set(names)) == n:
         return names
-    return [fallback] if n == 1 else [f"{fallback}_{k + 1}" for k in range(n)]
+    return _numbered(fallback, n)
 
 
 def _file_name(spectrum: Spectrum, fallback: str) -> list[str]:
-    n = spectrum.data.shape[0] * spectrum.data.shape[1]
-    return [fallback] if n == 1 else [f"{fallback}_{k + 1}" for k in range(n)]
+    return _numbered(fallback, spectrum.data.shape[0] * spectrum.data.shape[1])
 
 
 def _raw_name(spectrum: Spectrum, fallback: str) -> list[str]:
     # stray quotes are stripped: the fitting challenge's Mac.RAW says ID=Mac''
     ident = str(spectrum.header.get("NMID", {}).get("ID", "") or "").strip().strip("'\"").strip()
-    n = spectrum.data.shape[0]
-    name = ident or fallback
-    return [name] if n == 1 else [f"{name}_{k + 1}" for k in range(n)]
+    return _numbered(ident or fallback, spectrum.data.shape[0])
 
 
 def _makebasis_acq(path: Path) -> tuple[float | None, float | None, str | None]:
@@ -103,8 +102,7 @@ def _read_all(files: list[Path], detect, reader, namer, what: str) -> tuple[list
             s = reader(f)
         except SpectrumFormatError as exc:
             raise IncompatibleBasisFormat(str(exc)) from exc
-        base = f.name[:-7] if f.name.lower().endswith(".nii.gz") else stem(f).stem
-        for name, fid in zip(namer(s, base), np.asarray(s.data).reshape(-1, s.data.shape[-1]), strict=True):
+        for name, fid in zip(namer(s, stem(f).stem), np.asarray(s.data).reshape(-1, s.data.shape[-1]), strict=True):
             entries.append((name, np.asarray(fid, np.complex128), s))
         notes += [n for n in s.notes if n["what"] in ("conjugation", "scaling") and n not in notes]
     if not entries:
@@ -159,17 +157,16 @@ def _one_grid(path: Path, entries: list, notes: list[dict]) -> tuple[float | Non
     return cf, dwell
 
 
-def read_jmrui(path: Path, assume_acq: dict | None = None) -> Basis:
+def read_jmrui(path: Path) -> Basis:
     files = [path] if path.is_file() else _files(path, (".txt",))
     entries, skipped, notes = _read_all(files, jmrui_text.detect, jmrui_text.read, _signal_names, "jMRUI text")
     cf, dwell = _one_grid(path, entries, notes)
     return _assemble(path, entries, skipped, "jmrui", "jMRUI text", cf, dwell, notes)
 
 
-def read_nifti(path: Path, assume_acq: dict | None = None) -> Basis:
+def read_nifti(path: Path) -> Basis:
     files = sorted(f for f in path.iterdir() if nifti_mrs.detect(f))
-    entries, skipped, notes = _read_all(files, nifti_mrs.detect, nifti_mrs.read,
-                                        lambda s, stem_: _file_name(s, stem_), "NIfTI-MRS")
+    entries, skipped, notes = _read_all(files, nifti_mrs.detect, nifti_mrs.read, _file_name, "NIfTI-MRS")
     cf, dwell = _one_grid(path, entries, notes)
     return _assemble(path, entries, skipped, "nifti_mrs", "NIfTI-MRS", cf, dwell, notes)
 
@@ -195,24 +192,18 @@ def read_raw(path: Path, assume_acq: dict | None = None) -> Basis:
     return _assemble(path, entries, skipped, "lcmodel_raw", "LCModel .RAW", float(cf), float(dwell), notes)
 
 
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.+-]", "_", name) or "basis"
-
-
 def _write_each(basis: Basis, path: Path, suffix: str, writer) -> None:
     if path.exists() and not path.is_dir():
         raise IncompatibleBasisFormat(f"{path} is a file; this basis format is written as a folder")
+    files = file_names(basis.names)
     path.mkdir(parents=True, exist_ok=True)
-    fids = basis.fids
-    if not np.isclose(basis.centre_ppm, WATER_PPM):  # neither format states its receiver: re-reference
-        t = np.arange(basis.n_points) * basis.dwell_s
-        fids = fids * np.exp(2j * np.pi * (basis.centre_ppm - WATER_PPM) * basis.cf_mhz * t)[None, :]
+    fids = basis.fids_referenced_to(WATER_PPM)  # none of these formats states its receiver
     acq = {"spectrometer_frequency_mhz": basis.cf_mhz, "dwell_time_s": basis.dwell_s, "centre_ppm": WATER_PPM,
            "points": basis.n_points, "coils": 1, "nucleus": "1H"}
-    for name, fid in zip(basis.names, fids, strict=True):
+    for name, fname, fid in zip(basis.names, files, fids, strict=True):
         s = Spectrum(fid[None, None, :].astype(np.complex64), acq, suffix, name, {}, ())
         try:
-            writer(s, path / f"{_safe(name)}{suffix}")
+            writer(s, path / f"{fname}{suffix}")
         except SpectrumFormatError as exc:
             raise IncompatibleBasisFormat(str(exc)) from exc
 
