@@ -72,6 +72,16 @@ def _read_vendor(path: str, select: dict) -> tuple[Spectrum, Spectrum | None]:
     return data, water
 
 
+def _read_any(path: str, fmt: str | None, select: dict) -> tuple[Spectrum, Spectrum | None]:
+    """A spectrum file of any format, vendor raw files through spec2nii (with the water reference the
+    conversion made, if any)."""
+    from analysis.vendor import is_vendor_file
+
+    if fmt is None and is_vendor_file(Path(path)):
+        return _read_vendor(path, select)
+    return _read(path, fmt, select), None
+
+
 def fit_file(data_path: str, basis_spec: str = "auto", block: int | None = None,
              water_path: str | None = None, spectra: bool = False, conjugate: str = "auto",
              conjugate_basis: str = "auto", acq_overrides: dict | None = None, select: dict | None = None,
@@ -79,20 +89,14 @@ def fit_file(data_path: str, basis_spec: str = "auto", block: int | None = None,
     """Block results (mrs.results.BlockResult, docs/results.md) for a spectrum file, each with the input
     record in qc.input; the alarms with the default plan's thresholds. Without `spectra` the results
     carry none."""
-    from analysis.vendor import is_vendor_file
     from mrs.io.prepare import prepare
     from mrs.pipeline import BlockProcessor
     from mrs.results import BlockResult
     from protocols.plan import Alarms
 
-    def read_any(path: str, fmt: str | None, select: dict) -> tuple[Spectrum, Spectrum | None]:
-        if fmt is None and is_vendor_file(Path(path)):
-            return _read_vendor(path, select)
-        return _read(path, fmt, select), None
-
-    spectrum, vendor_water = read_any(data_path, fmt, select or {})
+    spectrum, vendor_water = _read_any(data_path, fmt, select or {})
     # a vendor water reference (Philips ref .sdat, a Siemens water .rda) is converted as the data are
-    water = read_any(water_path, None, {})[0] if water_path else vendor_water
+    water = _read_any(water_path, None, {})[0] if water_path else vendor_water
     basis = load_basis(basis_spec, {**spectrum.acq, **(acq_overrides or {})})
     prep = prepare(spectrum, basis, conjugate, conjugate_basis, water, acq_overrides)
     for line in prep.record.lines():

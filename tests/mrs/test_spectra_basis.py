@@ -156,3 +156,11 @@ def test_a_nifti_mrs_folder_written_by_the_nifti_mrs_library_is_a_basis(tmp_path
     b = read_basis(folder)
     assert b.names == src.names and b.cf_mhz == pytest.approx(src.cf_mhz) and b.dwell_s == pytest.approx(src.dwell_s)
     assert np.abs(b.fids - src.fids).max() < 1e-6 * np.abs(src.fids).max()
+
+
+@pytest.mark.parametrize("fmt", ["jmrui", "lcmodel_raw", "nifti_mrs"])
+def test_names_that_collide_as_file_names_are_refused_not_overwritten(tmp_path, fmt):
+    b = read_basis(JMRUI).subset(["NAA", "Cr"])
+    clash = type(b)(("NAA/x", "NAA_x"), b.fids, b.dwell_s, b.cf_mhz, b.centre_ppm)
+    with pytest.raises(IncompatibleBasisFormat, match="collide as file names"):
+        write_basis(clash, tmp_path / fmt, fmt)
