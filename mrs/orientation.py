@@ -6,12 +6,14 @@ where the brain's singlets sit and never change anything themselves: they return
 that the input layer acts on and records (`mrs.io.prepare`).
 
 * Data: the magnitude spectrum (phase-free), coherently averaged over transients and summed over
-  coils in power, minus a running median (baseline, water tails), with the water (around the
-  receiver and around the largest peak within 0.6 ppm of it) left out, is matched against the singlet
-  pattern NAA 2.008, Cr 3.027, Cho 3.21, Cr 3.92 ppm (weights 1, 0.8, 0.6, 0.4) at every offset
-  within +-`search_ppm` of the expected place, as stored and mirrored. Scores are in units of the
-  noise (robust SD) of the same spectrum. Decisive when the better one reaches 5 and beats the other
-  by 30 %; otherwise undetermined (the caller may then fit both ways: mrs.io.prepare).
+  coils in power, with the tall lines within 0.6 ppm of the receiver (water) removed by HLSVD, minus
+  a running median (baseline, water tails), with what is left of the water (around the receiver,
+  around the largest peak within 0.6 ppm of it, and around any other there taller than twice the
+  metabolites) left out, is matched against the singlet pattern NAA 2.008, Cr 3.027, Cho 3.21,
+  Cr 3.92 ppm (weights 1, 0.8, 0.6, 0.4) at every offset within +-`search_ppm` of the expected
+  place, as stored and mirrored. Scores are in units of the noise (robust SD) of the same spectrum.
+  Decisive when the better one reaches 5 and beats the other by 30 %; otherwise undetermined (the
+  caller may then fit both ways: mrs.io.prepare).
 * Basis: where each entry named NAA / Cr / PCr / GPC / PCh / Cho peaks (noise-free, zero-filled):
   nearer its ppm or its mirror image; the median distance to the expected ppm is the basis's
   reference offset (a basis made with the receiver at 4.70 ppm instead of 4.65 sits 0.05 off).
@@ -25,6 +27,7 @@ import numpy as np
 from scipy.ndimage import median_filter
 
 from mrs.names import canonical
+from mrs.preproc.water import remove_tall_lines_near_receiver
 
 SINGLETS = ((2.008, 1.0), (3.027, 0.8), (3.21, 0.6), (3.92, 0.4))  # ppm, weight (NAA, Cr, Cho, Cr CH2)
 BASIS_SINGLET_PPM = {"NAA": 2.008, "Cr": 3.027, "PCr": 3.029, "GPC": 3.212, "PCh": 3.208, "Cho": 3.185}
@@ -34,6 +37,8 @@ APODISE_HZ = 3.0          # Lorentzian line broadening before matching (noise)
 BASELINE_PPM = 0.5        # running-median width that removes baseline and broad water tails
 WATER_HALF_PPM = 0.3      # around the receiver and the water peak: water, left out
 WATER_SEARCH_PPM = 0.6    # the water peak is the largest within this of the receiver
+WATER_LINES_MAX = 3       # water lines left out: the largest, and others taller than
+WATER_OVER_METABOLITES = 2.0  # this times the tallest line further from the receiver
 
 
 @dataclass(frozen=True)
@@ -46,14 +51,17 @@ class Orientation:
     message: str
 
 
-def _magnitude(data: np.ndarray, dwell_s: float) -> np.ndarray:
-    """Baseline-free magnitude spectrum (fftshifted) of (transients, coils, points) or (points,)."""
+def _magnitude(data: np.ndarray, dwell_s: float, water_hz: float | None = None) -> np.ndarray:
+    """Magnitude spectrum (fftshifted) of (transients, coils, points) or (points,); with `water_hz`,
+    the tall lines within that distance of the receiver (water) removed first."""
     x = np.asarray(data, complex)
     if x.ndim == 1:
         x = x[None, None]
     elif x.ndim == 2:
         x = x[None]
     mean = x.mean(axis=0)  # coherent over transients, per coil
+    if water_hz is not None:
+        mean = np.array([remove_tall_lines_near_receiver(m, dwell_s, water_hz) for m in mean])
     t = np.arange(mean.shape[-1]) * dwell_s
     spec = np.fft.fftshift(np.fft.fft(mean * np.exp(-np.pi * APODISE_HZ * t), axis=-1), axes=-1)
     mag = np.sqrt((np.abs(spec) ** 2).sum(axis=0))
@@ -70,10 +78,21 @@ def _pattern_scores(mag: np.ndarray, freq_hz: np.ndarray, centre_ppm: float, cf_
     # Water off the receiver (0.25 ppm in the ISMRM fitting challenge's dataset 23, 4.5x the NAA
     # peak) leaves the running median's residual on its flank, where the mirrored Cr 3.92 ppm
     # singlet was found.
+    # A second water line there (4.2 ppm, 7x the NAA peak) matched the Cr 3.92 singlet 0.3 ppm up
+    # and moved the receiver by 0.3 ppm: every line within that reach taller than twice the
+    # metabolites is left out too.
     near = np.abs(freq_hz) < WATER_SEARCH_PPM * cf_mhz
-    water_hz = float(freq_hz[near][np.argmax(mag[near])]) if near.any() else 0.0
-    flat[np.abs(freq_hz) < WATER_HALF_PPM * cf_mhz] = 0.0
-    flat[np.abs(freq_hz - water_hz) < WATER_HALF_PPM * cf_mhz] = 0.0
+    water = np.abs(freq_hz) < WATER_HALF_PPM * cf_mhz
+    metabolites = mag[~near].max(initial=0.0)
+    for i in range(WATER_LINES_MAX):
+        left = near & ~water
+        if not left.any():
+            break
+        k = int(np.argmax(np.where(left, mag, -1.0)))
+        if i > 0 and mag[k] <= WATER_OVER_METABOLITES * metabolites:
+            break
+        water |= np.abs(freq_hz - freq_hz[k]) < WATER_HALF_PPM * cf_mhz
+    flat[water] = 0.0
     sel = flat != 0
     noise = 1.4826 * np.median(np.abs(flat[sel] - np.median(flat[sel]))) if sel.any() else 0.0
     noise = noise if noise > 0 else max(float(np.abs(flat).max()), 1e-300) * 1e-3
@@ -94,7 +113,7 @@ def _pattern_scores(mag: np.ndarray, freq_hz: np.ndarray, centre_ppm: float, cf_
 def data_orientation(data: np.ndarray, dwell_s: float, cf_mhz: float, centre_ppm: float,
                      search_ppm: float = 0.6) -> Orientation:
     """Orientation of measured data (see the module docstring)."""
-    mag, df = _magnitude(data, dwell_s)
+    mag, df = _magnitude(data, dwell_s, water_hz=WATER_SEARCH_PPM * cf_mhz)
     freq = (np.arange(mag.size) - mag.size // 2) * df
     offsets, as_is, mirrored = _pattern_scores(mag, freq, centre_ppm, cf_mhz, search_ppm)
     a, m = float(as_is.max()), float(mirrored.max())

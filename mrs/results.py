@@ -86,6 +86,8 @@ class BlockQC:
     fit_shift_hz: float | None = _doc("the fit's metabolite frequency shift, Hz")
     fit_nfev: int | None = _doc("function evaluations of the fit")
     water_removed: int | None = _doc("residual-water components removed from the block average (HLSVD)")
+    fit_window_ppm: tuple[float, float] | None = _doc("the fit's window, ppm, when residual water inside the usual one "
+                                                      "made it end lower (docs/fitting.md); absent otherwise")
     alarms: tuple[Alarm, ...] = _doc("alarms raised by the rule book (mrs/qc.py), each {name, severity, reason}",
                                      default_factory=tuple)
     reference: str | None = _doc('"session": the session reference held; "provisional": fitted before it existed '
@@ -108,7 +110,7 @@ class BlockQC:
             v = getattr(self, f.name)
             if f.name == "alarms":
                 out["alarms"] = [a.to_json() for a in v]
-            elif f.name == "coils_excluded":
+            elif f.name in ("coils_excluded", "fit_window_ppm"):
                 if v is not None:
                     out[f.name] = list(v)
             elif f.name == "undetermined":
@@ -127,6 +129,8 @@ class BlockQC:
         kw["alarms"] = tuple(Alarm.from_json(a) for a in obj.get("alarms") or ())
         if kw.get("coils_excluded") is not None:
             kw["coils_excluded"] = tuple(int(c) for c in kw["coils_excluded"])
+        if kw.get("fit_window_ppm") is not None:
+            kw["fit_window_ppm"] = tuple(float(v) for v in kw["fit_window_ppm"])
         kw["undetermined"] = tuple(str(n) for n in kw.get("undetermined") or ())
         return cls(**kw)
 

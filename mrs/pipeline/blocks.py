@@ -43,6 +43,7 @@ class BlockContext:
     def __init__(self, grid: Grid, acq: dict, basis: Basis | None, window_ppm: tuple[float, float],
                  tctx: TransientContext, reference_blocks: int) -> None:
         self.grid, self.acq, self.window_ppm, self._tctx = grid, acq, window_ppm, tctx
+        self.planned_window_ppm = window_ppm
         self._basis = basis
         self._fitter = None
         self.fitter_error: str | None = None
@@ -74,6 +75,19 @@ class BlockContext:
             except Exception as exc:
                 self.fitter_error = f"no usable basis: {exc}"
         return self._fitter
+
+    def end_window_below(self, top_ppm: float) -> None:
+        """Residual water was removed from inside the fit window: the window ends at `top_ppm` instead
+        (its residue would go into the lines around it). The fitter is built once, so the first block
+        that finds it decides for the session."""
+        lo, hi = self.window_ppm
+        if self._fitter is None and self.fitter_error is None and lo + 1.0 < top_ppm < hi:
+            self.window_ppm = (lo, round(top_ppm, 3))
+
+    @property
+    def window_narrowed(self) -> tuple[float, float] | None:
+        """The fit window when residual water made it end below the planned one, else None."""
+        return None if self.window_ppm == self.planned_window_ppm else self.window_ppm
 
     def water_fid(self) -> np.ndarray | None:
         """The mean of the combined water references (= combining their mean: linear), or None."""

@@ -33,4 +33,5 @@ class Fit(BlockStage):
             ctx.x_prev = res.x
         return res, {"fit_ms": _num(fit_ms, 3), "reference": reference,
                      "fit_shift_hz": _num(res.params.get("shift_hz_met"), 4), "fit_nfev": res.nfev,
-                     "phase_deg": _num(np.degrees(res.phase0_rad), 3)}
+                     "phase_deg": _num(np.degrees(res.phase0_rad), 3),
+                     "fit_window_ppm": ctx.window_narrowed}

@@ -1,11 +1,12 @@
-"""Residual water in the block average: removed by HLSVD only when it dominates the metabolites."""
+"""Residual water in the block average: removed by HLSVD where it dominates the metabolites, and,
+wherever it sits inside the fit window, removed and kept out of the window."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from mrs.pipeline.stage import BlockStage
-from mrs.preproc.water import remove_water, water_dominates
+from mrs.preproc.water import remove_block_water
 
 
 class WaterRemoval(BlockStage):
@@ -13,7 +14,7 @@ class WaterRemoval(BlockStage):
 
     def process(self, avg: np.ndarray, ctx) -> tuple[np.ndarray, dict]:
         g = ctx.grid
-        removed = 0
-        if water_dominates(avg, g.dwell_s, g.cf_mhz, g.centre_ppm, factor=3.0):
-            avg, removed = remove_water(avg, g.dwell_s, g.cf_mhz, g.centre_ppm, n_points=256)
-        return avg, {"water_removed": removed}
+        out = remove_block_water(avg, g.dwell_s, g.cf_mhz, g.centre_ppm)
+        if out.edge_ppm is not None:
+            ctx.end_window_below(out.edge_ppm)
+        return out.fid, {"water_removed": out.removed}
