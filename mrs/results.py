@@ -86,6 +86,10 @@ class BlockQC:
     fit_shift_hz: float | None = _doc("the fit's metabolite frequency shift, Hz")
     fit_nfev: int | None = _doc("function evaluations of the fit")
     water_removed: int | None = _doc("residual-water components removed from the block average (HLSVD)")
+    residual_water: float | None = _doc("residual water over the metabolites: the median over the block's transients "
+                                        "of the water peak (4.3-5.1 ppm, magnitude, before any removal) / the "
+                                        "tallest metabolite peak of the block average (1.8-4.2 ppm: NAA in brain); "
+                                        "how well the scanner suppresses water")
     fit_window_ppm: tuple[float, float] | None = _doc("the fit's window, ppm, when residual water inside the usual one "
                                                       "made it end lower (docs/fitting.md); absent otherwise")
     alarms: tuple[Alarm, ...] = _doc("alarms raised by the rule book (mrs/qc.py), each {name, severity, reason}",
@@ -143,7 +147,7 @@ class BlockQC:
 
 
 # emitted only when set (they exist only for fitted blocks)
-_QC_OPTIONAL = frozenset({"fit_shift_hz", "fit_nfev", "water_removed", "reference", "input"})
+_QC_OPTIONAL = frozenset({"fit_shift_hz", "fit_nfev", "water_removed", "residual_water", "reference", "input"})
 
 
 @dataclass(frozen=True)

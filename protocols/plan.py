@@ -72,6 +72,7 @@ class Alarms:
     glu_crlb_pct: float = 15.0
     motion_fraction: float = 0.25     # share of a block's transients rejected for motion
     snr_drop_pct: float = 40.0        # block SNR this far below the session's start
+    residual_water: float = 50.0      # residual water peak this many times the NAA peak (qc.residual_water)
     no_data_tr: float = 3.0
 
 

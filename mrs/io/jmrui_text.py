@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from mrs.io.namelist import read_text, stem
-from mrs.io.spectrum import Spectrum, SpectrumFormatError, base_acq, note
+from mrs.io.spectrum import Spectrum, SpectrumFormatError, base_acq, note, single_precision
 
 MAGIC = "jmrui data textfile"
 _HEADER = re.compile(r"^\s*([A-Za-z][\w ()]*?)\s*:\s*(.*?)\s*$")
@@ -83,7 +83,8 @@ def read(path: Path) -> Spectrum:
     notes = (note("conjugation", "converted", "jMRUI text stores the conjugate of the NIfTI-MRS convention: "
                   "conjugated on read"),)
     acq = base_acq(cf_mhz, dwell_s, fid, source=path.name)
-    return Spectrum(fid.astype(np.complex64), acq, "jmrui_text", path.name, header, notes)
+    data, scaled = single_precision(fid)
+    return Spectrum(data, acq, "jmrui_text", path.name, header, notes + scaled)
 
 
 def write(spectrum: Spectrum, path: Path) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from mrs.io.namelist import blocks, numbers, read_text, stem
-from mrs.io.spectrum import Spectrum, SpectrumFormatError, base_acq, note, sequence_name
+from mrs.io.spectrum import Spectrum, SpectrumFormatError, base_acq, note, sequence_name, single_precision
 
 SUFFIXES = (".raw", ".h2o")
 CONTROL_GLOBS = ("*.control", "*.CONTROL", "control.file", "*.in", "*.IN")
@@ -110,7 +110,8 @@ def read(path: Path) -> Spectrum:
         fid = fid * (tramp / volume)
         notes.append(note("scaling", "converted",
                           f"data scaled by TRAMP/VOLUME = {tramp:g}/{volume:g} as LCModel does"))
-    data = fid.reshape(-1, 1, nunfil).astype(np.complex64)
+    data, scaled = single_precision(fid.reshape(-1, 1, nunfil))
+    notes += scaled
     acq = base_acq(cf, dwell, data, source=path.name)
     te_ms = _first(seqpar, "ECHOT") or _first(control, "ECHOT")
     if te_ms:

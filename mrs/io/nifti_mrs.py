@@ -22,7 +22,15 @@ from typing import Any
 
 import numpy as np
 
-from mrs.io.spectrum import WATER_PPM, Spectrum, SpectrumFormatError, base_acq, note, sequence_name
+from mrs.io.spectrum import (
+    WATER_PPM,
+    Spectrum,
+    SpectrumFormatError,
+    base_acq,
+    note,
+    sequence_name,
+    single_precision,
+)
 
 ECODE_NIFTI_MRS = 44
 DEFAULT_TAGS = ("DIM_COIL", "DIM_DYN", "DIM_INDIRECT_0")
@@ -111,7 +119,8 @@ def read(path: Path, select: dict | None = None) -> Spectrum:
     tags = [str(ext.get(f"dim_{d}") or DEFAULT_TAGS[d - 5]) for d in range(5, 4 + arr.ndim)]
     out = _arrange(arr, tags, dict(select or {}), notes, path.name)
     acq = acquisition_from_header(ext, _dwell_s(img, ext, notes), out, path.name)
-    return Spectrum(np.ascontiguousarray(out, np.complex64), acq, "nifti_mrs", path.name, ext, tuple(notes))
+    data, scaled = single_precision(out)
+    return Spectrum(np.ascontiguousarray(data), acq, "nifti_mrs", path.name, ext, tuple(notes) + scaled)
 
 
 def _first(value: Any) -> Any:

@@ -26,7 +26,15 @@ import numpy as np
 
 from mrs.basis import Basis
 from mrs.io.record import InputRecord
-from mrs.io.spectrum import WATER_PPM, Spectrum, SpectrumFormatError, note, positive, sequence_name
+from mrs.io.spectrum import (
+    WATER_PPM,
+    Spectrum,
+    SpectrumFormatError,
+    note,
+    positive,
+    scale_exponent,
+    sequence_name,
+)
 from mrs.orientation import Orientation, basis_orientation, data_orientation
 
 MODES = ("auto", "yes", "no")
@@ -205,6 +213,11 @@ def prepare(spectrum: Spectrum, basis: Basis | None, conjugate: str = "auto", co
         if flip:
             water = water.with_data(np.conj(water.data))
             record.add("water", note("conjugation", "conjugated", "water reference conjugated with the data"))
+        shift = scale_exponent(spectrum) - scale_exponent(water)
+        if shift:  # one of them was rescaled on reading: the water scaling needs their true ratio
+            w = water.data.astype(complex)
+            water = water.with_data(np.ldexp(w.real, shift) + 1j * np.ldexp(w.imag, shift))
+            record.add("water", note("scaling", "converted", f"water reference scaled by 2^{shift} as the data were"))
     if basis is not None:
         acq = spectrum.acq
         for n in _protocol_notes(basis, acq):

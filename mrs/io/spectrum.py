@@ -51,6 +51,30 @@ def note(what: str, action: str, message: str, **details) -> dict:
     return {"what": what, "action": action, "message": message, **details}
 
 
+SINGLE_RANGE_EXPONENT = 100   # samples stay within 2^-100 ... 2^100 (single precision: 2^-126 ... 2^128)
+
+
+def single_precision(fid: np.ndarray) -> tuple[np.ndarray, tuple[dict, ...]]:
+    """`fid` as complex64 and what was done: samples beyond single precision's reach (a text format
+    such as LCModel .RAW or jMRUI can hold 1e300 or 1e-200: they became infinity or zero, and the
+    fit failed with "SVD did not converge") are first scaled by a power of two, exactly. The
+    concentrations do not see it (tCr = 8, or the water reference, which `mrs.io.prepare` scales
+    alike: the note's `exponent`)."""
+    x = np.asarray(fid)
+    peak = float(np.abs(x).max(initial=0.0)) if np.all(np.isfinite(x)) else 0.0
+    exponent = int(np.frexp(peak)[1]) if peak > 0 else 0
+    if abs(exponent) <= SINGLE_RANGE_EXPONENT:
+        return np.asarray(x, np.complex64), ()
+    x = np.ldexp(x.real, -exponent) + 1j * np.ldexp(x.imag, -exponent)
+    return np.asarray(x, np.complex64), (note("scaling", "converted", f"samples up to {peak:.3g} rescaled by "
+                                         f"2^{-exponent} to fit single precision", exponent=-exponent),)
+
+
+def scale_exponent(spectrum: Spectrum) -> int:
+    """The power of two `single_precision` scaled the file's samples by (0: none)."""
+    return sum(int(n.get("exponent", 0)) for n in spectrum.notes if n.get("what") == "scaling")
+
+
 def sequence_name(*texts: object) -> str | None:
     """The simulator's sequence name found in any of `texts` (e.g. '*svs_se' -> 'PRESS')."""
     text = " ".join(str(t) for t in texts if t).lower()

@@ -10,6 +10,7 @@ from mrs import qc as _qc
 from mrs.names import canonical
 from mrs.orientation import data_orientation
 from mrs.pipeline.stage import BlockStage
+from mrs.preproc.water import water_peak
 from mrs.results import BlockSpectrum, _num
 
 NAA_PPM = (1.9, 2.1)
@@ -33,6 +34,17 @@ def naa_snr(res, noise_sd: float) -> float:
     peak = np.sum(parts, axis=0) if parts else res.prediction - res.baseline
     sel = (res.ppm > NAA_PPM[0]) & (res.ppm < NAA_PPM[1])
     return float(np.abs(peak[sel]).max(initial=0.0)) / noise_sd
+
+
+def _residual_water(items, avg: np.ndarray, g) -> float | None:
+    """Median residual water of the block's transients (measured before any removal) over the block
+    average's tallest metabolite peak: each transient's own metabolite peak is mostly noise, and the
+    water is removed before the average is made. None for a cache made before this was measured."""
+    heights = [i.water_height for i in items if i.water_height is not None]
+    metabolites = water_peak(avg, g.dwell_s, g.cf_mhz, g.centre_ppm)[1]
+    if not heights or not metabolites > 0:
+        return None
+    return _num(float(np.median(heights)) / metabolites, 3)
 
 
 class Quality(BlockStage):
@@ -60,6 +72,7 @@ class Quality(BlockStage):
         ft = np.array(ctx.freq_t)
         drift = _qc.drift_hz_per_min(ft[:, 0], ft[:, 1]) if len(ft) else 0.0
         resid_rel = float(np.std(res.residual.real) / noise) if noise > 0 else float("nan")
+        residual_water = _residual_water(ctx.items, avg, g)
         # a scanner or bridge sending the conjugate convention: the fit is then not valid (mrs/alarms/mirrored.py)
         o = data_orientation(avg, g.dwell_s, g.cf_mhz, g.centre_ppm)
         best, other = max(o.score, o.score_mirrored), max(min(o.score, o.score_mirrored), 0.0)
@@ -75,7 +88,7 @@ class Quality(BlockStage):
             "water_fwhm_hz": _num(water_fwhm, 3) if water_fwhm is not None else None,
             "freq_offset_hz": _num(f_acc.mean(), 4), "drift_hz_per_min": _num(drift, 4),
             "max_jump_hz": _num(_qc.max_jump_hz(f_all), 4), "residual_rel": _num(resid_rel, 4),
-            "mirrored": mirrored,
+            "mirrored": mirrored, "residual_water": residual_water,
             "fit_status": status, "message": message,
             "coils_excluded": tuple(int(k) for k in np.nonzero(ctx.coils_excluded)[0]),
             # tolist(): Python floats, ten times faster than a comprehension (on the latency path)

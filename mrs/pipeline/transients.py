@@ -3,6 +3,7 @@ and the records (mrs/pipeline/record.py) through which every state change goes, 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +22,7 @@ FIRST_TRANSIENTS = 8            # buffered to estimate coil weights and the firs
 # Session-level, never tied to the block size, so the per-transient results (and a cache of them)
 # are the same for any refit block/window/step.
 REFERENCE_TRANSIENTS = 32       # the running reference: mean of this many recent accepted transients
-PREPROC_VERSION = 4             # bump whenever the per-transient processing or its records change
+PREPROC_VERSION = 5             # bump whenever the per-transient processing or its records change
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class Processed:
     freq_hz: float
     phase_deg: float
     rejected: str | None
+    water_height: float | None = None   # residual water peak before its removal (unscaled FFT); None in older caches
 
 
 def _plain(v: Any) -> Any:
@@ -45,6 +47,10 @@ def _plain(v: Any) -> Any:
     if isinstance(v, np.floating):
         return float(v)
     return v
+
+
+def _height(v: Any) -> float | None:
+    return float(v) if isinstance(v, int | float) and math.isfinite(v) else None
 
 
 class TransientRunner:
@@ -180,4 +186,5 @@ class TransientRunner:
     @staticmethod
     def _processed(rec: CacheRecord) -> Processed:
         return Processed(int(rec.seq), float(rec.t_s), np.asarray(rec.fid, np.complex64).astype(complex),
-                         float(rec.value("freq_hz")), float(rec.value("phase_deg")), rec.rejected)
+                         float(rec.value("freq_hz")), float(rec.value("phase_deg")), rec.rejected,
+                         _height(rec.value("water_height")))

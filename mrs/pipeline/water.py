@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from mrs.pipeline.stage import TransientStage
-from mrs.preproc.water import remove_water, water_dominates
+from mrs.preproc.water import remove_water, water_dominates, water_peak
 
 
 class ResidualWater(TransientStage):
@@ -16,12 +16,14 @@ class ResidualWater(TransientStage):
     def process(self, data: np.ndarray, ctx) -> tuple[np.ndarray, dict]:
         g = ctx.grid
         centre_now = g.centre_ppm - ctx.recent_shift_hz() / g.cf_mhz
-        removed = wet = water_dominates(data, g.dwell_s, g.cf_mhz, centre_now)
+        water, metabolites = water_peak(data, g.dwell_s, g.cf_mhz, centre_now)
+        removed = wet = water > 2.0 * metabolites
         if wet:
             data, _ = remove_water(data, g.dwell_s, g.cf_mhz, centre_now, n_points=256)
             wet = water_dominates(data, g.dwell_s, g.cf_mhz, centre_now)
         # still wet: the registration then ignores smooth spectral components (mrs/preproc/align.py)
-        return data, {"water_dominates": bool(wet), "water_removed": bool(removed)}
+        # the height before removal: how well the scanner suppresses water (qc.residual_water)
+        return data, {"water_dominates": bool(wet), "water_removed": bool(removed), "water_height": water}
 
 
 def without_dominant_water(fid: np.ndarray, grid, centre_ppm: float | None = None) -> np.ndarray:

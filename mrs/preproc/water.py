@@ -110,30 +110,44 @@ def remove_block_water(fid: np.ndarray, dwell_s: float, cf_mhz: float, centre_pp
     return WaterRemoved(x - _model(freq[sel], damp[sel], amps[sel], x.size, dwell_s), int(sel.sum()), edge)
 
 
-def water_dominates(fid: np.ndarray, dwell_s: float, cf_mhz: float, centre_ppm: float = WATER_PPM,
-                    factor: float = 2.0) -> bool:
-    """True when the residual water peak is `factor` times taller than anything in 1.8-4.2 ppm."""
+def water_peak(fid: np.ndarray, dwell_s: float, cf_mhz: float, centre_ppm: float = WATER_PPM) -> tuple[float, float]:
+    """Tallest point of the magnitude spectrum (unscaled FFT) in the water band (4.3-5.1 ppm), and
+    in 1.8-4.2 ppm."""
     x = np.asarray(fid, complex)
     spec = np.abs(np.fft.fft(x))
     ppm = centre_ppm + np.fft.fftfreq(x.size, dwell_s) / cf_mhz
-    water = spec[(ppm > 4.3) & (ppm < 5.1)].max(initial=0.0)
-    met = spec[(ppm > 1.8) & (ppm < 4.2)].max(initial=0.0)
+    return (float(spec[(ppm > 4.3) & (ppm < 5.1)].max(initial=0.0)),
+            float(spec[(ppm > 1.8) & (ppm < 4.2)].max(initial=0.0)))
+
+
+def water_dominates(fid: np.ndarray, dwell_s: float, cf_mhz: float, centre_ppm: float = WATER_PPM,
+                    factor: float = 2.0) -> bool:
+    """True when the residual water peak is `factor` times taller than anything in 1.8-4.2 ppm."""
+    water, met = water_peak(fid, dwell_s, cf_mhz, centre_ppm)
     return bool(water > factor * met)
 
 
-def remove_tall_lines_near_receiver(fid: np.ndarray, dwell_s: float, half_width_hz: float,
-                                    factor: float = TALL_FACTOR, n_components: int = 12,
-                                    n_points: int = 256) -> np.ndarray:
-    """The FID without the HLSVD components within `half_width_hz` of the receiver that stand
+def tall_lines_near_receiver(fid: np.ndarray, dwell_s: float, half_width_hz: float, factor: float = TALL_FACTOR,
+                             n_components: int = 12, n_points: int = 256) -> np.ndarray | None:
+    """The HLSVD model (an FID) of the components within `half_width_hz` of the receiver that stand
     `factor` times taller than anything further out: the water lines, whichever way round the
-    spectrum is stored (the orientation check, mrs/orientation.py: a broad water line's flank
-    otherwise matched a singlet)."""
+    spectrum is stored. None when there are none."""
     x = np.asarray(fid, complex)
     spec = np.abs(np.fft.fft(x))
     f_hz = np.abs(np.fft.fftfreq(x.size, dwell_s))
     outside = spec[f_hz > half_width_hz].max(initial=0.0)
     if spec[f_hz <= half_width_hz + 1.0 / (x.size * dwell_s)].max(initial=0.0) <= factor * outside:
-        return x  # nothing near the receiver could be tall (a block already without water): no HLSVD
+        return None  # nothing near the receiver could be tall (a block already without water): no HLSVD
     freq, damp, amps = hlsvd(x, dwell_s, n_components, n_points)
     sel = (np.abs(freq) < half_width_hz) & _tall(freq, damp, amps, spec, dwell_s, factor * outside)
-    return x - _model(freq[sel], damp[sel], amps[sel], x.size, dwell_s) if sel.any() else x
+    return _model(freq[sel], damp[sel], amps[sel], x.size, dwell_s) if sel.any() else None
+
+
+def remove_tall_lines_near_receiver(fid: np.ndarray, dwell_s: float, half_width_hz: float,
+                                    factor: float = TALL_FACTOR, n_components: int = 12,
+                                    n_points: int = 256) -> np.ndarray:
+    """The FID without `tall_lines_near_receiver` (the orientation check, mrs/orientation.py: a broad
+    water line's flank otherwise matched a singlet)."""
+    x = np.asarray(fid, complex)
+    water = tall_lines_near_receiver(x, dwell_s, half_width_hz, factor, n_components, n_points)
+    return x if water is None else x - water

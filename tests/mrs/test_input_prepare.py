@@ -113,6 +113,37 @@ def test_basis_in_extreme_units_is_rescaled_and_keeps_its_sds(tmp_path, referenc
     assert note["action"] == "converted" and note["target"] == "basis" and "rescaled" in note["message"]
 
 
+def _raw_pair(folder, scale: float) -> tuple[str, str]:
+    """An LCModel .RAW spectrum and its water reference (.H2O), both in units `scale` times ours."""
+    t = np.arange(N) * DWELL
+    acq = {"spectrometer_frequency_mhz": CF, "dwell_time_s": DWELL, "points": N, "coils": 1, "centre_ppm": 4.65,
+           "nucleus": "1H"}
+    folder.mkdir()
+    for name, fid in (("d.RAW", _data()), ("w.H2O", 200.0 * np.exp(-np.pi * 6 * t))):
+        write_spectrum(Spectrum((fid * scale).reshape(1, 1, -1), acq, "lcmodel_raw", "synthetic"), folder / name,
+                       "lcmodel_raw")
+    return str(folder / "d.RAW"), str(folder / "w.H2O")
+
+
+# 5e27: only the data (peak 264, the water's 200) are beyond the range
+@pytest.mark.parametrize("scale", [1e-200, 1e300, 5e27])
+def test_data_beyond_single_precision_are_rescaled_with_their_water_reference(tmp_path, scale):
+    # a text format holds any float: at 1e300 the samples became infinity in single precision, at
+    # 1e-200 zero, and the fit failed ("SVD did not converge", or nothing found)
+    basis = tmp_path / "b.BASIS"
+    write_basis(toy_basis(CF, DWELL, N, names=NAMES), basis)
+    data, water = _raw_pair(tmp_path / "ours", 1.0)
+    ref = fit_file(data, str(basis), water_path=water)[0]
+    data, water = _raw_pair(tmp_path / "far", scale)
+    r = fit_file(data, str(basis), water_path=water)[0]
+    assert ref["water_scaled"] and r["water_scaled"] and r["qc"]["fit_status"] == "ok"
+    for name in ("Glu", "Cr", "NAA"):  # water-scaled mM: the data and the water scaled alike
+        assert r["conc"][name] == pytest.approx(ref["conc"][name], rel=1e-4), name
+    assert r["ratios_sd"]["Glu/tCr"] == pytest.approx(ref["ratios_sd"]["Glu/tCr"], rel=1e-4)
+    notes = [(d["target"], d["message"]) for d in r["qc"]["input"]["decisions"] if d["what"] == "scaling"]
+    assert any(t == "data" and "rescaled" in m for t, m in notes) and any(t == "water" for t, _ in notes)
+
+
 @pytest.mark.parametrize("naa_name", ["N-acetylaspartate", "tNAA"])
 def test_naa_linewidth_is_found_under_other_names(tmp_path, reference, naa_name):
     b = toy_basis(CF, DWELL, N, names=NAMES)
