@@ -22,7 +22,7 @@ FIRST_TRANSIENTS = 8            # buffered to estimate coil weights and the firs
 # Session-level, never tied to the block size, so the per-transient results (and a cache of them)
 # are the same for any refit block/window/step.
 REFERENCE_TRANSIENTS = 32       # the running reference: mean of this many recent accepted transients
-PREPROC_VERSION = 5             # bump whenever the per-transient processing or its records change
+PREPROC_VERSION = 6             # bump whenever the per-transient processing or its records change
 
 
 @dataclass(frozen=True)
