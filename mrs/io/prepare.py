@@ -34,6 +34,7 @@ from mrs.io.spectrum import (
     positive,
     scale_exponent,
     sequence_name,
+    times_power_of_two,
 )
 from mrs.orientation import Orientation, basis_orientation, data_orientation
 
@@ -90,8 +91,7 @@ def _ordinary_units(basis: Basis, record: InputRecord) -> Basis:
     if BASIS_LEVEL[0] <= level <= BASIS_LEVEL[1]:
         return basis
     exponent = int(np.frexp(level)[1])
-    half = exponent // 2
-    fids = basis.fids * 2.0 ** -half * 2.0 ** (half - exponent)
+    fids = times_power_of_two(basis.fids, -exponent)
     record.add("basis", note("scaling", "converted", f"basis values of order {level:.0e}: rescaled by 2^{-exponent} "
                              "(concentrations are reported in the rescaled units)", exponent=-exponent))
     return dataclasses.replace(basis, fids=fids)
@@ -215,8 +215,7 @@ def prepare(spectrum: Spectrum, basis: Basis | None, conjugate: str = "auto", co
             record.add("water", note("conjugation", "conjugated", "water reference conjugated with the data"))
         shift = scale_exponent(spectrum) - scale_exponent(water)
         if shift:  # one of them was rescaled on reading: the water scaling needs their true ratio
-            w = water.data.astype(complex)
-            water = water.with_data(np.ldexp(w.real, shift) + 1j * np.ldexp(w.imag, shift))
+            water = water.with_data(times_power_of_two(water.data.astype(complex), shift))
             record.add("water", note("scaling", "converted", f"water reference scaled by 2^{shift} as the data were"))
     if basis is not None:
         acq = spectrum.acq

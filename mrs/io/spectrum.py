@@ -51,6 +51,14 @@ def note(what: str, action: str, message: str, **details) -> dict:
     return {"what": what, "action": action, "message": message, **details}
 
 
+def times_power_of_two(a: np.ndarray, exponent: int) -> np.ndarray:
+    """a * 2**exponent, exactly and for any exponent (2.0**exponent alone overflows beyond 1023)."""
+    a = np.asarray(a)
+    if np.iscomplexobj(a):
+        return np.ldexp(a.real, exponent) + 1j * np.ldexp(a.imag, exponent)
+    return np.ldexp(a, exponent)
+
+
 SINGLE_RANGE_EXPONENT = 100   # samples stay within 2^-100 ... 2^100 (single precision: 2^-126 ... 2^128)
 
 
@@ -61,13 +69,15 @@ def single_precision(fid: np.ndarray) -> tuple[np.ndarray, tuple[dict, ...]]:
     concentrations do not see it (tCr = 8, or the water reference, which `mrs.io.prepare` scales
     alike: the note's `exponent`)."""
     x = np.asarray(fid)
-    peak = float(np.abs(x).max(initial=0.0)) if np.all(np.isfinite(x)) else 0.0
+    # the largest part, not the modulus: |1e308 + 1e308j| overflows
+    finite = bool(np.all(np.isfinite(x)))
+    peak = float(max(np.abs(x.real).max(initial=0.0), np.abs(x.imag).max(initial=0.0))) if finite else 0.0
     exponent = int(np.frexp(peak)[1]) if peak > 0 else 0
     if abs(exponent) <= SINGLE_RANGE_EXPONENT:
         return np.asarray(x, np.complex64), ()
-    x = np.ldexp(x.real, -exponent) + 1j * np.ldexp(x.imag, -exponent)
-    return np.asarray(x, np.complex64), (note("scaling", "converted", f"samples up to {peak:.3g} rescaled by "
-                                         f"2^{-exponent} to fit single precision", exponent=-exponent),)
+    done = note("scaling", "converted", f"samples up to {peak:.3g} rescaled by 2^{-exponent} to fit single "
+                "precision", exponent=-exponent)
+    return np.asarray(times_power_of_two(x, -exponent), np.complex64), (done,)
 
 
 def scale_exponent(spectrum: Spectrum) -> int:

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from mrs.orientation import WATER_SEARCH_PPM
 from mrs.pipeline.record import CacheRecord
 from mrs.pipeline.stage import TransientStage
 from mrs.preproc import eddy as _eddy
 from mrs.preproc.water import tall_lines_near_receiver
-
-WATER_REACH_PPM = 0.6   # residual water within this of the receiver (where a scanner puts it)
 
 
 class EddyCorrection(TransientStage):
@@ -44,7 +43,7 @@ class EddyCorrection(TransientStage):
         # sizeable fraction of the reference's own it spread both over the spectrum (Glu/tCr -28 %
         # at 2000x the tallest metabolite line). The water is removed later in any case.
         g = ctx.grid
-        water = tall_lines_near_receiver(fid, g.dwell_s, WATER_REACH_PPM * g.cf_mhz)
+        water = tall_lines_near_receiver(fid, g.dwell_s, WATER_SEARCH_PPM * g.cf_mhz)
         if water is None:
             return _eddy.apply_eddy(fid, ctx.eddy)
         return _eddy.apply_eddy(fid - water, ctx.eddy) + water

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from mrs.pipeline.stage import TransientStage
-from mrs.preproc.water import remove_water, water_dominates, water_peak
+from mrs.preproc.water import DOMINANT_FACTOR, remove_water, water_dominates, water_peak
 
 
 class ResidualWater(TransientStage):
@@ -17,7 +17,7 @@ class ResidualWater(TransientStage):
         g = ctx.grid
         centre_now = g.centre_ppm - ctx.recent_shift_hz() / g.cf_mhz
         water, metabolites = water_peak(data, g.dwell_s, g.cf_mhz, centre_now)
-        removed = wet = water > 2.0 * metabolites
+        removed = wet = water > DOMINANT_FACTOR * metabolites
         if wet:
             data, _ = remove_water(data, g.dwell_s, g.cf_mhz, centre_now, n_points=256)
             wet = water_dominates(data, g.dwell_s, g.cf_mhz, centre_now)

@@ -13,6 +13,7 @@ import numpy as np
 from mrs.basis import WATER_PPM
 
 EDGE_MARGIN_PPM = 0.15   # the fit window ends at least this far below a water line removed from it
+DOMINANT_FACTOR = 2.0    # a transient's water this many times taller than its metabolites is removed
 TALL_FACTOR = 1.5        # a line near 4 ppm this many times taller than the metabolites is not one of them
 
 
@@ -121,7 +122,7 @@ def water_peak(fid: np.ndarray, dwell_s: float, cf_mhz: float, centre_ppm: float
 
 
 def water_dominates(fid: np.ndarray, dwell_s: float, cf_mhz: float, centre_ppm: float = WATER_PPM,
-                    factor: float = 2.0) -> bool:
+                    factor: float = DOMINANT_FACTOR) -> bool:
     """True when the residual water peak is `factor` times taller than anything in 1.8-4.2 ppm."""
     water, met = water_peak(fid, dwell_s, cf_mhz, centre_ppm)
     return bool(water > factor * met)

@@ -288,3 +288,12 @@ def test_old_mrsmon_fsl_folders_stored_the_conjugate_and_are_fixed(tmp_path):
     for name in b.names:
         np.testing.assert_allclose(prep.basis.fids[prep.basis.names.index(name)], b.fids[b.names.index(name)],
                                    atol=1e-9)
+
+
+def test_the_largest_finite_samples_are_rescaled_not_overflowed():
+    # the modulus of 1e308 + 1e308j is infinite in float64: the exponent comes from the larger part
+    from mrs.io.spectrum import single_precision
+
+    data, (done,) = single_precision(np.array([1e308 + 1e308j, 1e300 - 1e300j]))
+    assert np.all(np.isfinite(data)) and data.dtype == np.complex64 and done["exponent"] == -1024
+    assert data[0] == pytest.approx(np.ldexp(1e308, -1024) * (1 + 1j), rel=1e-6)
