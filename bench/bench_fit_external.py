@@ -19,8 +19,8 @@ change while mrsmon's fitter does); --no-cache refits them. Writes bench/results
 The run kept there:
 
     python bench/bench_fit_external.py --n 40 --conventions-configs spant-heldout --out /tmp/fit2_ts \
-        --lcmodel $MRSMON_LCMODEL --cached-peers-only --configs spant-dev,spant-heldout,\
-spant-broad-heldout,sim-narrow-heldout,sim-broad-heldout,sim-broad-dev,spant-final,sim-final
+        --lcmodel $MRSMON_LCMODEL --configs spant-dev,sim-narrow-heldout,spant-heldout,\
+sim-broad-heldout,spant-broad-heldout,spant-final,sim-broad-dev,sim-final,spant-r4,sim-r4
 
 (--cached-peers-only: LCModel's and FSL-MRS's results from earlier runs on the same files, cached by
 content, each with the time it was measured in the header; drop it to refit what is missing.)
