@@ -78,7 +78,8 @@ class Quality(BlockStage):
         best, other = max(o.score, o.score_mirrored), max(min(o.score, o.score_mirrored), 0.0)
         strong = best >= MIRROR_MIN_SCORE and best >= MIRROR_MIN_RATIO * other
         mirrored = (o.score_mirrored > o.score) if strong else None
-        status, message = _qc.classify(dict(scaled.conc), scaled.crlb_pct, naa_fwhm, snr, res.success, res.message)
+        status, message = _qc.classify(dict(scaled.conc), scaled.crlb_pct, naa_fwhm, snr, res.success, res.message,
+                                       residual_rel=resid_rel)
         if status == "ok" and not res.success:
             status = "failed"
         if not res.success:
