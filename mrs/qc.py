@@ -115,8 +115,8 @@ def classify(conc: dict[str, float], crlb_pct: dict[str, float], naa_fwhm_hz: fl
     glu = crlb_pct.get("Glu")
     if glu is not None and not (np.isfinite(glu) and glu <= max_glu_crlb_pct):
         problems.append(f"CRLB of Glu above {max_glu_crlb_pct:g}%")
-    if (np.isfinite(residual_rel) and residual_rel > max_residual_rel and np.isfinite(snr)
-            and residual_rel > max_residual_of_peak * snr):
+    if (np.isfinite(residual_rel) and residual_rel > max_residual_rel and np.isfinite(snr) and snr > 0
+            and residual_rel > max_residual_of_peak * snr):  # SNR 0 (no NAA) is implausible above
         problems.append(f"residual {residual_rel:.0f}x the noise, {100 * residual_rel / snr:.0f} % of the NAA height: "
                         "the model does not describe this spectrum")
     if problems:

@@ -24,6 +24,12 @@ def test_small_misfits_stay_ok():
     assert classify(**GOOD, snr=50.0) == ("ok", "")  # no residual given
 
 
+def test_no_naa_signal_with_a_large_residual_is_a_reason_not_a_crash():
+    status, reason = classify(**GOOD, snr=0.0, residual_rel=50.0)
+    assert (status, reason) == ("implausible", "SNR 0.0 below 3")
+    assert classify(**GOOD, snr=float("nan"), residual_rel=float("inf"))[0] == "implausible"
+
+
 def test_the_challenges_lipid_dataset_is_called_implausible_for_its_residual():
     (r,) = fit_file(str(FC / "datasets_JMRUI" / "dataset28_WS.txt"), str(FC / "basisset_JMRUI"))
     assert r.qc.fit_status == "implausible"
