@@ -20,7 +20,8 @@ The run kept there:
 
     python bench/bench_fit_external.py --n 40 --conventions-configs spant-heldout --out /tmp/fit2_ts \
         --lcmodel $MRSMON_LCMODEL --configs spant-dev,sim-narrow-heldout,spant-heldout,\
-sim-broad-heldout,spant-broad-heldout,spant-final,sim-broad-dev,sim-final,spant-r4,sim-r4
+sim-broad-heldout,spant-broad-heldout,spant-final,sim-broad-dev,sim-final,spant-r4,sim-r4,spant-r12,sim-r12,\
+spant-r14,sim-r14
 
 (--cached-peers-only: LCModel's and FSL-MRS's results from earlier runs on the same files, cached by
 content, each with the time it was measured in the header; drop it to refit what is missing.)

@@ -92,6 +92,9 @@ class BlockQC:
                                         "how well the scanner suppresses water")
     fit_window_ppm: tuple[float, float] | None = _doc("the fit's window, ppm, when residual water inside the usual one "
                                                       "made it end lower (docs/fitting.md); absent otherwise")
+    baseline_knots_ppm: tuple[float, ...] | None = _doc("a spectrum fitted on its own (`mrsmon fit`): the knot "
+                                                         "spacings, ppm, of the baseline splines whose fits its "
+                                                         "numbers average (docs/fitting.md); absent otherwise")
     alarms: tuple[Alarm, ...] = _doc("alarms raised by the rule book (mrs/qc.py), each {name, severity, reason}",
                                      default_factory=tuple)
     reference: str | None = _doc('"session": the session reference held; "provisional": fitted before it existed '
@@ -114,7 +117,7 @@ class BlockQC:
             v = getattr(self, f.name)
             if f.name == "alarms":
                 out["alarms"] = [a.to_json() for a in v]
-            elif f.name in ("coils_excluded", "fit_window_ppm"):
+            elif f.name in ("coils_excluded", "fit_window_ppm", "baseline_knots_ppm"):
                 if v is not None:
                     out[f.name] = list(v)
             elif f.name == "undetermined":
@@ -133,8 +136,9 @@ class BlockQC:
         kw["alarms"] = tuple(Alarm.from_json(a) for a in obj.get("alarms") or ())
         if kw.get("coils_excluded") is not None:
             kw["coils_excluded"] = tuple(int(c) for c in kw["coils_excluded"])
-        if kw.get("fit_window_ppm") is not None:
-            kw["fit_window_ppm"] = tuple(float(v) for v in kw["fit_window_ppm"])
+        for name in ("fit_window_ppm", "baseline_knots_ppm"):
+            if kw.get(name) is not None:
+                kw[name] = tuple(float(v) for v in kw[name])
         kw["undetermined"] = tuple(str(n) for n in kw.get("undetermined") or ())
         return cls(**kw)
 

@@ -56,6 +56,9 @@ class FitResult:
     phase1_rad_per_hz: float = 0.0
     # covariance without the metabolite ratio priors (mrs.fit.priors): decides what is determined
     cov_data: np.ndarray | None = None
+    # the knot spacings of the baseline splines whose fits this result averages (mrs.fit.baseline_average);
+    # empty: one fit
+    baseline_knots_ppm: tuple[float, ...] = ()
 
     def rescaled(self, factor: float) -> FitResult:
         """The result for the data times `factor` (amplitudes, spectra and variances scale; the

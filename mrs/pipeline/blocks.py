@@ -46,6 +46,8 @@ class BlockContext:
         self.planned_window_ppm = window_ppm
         self._basis = basis
         self._fitter = None
+        # fitters with stiffer baselines whose fits are averaged with the fitter's (no session reference)
+        self.stiffer_fitters: list = []
         self.fitter_error: str | None = None
         self.reference_blocks = reference_blocks
         self.session_x: np.ndarray | None = None
@@ -72,6 +74,15 @@ class BlockContext:
                 if self.reference_blocks > 0:
                     settings = FitSettings(window_ppm=self.window_ppm, kernel_half_width_ppm=0.0)
                 self._fitter = LCFitter(self._basis, g.dwell_s, g.n, g.cf_mhz, g.centre_ppm, settings)
+                # ... and, fitted on its own, the mean over baseline stiffnesses (mrs.fit.baseline_average).
+                # Not with a session reference: a session's change needs one model, block after block.
+                if self.reference_blocks == 0 and settings.baseline == "spline":
+                    from mrs.fit.baseline_average import KNOT_SPACINGS_PPM
+
+                    self.stiffer_fitters = [
+                        LCFitter(self._basis, g.dwell_s, g.n, g.cf_mhz, g.centre_ppm,
+                                 dataclasses.replace(settings, baseline_knot_spacing_ppm=k))
+                        for k in KNOT_SPACINGS_PPM if k != settings.baseline_knot_spacing_ppm]
             except Exception as exc:
                 self.fitter_error = f"no usable basis: {exc}"
         return self._fitter

@@ -27,6 +27,12 @@ class Fit(BlockStage):
         else:
             res = fitter.fit(avg, x0=ctx.x_prev)
             reference = "provisional" if ctx.reference_blocks else "block"
+            if ctx.stiffer_fitters:  # built only for blocks fitted on their own
+                from mrs.fit.baseline_average import average
+
+                knots = (fitter.settings.baseline_knot_spacing_ppm,
+                         *(f.settings.baseline_knot_spacing_ppm for f in ctx.stiffer_fitters))
+                res = average([res, *(f.fit(avg, x0=ctx.x_prev) for f in ctx.stiffer_fitters)], fitter.dnu, knots)
         fit_ms = (time.perf_counter() - t0) * 1e3
         ctx.fitted = (avg, res)
         if res.success:
@@ -34,4 +40,5 @@ class Fit(BlockStage):
         return res, {"fit_ms": _num(fit_ms, 3), "reference": reference,
                      "fit_shift_hz": _num(res.params.get("shift_hz_met"), 4), "fit_nfev": res.nfev,
                      "phase_deg": _num(np.degrees(res.phase0_rad), 3),
-                     "fit_window_ppm": ctx.window_narrowed}
+                     "fit_window_ppm": ctx.window_narrowed,
+                     "baseline_knots_ppm": res.baseline_knots_ppm or None}
