@@ -106,6 +106,9 @@ CONFIGS["spant-r13"] = replace(CONFIGS["spant-r4"], name="spant-r13", seed=16000
 CONFIGS["sim-r13"] = replace(CONFIGS["sim-r4"], name="sim-r13", seed=17000)
 CONFIGS["spant-r14"] = replace(CONFIGS["spant-r4"], name="spant-r14", seed=18000)
 CONFIGS["sim-r14"] = replace(CONFIGS["sim-r4"], name="sim-r14", seed=19000)
+# drawn after round 12 was landed, to compare the mean with the median of the three fits (docs/fitting.md)
+CONFIGS["spant-r15"] = replace(CONFIGS["spant-r4"], name="spant-r15", seed=20000)
+CONFIGS["sim-r15"] = replace(CONFIGS["sim-r4"], name="sim-r15", seed=21000)
 
 
 def load_basis(config: TruthConfig, out_dir: Path) -> tuple[BasisSet, Path]:
