@@ -41,9 +41,13 @@ def average(results: list[FitResult], dnu_hz: np.ndarray, knots_ppm: tuple[float
         return np.exp(1j * turn_rad)
 
     rot = [frame(r) for r, _ in used]
-    prediction = sum(r.prediction * f for (r, _), f in zip(used, rot, strict=True)) / n
-    baseline = sum(r.baseline * f for (r, _), f in zip(used, rot, strict=True)) / n
-    components = {name: sum(r.components[name] * f for (r, _), f in zip(used, rot, strict=True)) / n
+
+    def mean_in_frame(array_of) -> np.ndarray:
+        return sum(array_of(r) * f for (r, _), f in zip(used, rot, strict=True)) / n
+
+    prediction = mean_in_frame(lambda r: r.prediction)
+    baseline = mean_in_frame(lambda r: r.baseline)
+    components = {name: mean_in_frame(lambda r, name=name: r.components[name])
                   for name in first.components if all(name in r.components for r, _ in used)}
     conc = {name: float(np.mean([r.conc[name] for r, _ in used])) for name in first.names}
     cov = np.mean([r.cov for r, _ in used], axis=0)

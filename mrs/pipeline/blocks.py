@@ -48,6 +48,9 @@ class BlockContext:
         self._fitter = None
         # fitters with stiffer baselines whose fits are averaged with the fitter's (no session reference)
         self.stiffer_fitters: list = []
+        # the fits feed a dynamic refit (BlockRunner.records): one model for every block, so no averaging
+        # (its cost test compares the 1 ppm fitter's refit with the block's own fit)
+        self.one_model = False
         self.fitter_error: str | None = None
         self.reference_blocks = reference_blocks
         self.session_x: np.ndarray | None = None
@@ -79,10 +82,15 @@ class BlockContext:
                 if self.reference_blocks == 0 and settings.baseline == "spline":
                     from mrs.fit.baseline_average import KNOT_SPACINGS_PPM
 
-                    self.stiffer_fitters = [
-                        LCFitter(self._basis, g.dwell_s, g.n, g.cf_mhz, g.centre_ppm,
-                                 dataclasses.replace(settings, baseline_knot_spacing_ppm=k))
-                        for k in KNOT_SPACINGS_PPM if k != settings.baseline_knot_spacing_ppm]
+                    # spacings that round to the same number of knot intervals over this window (a narrow
+                    # or narrowed one: 3.7 ppm has 2 for 1.5 and 2 ppm) give the same fit: one of them
+                    n_functions = {self._fitter.q.shape[1]}
+                    for k in (k for k in KNOT_SPACINGS_PPM if k != settings.baseline_knot_spacing_ppm):
+                        f = LCFitter(self._basis, g.dwell_s, g.n, g.cf_mhz, g.centre_ppm,
+                                     dataclasses.replace(settings, baseline_knot_spacing_ppm=k))
+                        if f.q.shape[1] not in n_functions:
+                            n_functions.add(f.q.shape[1])
+                            self.stiffer_fitters.append(f)
             except Exception as exc:
                 self.fitter_error = f"no usable basis: {exc}"
         return self._fitter

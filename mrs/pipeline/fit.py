@@ -27,7 +27,7 @@ class Fit(BlockStage):
         else:
             res = fitter.fit(avg, x0=ctx.x_prev)
             reference = "provisional" if ctx.reference_blocks else "block"
-            if ctx.stiffer_fitters:  # built only for blocks fitted on their own
+            if ctx.stiffer_fitters and not ctx.one_model:  # built only for blocks fitted on their own
                 from mrs.fit.baseline_average import average
 
                 knots = (fitter.settings.baseline_knot_spacing_ppm,

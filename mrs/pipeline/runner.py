@@ -109,6 +109,7 @@ class BlockProcessor:
     @records.setter
     def records(self, value: list | None) -> None:
         self.blocks.records = value
+        self.blocks.ctx.one_model = value is not None
 
     @property
     def fitter(self):

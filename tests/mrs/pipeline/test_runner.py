@@ -231,3 +231,21 @@ def test_warm_up_changes_no_result(basis):
     for ra, rb in zip(a, b, strict=True):
         for k, v in ra["ratios"].items():
             assert rb["ratios"][k] == pytest.approx(v, rel=1e-9, abs=1e-12)
+
+
+def test_blocks_on_their_own_average_baseline_stiffnesses_but_not_for_a_dynamic_refit(basis):
+    # fitted on their own (no session reference) the blocks are the mean over 1, 1.5 and 2 ppm knots; a run
+    # that records its fits for the dynamic refit keeps one model (its cost test compares like with like)
+    _, blocks = _run(BlockProcessor(ACQ, basis, 16), _session(basis))
+    assert [b["qc"].get("baseline_knots_ppm") for b in blocks] == [[1.0, 1.5, 2.0]] * 3
+    proc = BlockProcessor(ACQ, basis, 16)
+    proc.records = []
+    _, blocks = _run(proc, _session(basis))
+    assert all("baseline_knots_ppm" not in b["qc"] for b in blocks)
+    assert all(res.baseline_knots_ppm == () for _, _, res in proc.records)
+
+
+def test_knot_spacings_that_give_the_same_baseline_over_the_window_are_fitted_once(basis):
+    # over 0.2-3.9 ppm (a window residual water narrowed) knots every 1.5 and 2 ppm both make 2 intervals
+    _, blocks = _run(BlockProcessor(ACQ, basis, 16, window_ppm=(0.2, 3.9)), _session(basis, n_met=16))
+    assert blocks[0]["qc"]["baseline_knots_ppm"] == [1.0, 1.5]
