@@ -175,11 +175,25 @@ def _data_orientation(spectrum: Spectrum, basis: Basis | None,
     return o, centre
 
 
+def _require_finite(spectrum: Spectrum | None) -> None:
+    """A file with NaN or infinite samples is refused here, saying where: the orientation and water
+    search run before the fit, and their SVD failed with "SVD did not converge"."""
+    if spectrum is None:
+        return
+    bad = ~np.isfinite(spectrum.data)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise SpectrumFormatError(f"{spectrum.source}: {int(bad.sum())} of {bad.size} samples are NaN or infinite "
+                                  f"(the first at (dynamic, coil, point) {first})")
+
+
 def prepare(spectrum: Spectrum, basis: Basis | None, conjugate: str = "auto", conjugate_basis: str = "auto",
             water: Spectrum | None = None, acq_overrides: dict | None = None,
             window_ppm: tuple[float, float] = (0.2, 4.2)) -> Prepared:
     """Decide and record everything that happens to `spectrum`, `basis` and `water` before the fit."""
     mode = _mode(conjugate, "--conjugate")
+    for what in (spectrum, water):
+        _require_finite(what)
     record = InputRecord(data={"source": spectrum.source, "format": spectrum.fmt})
     for n in spectrum.notes:
         record.add("data", n)

@@ -297,3 +297,15 @@ def test_the_largest_finite_samples_are_rescaled_not_overflowed():
     data, (done,) = single_precision(np.array([1e308 + 1e308j, 1e300 - 1e300j]))
     assert np.all(np.isfinite(data)) and data.dtype == np.complex64 and done["exponent"] == -1024
     assert data[0] == pytest.approx(np.ldexp(1e308, -1024) * (1 + 1j), rel=1e-6)
+
+
+def test_a_file_with_nan_or_infinite_samples_is_refused_saying_where(tmp_path):
+    from mrs.io.spectrum import SpectrumFormatError
+
+    for bad in (np.nan, np.inf):
+        fid = _data()
+        fid[40] = bad
+        data, basis = _files(tmp_path, fid, toy_basis(CF, DWELL, N, names=NAMES))
+        # before, the orientation's water search failed first: "SVD did not converge"
+        with pytest.raises(SpectrumFormatError, match=r"1 of 2048 samples are NaN or infinite .*\(0, 0, 40\)"):
+            fit_file(data, basis)
