@@ -30,7 +30,9 @@ from mrs.io.spectrum import Spectrum, SpectrumFormatError, base_acq, note, singl
 
 MAGIC = "jmrui data textfile"
 _HEADER = re.compile(r"^\s*([A-Za-z][\w ()]*?)\s*:\s*(.*?)\s*$")
-_ROW = re.compile(r"^\s*[-+]?(?:\d|\.\d)")
+# a data row; NaN/inf rows too, so a damaged file is refused where the sample is (mrs.io.prepare), not
+# miscounted as a dataset of the wrong length
+_ROW = re.compile(r"^\s*[-+]?(?:\d|\.\d|nan\b|inf)", re.IGNORECASE)
 
 
 def detect(path: Path) -> bool:

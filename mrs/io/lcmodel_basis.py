@@ -49,6 +49,11 @@ def _spectrum(path: Path, values: dict, body: str, n_data: int) -> np.ndarray:
         raise IncompatibleBasisFormat(
             f"{path}: spectrum {values.get('METABO', '?')!r} has {len(arr) // 2} points, NDATAB says {n_data}")
     spec = np.array(arr[0::2]) + 1j * np.array(arr[1::2])
+    bad = ~np.isfinite(spec)
+    if bad.any():
+        first = int(np.argmax(bad))
+        raise IncompatibleBasisFormat(f"{path}: spectrum {values.get('METABO', '?')!r} holds NaN or infinity "
+                                      f"({int(bad.sum())} of {n_data} points, the first at point {first})")
     return np.roll(spec, -int(values.get("ISHIFT", 0) or 0))
 
 

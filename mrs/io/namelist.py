@@ -4,7 +4,7 @@
 
 `blocks(text)` yields (NAME, {KEY: value}, start, end) in order; values are int, float, bool or str
 (the first of a list). `numbers(text, n)` reads n floats written in any Fortran E/D/F format, also
-when fixed-width fields touch ("-1.2E-03-4.5E-04").
+when fixed-width fields touch ("-1.2E-03-4.5E-04"), and NaN/Infinity.
 """
 
 from __future__ import annotations
@@ -16,7 +16,10 @@ from pathlib import Path
 
 _BLOCK = re.compile(r"[$&](\w+)(.*?)(?:[$&]END\b|^\s*/\s*$)", re.S | re.I | re.M)
 _KEY = re.compile(r"([A-Za-z_]\w*(?:\(\s*\d+\s*\))?)\s*=")
-_FLOAT = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[EeDd][-+]?\d+)?")
+# NaN and Infinity as Fortran writes them are numbers too: a damaged file is then refused where the sample is
+# (mrs.io.prepare, mrs.basis), not for a count that is one short
+_FLOAT = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[EeDd][-+]?\d+)?"
+                    r"|(?<![A-Za-z])[-+]?(?i:nan|inf(?:inity)?)(?![A-Za-z])")
 
 
 def read_text(path: Path) -> str:

@@ -143,6 +143,44 @@ def test_every_data_format_round_trips(fmt, name, tmp_path):
     assert back.acq["dwell_time_s"] == pytest.approx(2.5e-4)
 
 
+def test_a_jmrui_text_file_with_a_nan_row_is_refused_saying_where(tmp_path):
+    lines = SVS30["fida_jmrui"].read_text().splitlines()
+    rows = [i for i, line in enumerate(lines) if line[:1] and line[0] in "0123456789-+."]
+    lines[rows[100]] = "NaN\tNaN\tNaN\tNaN"  # the 101st sample of the only dataset
+    bad = tmp_path / "damaged.txt"
+    bad.write_text("\n".join(lines) + "\n")
+    assert np.isnan(read_spectrum(bad).data[0, 0, 100])  # read as a sample, not skipped ...
+    # ... so the fit refuses it where it is (before: "2047 data rows are not a whole number of 2048-point datasets")
+    with pytest.raises(SpectrumFormatError, match=r"NaN or infinite .*\(0, 0, 100\)"):
+        fit_file(str(bad), str(BASIS_123))
+
+
+def test_lcmodel_files_with_a_nan_sample_are_refused_saying_where(tmp_path):
+    import gzip
+    import re
+
+    from mrs.basis import BasisError
+
+    # .RAW: the 98th sample's real part (the numbers after $END are real, imaginary pairs)
+    head, body = LCM.joinpath("svs_30_fida.RAW").read_text().rsplit("$END", 1)
+    values = body.split()
+    values[2 * 97] = "NaN"
+    raw = tmp_path / "damaged.RAW"
+    raw.write_text(head + "$END\n" + "\n".join(f"{a} {b}" for a, b in zip(values[0::2], values[1::2])) + "\n")
+    # before: "expected (real, imag) pairs after $NMID, found 2047 numbers"
+    with pytest.raises(SpectrumFormatError, match=r"NaN or infinite .*\(0, 0, 97\)"):
+        fit_file(str(raw), str(BASIS_123))
+    # .BASIS: one sample of the Ala entry written as Fortran writes an overflow
+    text = gzip.decompress(BASIS_123.read_bytes()).decode()
+    ala = text.index("METABO = 'Ala'")
+    end = text.index("$END", ala) + len("$END")
+    first = re.compile(r"[-+]?\d\.\d+E[-+]\d+").search(text, end)
+    basis = tmp_path / "damaged.basis"
+    basis.write_text(text[:first.start()] + "-Infinity" + text[first.end():])
+    with pytest.raises(BasisError, match=r"'Ala' holds NaN or inf.* \(1 of 4944 points, the first at point 0\)"):
+        read_basis(basis)
+
+
 def test_a_truncated_nifti_mrs_file_is_a_one_line_error_naming_it(tmp_path):
     rng = np.random.default_rng(4)
     data = (rng.standard_normal((8, 1, 2048)) + 1j * rng.standard_normal((8, 1, 2048))).astype(np.complex64)
