@@ -136,7 +136,9 @@ class BlockProcessor:
         if fitter is None:
             return
         fid = (fitter.fids * fitter.scale[:, None]).sum(axis=0) * np.exp(-np.pi * 5.0 * fitter.t)
-        try:
-            fitter.fit(fid)
-        except Exception:  # a warm-up only: the first block will say what is wrong
-            pass
+        # every fitter a block will use (a plan without a reference fits with each baseline stiffness)
+        for f in (fitter, *([] if self.blocks.ctx.one_model else self.blocks.ctx.stiffer_fitters)):
+            try:
+                f.fit(fid)
+            except Exception:  # a warm-up only: the first block will say what is wrong
+                pass

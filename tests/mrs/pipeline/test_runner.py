@@ -225,7 +225,22 @@ def test_warm_up_changes_no_result(basis):
     cold = BlockProcessor(ACQ, basis, 8)
     _, a = _run(cold, _session(basis, n_met=24, seed=4))
     warm = BlockProcessor(ACQ, basis, 8)
+    fitters = [warm.fitter, *warm.blocks.ctx.stiffer_fitters]
+    assert len(fitters) == 3  # no session reference: 1, 1.5 and 2 ppm knots
+    calls = []
+
+    def counting(fitter):
+        fit = fitter.fit
+
+        def counted(*args, **kwargs):
+            calls.append(fitter)
+            return fit(*args, **kwargs)
+        return counted
+
+    for f in fitters:  # count the warm-up fits of each fitter a block will use
+        f.fit = counting(f)
     warm.warm_up()
+    assert [id(f) for f in calls] == [id(f) for f in fitters]
     _, b = _run(warm, _session(basis, n_met=24, seed=4))
     assert [r["block"] for r in a] == [r["block"] for r in b]
     for ra, rb in zip(a, b, strict=True):
